@@ -1,0 +1,38 @@
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+MAE: Final[int]
+MSE: Final[int]
+HUBER: Final[int]
+SMOOTH_L1: Final[int]
+LABEL: Final[int]
+PROB_RANGE: Final[int]
+PROB_NEG: Final[int]
+ROW_ZERO: Final[int]
+TARGET: Final[int]
+
+# (num, den, count, err, err_i, err_k)
+_Result = tuple[float, float, int, int, int, int]
+_F = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+def regression(
+    kind: int, param: float, y_true: _F, y_pred: _F, weight: npt.NDArray[np.float64],
+    loss_out: _F, write_out: bool, n_threads: int,
+) -> _Result: ...
+def binary(
+    y_true: _F, y_pred: _F, weight: npt.NDArray[np.float64],
+    pos_weight: npt.NDArray[np.float64], from_logits: bool, smoothing: float,
+    lo: float, hi: float, loss_out: _F, write_out: bool, n_threads: int,
+) -> _Result: ...
+def categorical(
+    y_true: _F, y_pred: _F, weight: npt.NDArray[np.float64], from_logits: bool,
+    smoothing: float, lo: float, hi: float, loss_out: _F, write_out: bool, n_threads: int,
+) -> _Result: ...
+def sparse(
+    labels: npt.NDArray[np.int64], y_pred: _F, weight: npt.NDArray[np.float64],
+    class_weight: npt.NDArray[np.float64], has_class_weight: bool,
+    has_ignore: bool, ignore_index: int, from_logits: bool, smoothing: float,
+    lo: float, hi: float, loss_out: _F, write_out: bool, n_threads: int,
+) -> _Result: ...

@@ -1,0 +1,496 @@
+"""Array loops of cyloss.
+
+Design
+------
+The package has four layers, each in its own file:
+
+1. ``_kernels.pxd``  inline scalar formulas in double (one per loss, plus the stable
+   primitives);
+2. ``_loops.pyx``    (this file) loops over typed memoryviews that call only those
+   kernels, release the GIL and run blocks of samples in an OpenMP ``prange``;
+3. ``_validation.py`` shapes, dtypes, parameters and every error message;
+4. ``losses.py``     the public functions and classes: validate, call one loop, return.
+
+Every loop here takes arrays whose shapes were already checked in Python, plus a
+contiguous float64 ``weight`` per sample (stride 0 when the user gave a scalar or
+nothing), and returns ``(num, den, count, err, err_i, err_k)``:
+
+- ``num``   sum of ``w_i * l_i`` over counted samples,
+- ``den``   sum of ``w_i * v_i`` (``v_i`` the class weight of the label, else 1),
+- ``count`` number of counted (not ignored) samples,
+- ``err``   0, or the code of the first invalid datum found (``ERR_*`` below), with
+  ``err_i`` its sample index and ``err_k`` its class/column (or the bad label).
+
+Determinism: the samples are cut into blocks whose size depends only on the input's
+shape, never on the thread count. Each block sums serially in float64 into its own slot;
+the slots are then added in block order on one thread. So the result is bitwise the same
+for any ``n_threads``, and the only allocation is the slot array (at most ``MAX_BLOCKS``
+entries, ~200 KiB), whatever the input size.
+
+Data checks (labels in range, probabilities in [0, 1], ...) happen in the same pass: a
+block stops at its first invalid datum and records it; since blocks are in sample order,
+the first block with an error holds the first invalid datum overall. Labels are checked
+before they are used as an index, so no out-of-range index reaches memory.
+"""
+
+from cython.parallel cimport prange
+from cython cimport floating
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+from libc.math cimport log, log1p, exp, INFINITY
+
+from cyloss._kernels cimport (
+    c_term, c_clip, c_mae, c_mse, c_huber, c_smooth_l1, c_bce_prob, c_bce_logit,
+)
+
+# Error codes, mirrored in _validation.py which turns them into messages.
+cdef enum:
+    ERR_NONE = 0
+    ERR_LABEL = 1         # label outside [0, C) and not ignore_index; err_k = label
+    ERR_PROB_RANGE = 2    # binary probability outside [0, 1]
+    ERR_PROB_NEG = 3      # negative probability in a categorical/sparse row
+    ERR_ROW_ZERO = 4      # probability row summing to 0
+    ERR_TARGET = 5        # target outside [0, 1]
+
+# Regression kinds.
+cdef enum:
+    K_MAE = 0
+    K_MSE = 1
+    K_HUBER = 2
+    K_SMOOTH_L1 = 3
+
+MAE, MSE, HUBER, SMOOTH_L1 = K_MAE, K_MSE, K_HUBER, K_SMOOTH_L1
+LABEL, PROB_RANGE, PROB_NEG, ROW_ZERO, TARGET = (
+    ERR_LABEL, ERR_PROB_RANGE, ERR_PROB_NEG, ERR_ROW_ZERO, ERR_TARGET)
+
+# A block holds about BLOCK_WORK elements; the number of blocks is capped at MAX_BLOCKS by
+# growing the blocks. Both depend on the shape alone.
+cdef Py_ssize_t BLOCK_WORK = 8192
+cdef Py_ssize_t MAX_BLOCKS = 4096
+
+
+cdef int _require(bint ok, str what) except -1:
+    # Invariants that losses.py establishes; checked again here because the loops run
+    # without bounds checks and a broken invariant would read outside an array.
+    if not ok:
+        raise ValueError(f"cyloss internal error: {what}")
+    return 0
+
+
+cdef int _check_common(Py_ssize_t n, Py_ssize_t n_weight, Py_ssize_t n_out,
+                       bint write_out) except -1:
+    _require(n_weight == n, "weight length differs from the number of samples")
+    _require(not write_out or n_out == n, "loss_out length differs from the samples")
+    return 0
+
+
+ctypedef struct Block:
+    double num
+    double den
+    int64_t count
+    int err
+    int64_t err_i
+    int64_t err_k
+
+
+cdef inline Py_ssize_t _block_size(Py_ssize_t n, Py_ssize_t width) noexcept nogil:
+    cdef Py_ssize_t size = BLOCK_WORK // (width if width > 0 else 1)
+    if size < 1:
+        size = 1
+    if (n + size - 1) // size > MAX_BLOCKS:
+        size = (n + MAX_BLOCKS - 1) // MAX_BLOCKS
+    return size
+
+
+cdef inline int _team(int n_threads, Py_ssize_t n_blocks) noexcept nogil:
+    if n_threads > n_blocks:
+        return <int>(n_blocks if n_blocks > 0 else 1)
+    return n_threads if n_threads > 0 else 1
+
+
+cdef Block* _new_blocks(Py_ssize_t n_blocks) except NULL:
+    cdef Block* blocks = <Block*>malloc((n_blocks if n_blocks > 0 else 1) * sizeof(Block))
+    if blocks == NULL:
+        raise MemoryError("cyloss: cannot allocate the block table")
+    return blocks
+
+
+cdef inline void _set(Block* blk, double num, double den, int64_t count) noexcept nogil:
+    blk.num = num
+    blk.den = den
+    blk.count = count
+    blk.err = ERR_NONE
+    blk.err_i = -1
+    blk.err_k = -1
+
+
+cdef inline void _fail(Block* blk, int err, int64_t i, int64_t k) noexcept nogil:
+    blk.num = 0.0
+    blk.den = 0.0
+    blk.count = 0
+    blk.err = err
+    blk.err_i = i
+    blk.err_k = k
+
+
+cdef tuple _combine(Block* blocks, Py_ssize_t n_blocks):
+    # Fixed order, one thread: this is what makes the sum independent of the team size.
+    cdef double num = 0.0, den = 0.0
+    cdef int64_t count = 0
+    cdef Py_ssize_t b
+    for b in range(n_blocks):
+        if blocks[b].err != ERR_NONE:
+            return (0.0, 0.0, 0, blocks[b].err, blocks[b].err_i, blocks[b].err_k)
+        num += blocks[b].num
+        den += blocks[b].den
+        count += blocks[b].count
+    return (num, den, count, ERR_NONE, -1, -1)
+
+
+# --- regression: MAE, MSE, Huber, smooth L1 -------------------------------------------
+
+cdef inline double _regression_term(int kind, double y, double p, double param) noexcept nogil:
+    if kind == K_MSE:
+        return c_mse(y, p)
+    if kind == K_MAE:
+        return c_mae(y, p)
+    if kind == K_HUBER:
+        return c_huber(y, p, param)
+    return c_smooth_l1(y, p, param)
+
+
+cdef void _regression_block(
+    int kind, double param,
+    const floating[:, :] y_true, const floating[:, :] y_pred, const double[:] weight,
+    floating[:] loss_out, bint write_out,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t i, k, width = y_pred.shape[1]
+    cdef double s, wl, num = 0.0, den = 0.0
+    for i in range(start, end):
+        s = 0.0
+        for k in range(width):
+            s += _regression_term(kind, y_true[i, k], y_pred[i, k], param)
+        wl = weight[i] * (s / width)
+        if write_out:
+            loss_out[i] = <floating>wl
+        num += wl
+        den += weight[i]
+    _set(blk, num, den, end - start)
+
+
+def regression(
+    int kind, double param,
+    const floating[:, :] y_true, const floating[:, :] y_pred, const double[:] weight,
+    floating[:] loss_out, bint write_out, int n_threads,
+):
+    """Per-sample mean over the last axis of an elementwise regression loss."""
+    cdef Py_ssize_t n = y_pred.shape[0]
+    cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
+    _check_common(n, weight.shape[0], loss_out.shape[0], write_out)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+            _regression_block(kind, param, y_true, y_pred, weight, loss_out, write_out,
+                              b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- binary cross-entropy ---------------------------------------------------------------
+
+cdef void _binary_block(
+    const floating[:, :] y_true, const floating[:, :] y_pred, const double[:] weight,
+    const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
+    floating[:] loss_out, bint write_out,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t i, k, width = y_pred.shape[1]
+    cdef double s, y, p, wl, num = 0.0, den = 0.0
+    cdef double keep = 1.0 - smoothing, half = 0.5 * smoothing
+    for i in range(start, end):
+        s = 0.0
+        for k in range(width):
+            y = y_true[i, k]
+            p = y_pred[i, k]
+            if y < 0.0 or y > 1.0:
+                _fail(blk, ERR_TARGET, i, k)
+                return
+            y = y * keep + half
+            if from_logits:
+                s += c_bce_logit(pos_weight[k] * y, 1.0 - y, p)
+            else:
+                if p < 0.0 or p > 1.0:
+                    _fail(blk, ERR_PROB_RANGE, i, k)
+                    return
+                s += c_bce_prob(pos_weight[k] * y, 1.0 - y, c_clip(p, lo, hi))
+        wl = weight[i] * (s / width)
+        if write_out:
+            loss_out[i] = <floating>wl
+        num += wl
+        den += weight[i]
+    _set(blk, num, den, end - start)
+
+
+def binary(
+    const floating[:, :] y_true, const floating[:, :] y_pred, const double[:] weight,
+    const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
+    floating[:] loss_out, bint write_out, int n_threads,
+):
+    """Per-sample mean over the last axis of binary cross-entropy."""
+    cdef Py_ssize_t n = y_pred.shape[0]
+    cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
+    _require(pos_weight.shape[0] == y_pred.shape[1], "pos_weight length differs")
+    _check_common(n, weight.shape[0], loss_out.shape[0], write_out)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+            _binary_block(y_true, y_pred, weight, pos_weight, from_logits, smoothing,
+                          lo, hi, loss_out, write_out,
+                          b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- rows: shared pieces of the categorical and sparse loops -----------------------------
+# A class row is y_pred[a, :, c] for sample i = a * B + c (B = size after the class axis),
+# so any class axis is read in place.
+
+cdef inline double _row_shift(
+    const floating[:, :, :] x, Py_ssize_t a, Py_ssize_t c, Py_ssize_t n_classes,
+    Py_ssize_t* argmax,
+) noexcept nogil:
+    # Row maximum and its index. The first entry seeds it so that a NaN there keeps the
+    # maximum NaN (a NaN elsewhere is caught by the sum of exponentials).
+    cdef Py_ssize_t k, best = 0
+    cdef double m = x[a, 0, c]
+    for k in range(1, n_classes):
+        if x[a, k, c] > m:
+            m = x[a, k, c]
+            best = k
+    argmax[0] = best
+    return m
+
+
+cdef inline double _log_norm(
+    const floating[:, :, :] x, Py_ssize_t a, Py_ssize_t c, Py_ssize_t n_classes,
+    double m, Py_ssize_t best,
+) noexcept nogil:
+    # log(sum_k e^(x_k - m)) = log1p(sum_{k != argmax} e^(x_k - m)): the argmax term is
+    # exactly 1, so leaving it out of the sum keeps tiny losses (a confident, correct
+    # row) accurate to the last bit instead of to 1e-16 absolute.
+    cdef Py_ssize_t k
+    cdef double s = 0.0
+    for k in range(n_classes):
+        if k != best:
+            s += exp(x[a, k, c] - m)
+    return log1p(s)
+
+
+cdef inline double _neg_log_softmax(
+    const floating[:, :, :] x, Py_ssize_t a, Py_ssize_t c, Py_ssize_t k,
+    double m, Py_ssize_t best, double lognorm,
+) noexcept nogil:
+    # -log softmax(x)_k = (m - x_k) + lognorm; the argmax term is exactly lognorm, which
+    # also gives the limit 0 (not inf - inf) for a single +inf logit.
+    if k == best:
+        return lognorm
+    return (m - x[a, k, c]) + lognorm
+
+
+cdef inline double _row_sum(
+    const floating[:, :, :] x, Py_ssize_t a, Py_ssize_t c, Py_ssize_t n_classes,
+    Py_ssize_t* negative,
+) noexcept nogil:
+    # Sum of a probability row; negative[0] = first negative class, or -1.
+    cdef Py_ssize_t k
+    cdef double s = 0.0, p
+    negative[0] = -1
+    for k in range(n_classes):
+        p = x[a, k, c]
+        if p < 0.0:
+            negative[0] = k
+            return s
+        s += p
+    return s
+
+
+# --- categorical cross-entropy ---------------------------------------------------------------
+
+cdef void _categorical_block(
+    const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
+    const double[:] weight, bint from_logits, double smoothing, double lo, double hi,
+    floating[:] loss_out, bint write_out,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
+    cdef Py_ssize_t i, k, a, c, best, negative
+    cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
+    cdef double y, l, m, lognorm, total, wl, num = 0.0, den = 0.0
+    for i in range(start, end):
+        a = i // inner
+        c = i - a * inner
+        for k in range(n_classes):
+            y = y_true[a, k, c]
+            if y < 0.0 or y > 1.0:
+                _fail(blk, ERR_TARGET, i, k)
+                return
+        l = 0.0
+        if from_logits:
+            m = _row_shift(y_pred, a, c, n_classes, &best)
+            lognorm = _log_norm(y_pred, a, c, n_classes, m, best)
+            for k in range(n_classes):
+                l += c_term(y_true[a, k, c] * keep + spread,
+                            _neg_log_softmax(y_pred, a, c, k, m, best, lognorm))
+        else:
+            total = _row_sum(y_pred, a, c, n_classes, &negative)
+            if negative >= 0:
+                _fail(blk, ERR_PROB_NEG, i, negative)
+                return
+            if total == 0.0:
+                _fail(blk, ERR_ROW_ZERO, i, -1)
+                return
+            for k in range(n_classes):
+                l += c_term(y_true[a, k, c] * keep + spread,
+                            -log(c_clip(y_pred[a, k, c] / total, lo, hi)))
+        wl = weight[i] * l
+        if write_out:
+            loss_out[i] = <floating>wl
+        num += wl
+        den += weight[i]
+    _set(blk, num, den, end - start)
+
+
+def categorical(
+    const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
+    const double[:] weight, bint from_logits, double smoothing, double lo, double hi,
+    floating[:] loss_out, bint write_out, int n_threads,
+):
+    """Categorical cross-entropy over arrays viewed as (outer, classes, inner)."""
+    cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
+    cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    _require(y_true.shape[0] == y_pred.shape[0] and y_true.shape[1] == y_pred.shape[1]
+             and y_true.shape[2] == y_pred.shape[2], "shapes differ")
+    _require(y_pred.shape[1] > 0 or n == 0, "no classes")
+    _check_common(n, weight.shape[0], loss_out.shape[0], write_out)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+            _categorical_block(y_true, y_pred, weight, from_logits, smoothing, lo, hi,
+                               loss_out, write_out,
+                               b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- sparse categorical cross-entropy ----------------------------------------------------------
+# With q the smoothed one-hot target (q_k = (1 - s)[k == label] + s/C) and cw the class
+# weights (all 1 when absent):  l = sum_k cw_k q_k (-log p_k)
+#   = (1 - s) cw_label (-log p_label) + (s/C) sum_k cw_k (-log p_k).
+# Without class weights the logit form of the second sum is the closed form
+#   s (lse - mean_k x_k) = s (lognorm + sum_{k != argmax} (m - x_k) / C),
+# so no one-hot row and no log-probability row is ever built.
+
+cdef void _sparse_block(
+    const int64_t[:] labels, const floating[:, :, :] y_pred, const double[:] weight,
+    const double[:] class_weight, bint has_class_weight,
+    bint has_ignore, int64_t ignore_index,
+    bint from_logits, double smoothing, double lo, double hi,
+    floating[:] loss_out, bint write_out,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
+    cdef Py_ssize_t i, k, a, c, best, negative
+    cdef int64_t label, count = 0
+    cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
+    cdef double l, m, lognorm, total, nll, smooth, cw, wl, num = 0.0, den = 0.0
+    for i in range(start, end):
+        label = labels[i]
+        if has_ignore and label == ignore_index:
+            if write_out:
+                loss_out[i] = 0
+            continue
+        if label < 0 or label >= n_classes:
+            _fail(blk, ERR_LABEL, i, label)
+            return
+        a = i // inner
+        c = i - a * inner
+        cw = class_weight[label] if has_class_weight else 1.0
+        smooth = 0.0
+        if from_logits:
+            m = _row_shift(y_pred, a, c, n_classes, &best)
+            lognorm = _log_norm(y_pred, a, c, n_classes, m, best)
+            nll = _neg_log_softmax(y_pred, a, c, label, m, best, lognorm)
+            if smoothing != 0.0:
+                if has_class_weight:
+                    for k in range(n_classes):
+                        smooth += c_term(class_weight[k],
+                                         _neg_log_softmax(y_pred, a, c, k, m, best, lognorm))
+                else:
+                    for k in range(n_classes):
+                        if k != best:
+                            smooth += m - y_pred[a, k, c]
+                    smooth += n_classes * lognorm
+        else:
+            total = _row_sum(y_pred, a, c, n_classes, &negative)
+            if negative >= 0:
+                _fail(blk, ERR_PROB_NEG, i, negative)
+                return
+            if total == 0.0:
+                _fail(blk, ERR_ROW_ZERO, i, -1)
+                return
+            nll = -log(c_clip(y_pred[a, label, c] / total, lo, hi))
+            if smoothing != 0.0:
+                for k in range(n_classes):
+                    smooth += c_term(class_weight[k] if has_class_weight else 1.0,
+                                     -log(c_clip(y_pred[a, k, c] / total, lo, hi)))
+        l = c_term(keep * cw, nll)
+        if smoothing != 0.0:
+            l += c_term(spread, smooth)
+        wl = weight[i] * l
+        if write_out:
+            loss_out[i] = <floating>wl
+        num += wl
+        den += weight[i] * cw
+        count += 1
+    _set(blk, num, den, count)
+
+
+def sparse(
+    const int64_t[:] labels, const floating[:, :, :] y_pred, const double[:] weight,
+    const double[:] class_weight, bint has_class_weight,
+    bint has_ignore, int64_t ignore_index,
+    bint from_logits, double smoothing, double lo, double hi,
+    floating[:] loss_out, bint write_out, int n_threads,
+):
+    """Sparse (integer-label) cross-entropy over y_pred viewed as (outer, classes, inner)."""
+    cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
+    cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    _require(labels.shape[0] == n, "labels length differs from the number of samples")
+    _require(not has_class_weight or class_weight.shape[0] == y_pred.shape[1],
+             "class_weight length differs from the number of classes")
+    _require(y_pred.shape[1] > 0 or n == 0, "no classes")
+    _check_common(n, weight.shape[0], loss_out.shape[0], write_out)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+            _sparse_block(labels, y_pred, weight, class_weight, has_class_weight,
+                          has_ignore, ignore_index, from_logits, smoothing, lo, hi,
+                          loss_out, write_out,
+                          b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)

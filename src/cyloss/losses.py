@@ -1,0 +1,655 @@
+"""Public loss functions and Keras-style loss classes.
+
+Each function validates and normalises its arguments (``_validation``), calls one
+compiled loop (``_loops``), and turns the loop's float64 sums into the reduction. No
+function here computes a loss value itself, and no loop validates.
+
+Reductions (the same vocabulary for every loss), with ``w_i`` the sample weight and
+``l_i`` the per-sample loss:
+
+=============================================  ==========================================
+``"mean"`` (``"sum_over_batch_size"``)          ``sum w_i l_i / n_counted`` (Keras)
+``"weighted_mean"`` (``"mean_with_sample_weight"``)  ``sum w_i l_i / sum w_i v_i`` (PyTorch)
+``"sum"``                                        ``sum w_i l_i``
+``"none"`` (or ``None``)                          the array of ``w_i l_i``
+=============================================  ==========================================
+
+``v_i`` is ``class_weight[label_i]`` for sparse cross-entropy and 1 otherwise. A zero
+denominator gives ``0.0``. Reduced results are Python floats summed in float64 in a
+fixed block order, so they are bitwise identical for every ``n_threads``.
+"""
+
+import numpy as np
+
+from cyloss import _loops
+from cyloss import _validation as V
+from cyloss._openmp import resolve_threads
+
+__all__ = [
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+    "binary_crossentropy",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "huber",
+    "smooth_l1",
+    "mae",
+    "mse",
+    "Loss",
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+    "BinaryCrossentropy",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Huber",
+    "SmoothL1",
+    "LOSSES",
+    "get",
+]
+
+
+def _loss_out(reduction, prep):
+    if reduction == "none":
+        return np.empty(prep.n_samples, dtype=prep.dtype), True
+    return np.empty(0, dtype=prep.dtype), False
+
+
+def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None):
+    num, den, count, err, err_i, err_k = result
+    if err:
+        V.raise_data_error(err, err_i, err_k, prep, loss_name, ignore_index)
+    if reduction == "none":
+        return loss_out.reshape(prep.sample_shape)
+    if reduction == "sum":
+        return float(num)
+    if reduction == "mean":
+        return float(num / count) if count else 0.0
+    return float(num / den) if den != 0.0 else 0.0
+
+
+def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_threads):
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    prep = V.elementwise(y_true, y_pred)
+    weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    loss_out, write_out = _loss_out(reduction, prep)
+    result = _loops.regression(
+        kind, param, prep.y_true, prep.y_pred, weight, loss_out, write_out,
+        resolve_threads(n_threads, prep.n_elements),
+    )
+    return _finish(result, reduction, loss_out, prep, "regression")
+
+
+# --- functions ----------------------------------------------------------------------------
+
+def categorical_crossentropy(
+    y_true, y_pred, *, from_logits=False, label_smoothing=0.0, axis=-1,
+    sample_weight=None, reduction="mean", epsilon=1e-7, n_threads=None,
+):
+    r"""Categorical cross-entropy between one-hot (or soft) targets and predictions.
+
+    .. math:: l = -\sum_c y_c \log p_c
+
+    over the class axis, with ``y <- y (1 - s) + s / C`` for ``label_smoothing = s``.
+    From probabilities (Keras): ``p <- p / sum_c p``, then clipped to
+    ``[epsilon, 1 - epsilon]`` (bounds computed in the compute dtype). From logits:
+    ``l = sum_c y_c (logsumexp(x) - x_c)`` with the row maximum subtracted first and a
+    zero target contributing 0 even against a ``-inf`` logit. A row whose only
+    ``+inf`` logit is the target gives 0; several ``+inf`` logits give NaN, as in
+    PyTorch and Keras.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Targets in ``[0, 1]``, same shape as ``y_pred``.
+    y_pred : array_like
+        Probabilities (non-negative rows with a positive sum) or logits.
+    from_logits : bool, default False
+    label_smoothing : float in [0, 1], default 0
+    axis : int, default -1
+        The class axis; any axis is read in place.
+    sample_weight : array_like, optional
+        Broadcast to the per-sample shape (``y_pred.shape`` without ``axis``).
+    reduction : {"mean", "weighted_mean", "sum", "none"} or an alias, default "mean"
+    epsilon : float in (0, 0.5), default 1e-7
+    n_threads : int or None
+        ``None``: OpenMP's limit capped at the physical cores, serial for small inputs;
+        ``k > 0``: ``k`` threads; ``-1``: every core. The result does not depend on it.
+
+    Returns
+    -------
+    float or ndarray
+        A Python float, or for ``reduction="none"`` the per-sample losses in the
+        compute dtype.
+
+    Raises
+    ------
+    ValueError
+        Shape mismatch, bad ``axis`` or option, targets outside [0, 1], negative
+        probabilities or an all-zero row (probability input).
+    TypeError
+        Non-numeric input.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> y_true = [[0, 1, 0], [0, 0, 1]]
+    >>> y_pred = [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]
+    >>> round(cyloss.categorical_crossentropy(y_true, y_pred), 7)
+    1.1769392
+    >>> cyloss.categorical_crossentropy(y_true, [[0., 9., 0.], [0., 0., 9.]],
+    ...                                 from_logits=True, reduction="none").round(6)
+    array([0.000247, 0.000247])
+    """
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    from_logits = V.check_from_logits(from_logits)
+    smoothing = V.check_label_smoothing(label_smoothing)
+    epsilon = V.check_epsilon(epsilon)
+    prep = V.categorical(y_true, y_pred, V.check_axis(axis))
+    weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    lo, hi = V.clip_bounds(epsilon, prep.dtype)
+    loss_out, write_out = _loss_out(reduction, prep)
+    result = _loops.categorical(
+        prep.y_true, prep.y_pred, weight, from_logits, smoothing, lo, hi,
+        loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
+    )
+    return _finish(result, reduction, loss_out, prep, "categorical_crossentropy")
+
+
+def sparse_categorical_crossentropy(
+    y_true, y_pred, *, from_logits=False, axis=-1, ignore_index=None, class_weight=None,
+    label_smoothing=0.0, sample_weight=None, reduction="mean", epsilon=1e-7,
+    n_threads=None,
+):
+    r"""Cross-entropy against integer class labels.
+
+    .. math:: l = -\sum_c w_c q_c \log p_c, \quad
+              q_c = (1 - s)[c = \mathrm{label}] + s / C
+
+    which is ``-log p_label`` without options. ``w`` is ``class_weight`` (PyTorch's
+    ``weight=``; all ones when absent). From logits it is computed in closed form,
+    ``(1 - s)(lse - x_label) + s (lse - mean_c x_c)`` without class weights, never
+    building a one-hot or log-probability row. Probabilities are renormalised and
+    clipped as in :func:`categorical_crossentropy`.
+
+    Parameters
+    ----------
+    y_true : array_like of int
+        Labels in ``[0, C)``, shaped like ``y_pred`` without the class axis (or with a
+        class axis of size 1). Float labels are accepted when every value is an exact
+        integer.
+    y_pred : array_like
+        Probabilities or logits with the classes on ``axis``.
+    from_logits : bool, default False
+    axis : int, default -1
+    ignore_index : int, optional
+        Samples with this label contribute 0 and are not counted (PyTorch).
+    class_weight : array_like of shape (C,), optional
+        Non-negative per-class weights. With ``reduction="weighted_mean"`` sample ``i``
+        counts with ``sample_weight_i * class_weight[label_i]``: PyTorch's ``mean``.
+    label_smoothing : float in [0, 1], default 0
+    sample_weight, reduction, epsilon, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+        Ignored samples hold 0 in ``reduction="none"``.
+
+    Raises
+    ------
+    ValueError
+        Labels outside ``[0, C)`` (other than ``ignore_index``), non-integer or
+        non-finite float labels, shape mismatch, bad options, negative probabilities or
+        an all-zero row (probability input).
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> round(cyloss.sparse_categorical_crossentropy([1, 2], [[0.05, 0.95, 0],
+    ...                                                      [0.1, 0.8, 0.1]]), 7)
+    1.1769392
+    >>> logits = [[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    >>> round(cyloss.sparse_categorical_crossentropy([0, -100], logits, from_logits=True,
+    ...                                              ignore_index=-100), 6)
+    0.239545
+    """
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    from_logits = V.check_from_logits(from_logits)
+    smoothing = V.check_label_smoothing(label_smoothing)
+    epsilon = V.check_epsilon(epsilon)
+    ignore_index = V.check_ignore_index(ignore_index)
+    class_weight = V.check_class_weight(class_weight)
+    prep = V.sparse(y_true, y_pred, V.check_axis(axis))
+    cw, has_cw = V.class_weights(class_weight, prep.y_pred.shape[1])
+    weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    lo, hi = V.clip_bounds(epsilon, prep.dtype)
+    loss_out, write_out = _loss_out(reduction, prep)
+    result = _loops.sparse(
+        prep.labels, prep.y_pred, weight, cw, has_cw,
+        ignore_index is not None, ignore_index if ignore_index is not None else 0,
+        from_logits, smoothing, lo, hi,
+        loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
+    )
+    return _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
+                   ignore_index)
+
+
+def binary_crossentropy(
+    y_true, y_pred, *, from_logits=False, label_smoothing=0.0, pos_weight=None,
+    sample_weight=None, reduction="mean", epsilon=1e-7, n_threads=None,
+):
+    r"""Binary cross-entropy, averaged over the last axis.
+
+    .. math:: l = \mathrm{mean}_k \left[-(w_k y \log p + (1 - y) \log(1 - p))\right]
+
+    with ``y <- y (1 - s) + s / 2`` for ``label_smoothing = s`` and ``w`` the
+    ``pos_weight`` (PyTorch's; 1 when absent). Probabilities are clipped to
+    ``[epsilon, 1 - epsilon]``. From logits,
+    ``l = w y softplus(-x) + (1 - y) softplus(x)``, which equals PyTorch's
+    ``(1 - y) x + (1 + (w - 1) y) softplus(-x)``; infinite logits give the limit
+    (0 or inf), never NaN.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Targets in ``[0, 1]``, same shape as ``y_pred`` (a trailing axis of 1 on one side
+        is squeezed). A 1-D input is ``n`` samples of one output each.
+    y_pred : array_like
+        Probabilities in ``[0, 1]`` or logits.
+    from_logits : bool, default False
+    label_smoothing : float in [0, 1], default 0
+    pos_weight : float or array_like, optional
+        Non-negative weight of the positive term, broadcast to the last axis.
+    sample_weight, reduction, epsilon, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Raises
+    ------
+    ValueError
+        ``y_pred`` outside [0, 1] without ``from_logits=True``, targets outside [0, 1],
+        shape mismatch, bad options.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> round(cyloss.binary_crossentropy([[0], [1]], [[0.4], [0.6]]), 7)
+    0.5108256
+    >>> float(cyloss.binary_crossentropy([1.0, 0.0], [float("inf"), float("-inf")],
+    ...                                  from_logits=True))
+    0.0
+    """
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    from_logits = V.check_from_logits(from_logits)
+    smoothing = V.check_label_smoothing(label_smoothing)
+    epsilon = V.check_epsilon(epsilon)
+    pos_weight = V.check_pos_weight(pos_weight)
+    prep = V.elementwise(y_true, y_pred)
+    pw = V.pos_weights(pos_weight, prep.y_pred.shape[1])
+    weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    lo, hi = V.clip_bounds(epsilon, prep.dtype)
+    loss_out, write_out = _loss_out(reduction, prep)
+    result = _loops.binary(
+        prep.y_true, prep.y_pred, weight, pw, from_logits, smoothing, lo, hi,
+        loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
+    )
+    return _finish(result, reduction, loss_out, prep, "binary_crossentropy")
+
+
+def mean_absolute_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
+                        n_threads=None):
+    r"""Mean absolute error over the last axis: :math:`l = \mathrm{mean}_k |p - y|`.
+
+    ``y_true`` and ``y_pred`` have the same shape (a trailing axis of 1 on one side is
+    squeezed); a 1-D input is ``n`` samples of one output each. ``sample_weight``,
+    ``reduction`` and ``n_threads`` as in :func:`categorical_crossentropy`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.mean_absolute_error([[0.], [0.]], [[1.], [1.]])
+    1.0
+    """
+    return _elementwise(_loops.MAE, 0.0, y_true, y_pred, sample_weight, reduction, n_threads)
+
+
+def mean_squared_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
+                       n_threads=None):
+    r"""Mean squared error over the last axis: :math:`l = \mathrm{mean}_k (p - y)^2`.
+
+    Shapes and arguments as in :func:`mean_absolute_error`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.mean_squared_error([[0.], [1.]], [[1.], [1.]])
+    0.5
+    >>> cyloss.mean_squared_error([0., 1.], [1., 1.], reduction="none")
+    array([1., 0.])
+    """
+    return _elementwise(_loops.MSE, 0.0, y_true, y_pred, sample_weight, reduction, n_threads)
+
+
+def huber(y_true, y_pred, *, delta=1.0, sample_weight=None, reduction="mean",
+          n_threads=None):
+    r"""Huber loss over the last axis (Keras's ``huber``, PyTorch's ``huber_loss``).
+
+    .. math:: l = \mathrm{mean}_k \begin{cases} e^2 / 2 & |e| \le \delta \\
+              \delta (|e| - \delta / 2) & \text{otherwise} \end{cases},
+              \quad e = p - y
+
+    ``delta > 0``. Shapes and other arguments as in :func:`mean_absolute_error`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> round(cyloss.huber([[0], [1]], [[0.6], [0.4]]), 7)
+    0.18
+    """
+    delta = V.check_delta(delta)
+    return _elementwise(_loops.HUBER, delta, y_true, y_pred, sample_weight, reduction,
+                        n_threads)
+
+
+def smooth_l1(y_true, y_pred, *, beta=1.0, sample_weight=None, reduction="mean",
+              n_threads=None):
+    r"""Smooth L1 loss over the last axis (PyTorch's ``smooth_l1_loss``).
+
+    .. math:: l = \mathrm{mean}_k \begin{cases} e^2 / (2 \beta) & |e| < \beta \\
+              |e| - \beta / 2 & \text{otherwise} \end{cases},
+              \quad e = p - y
+
+    ``beta >= 0``; ``beta == 0`` is the L1 loss. ``huber(delta=d) / d`` equals
+    ``smooth_l1(beta=d)``. Shapes and other arguments as in
+    :func:`mean_absolute_error`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.smooth_l1([0.0, 0.0], [0.5, 3.0], reduction="none")
+    array([0.125, 2.5  ])
+    """
+    beta = V.check_beta(beta)
+    return _elementwise(_loops.SMOOTH_L1, beta, y_true, y_pred, sample_weight, reduction,
+                        n_threads)
+
+
+mae = mean_absolute_error
+mse = mean_squared_error
+
+
+# --- classes ------------------------------------------------------------------------------
+
+class Loss:
+    """Base of the Keras-style loss classes.
+
+    A loss object stores its options (validated at construction), is called as
+    ``loss(y_true, y_pred, sample_weight=None)``, has ``get_config()`` /
+    ``from_config()``, pickles, and compares equal by config.
+    """
+
+    _function = None
+    _defaults = {}
+
+    def __init__(self, *, name, reduction, n_threads, **options):
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a string; got {name!r}")
+        self._options = dict(options)
+        self._options["reduction"] = V.check_reduction(reduction)
+        self._options["n_threads"] = V.check_n_threads(n_threads)
+        self.name = name
+
+    @property
+    def reduction(self):
+        return self._options["reduction"]
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return type(self)._function(y_true, y_pred, sample_weight=sample_weight,
+                                    **self._call_options())
+
+    def _call_options(self):
+        return dict(self._options)
+
+    def get_config(self):
+        """The constructor arguments, as plain Python values."""
+        config = {"name": self.name}
+        for key, value in self._options.items():
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            config[key] = value
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuild a loss from :meth:`get_config` (Keras's ``dtype`` key is ignored)."""
+        config = {k: v for k, v in dict(config).items() if k != "dtype"}
+        return cls(**config)
+
+    def _key(self):
+        return tuple(
+            (k, tuple(v) if isinstance(v, list) else v)
+            for k, v in sorted(self.get_config().items())
+        )
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self):
+        return hash((type(self).__name__, self._key()))
+
+    def __repr__(self):
+        config = self.get_config()
+        defaults = dict(type(self)._defaults)
+        shown = [f"{k}={v!r}" for k, v in config.items() if defaults.get(k, object()) != v]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def __getstate__(self):
+        return self.get_config()
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+
+def _defaults(name, **options):
+    return {"name": name, "reduction": "mean", "n_threads": None, **options}
+
+
+class CategoricalCrossentropy(Loss):
+    """Categorical cross-entropy as a Keras-style object; see :func:`categorical_crossentropy`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.CategoricalCrossentropy(label_smoothing=0.1)
+    >>> loss
+    CategoricalCrossentropy(label_smoothing=0.1)
+    >>> round(loss([[0, 1], [1, 0]], [[0.2, 0.8], [0.6, 0.4]]), 6)
+    0.411779
+    """
+
+    _function = staticmethod(categorical_crossentropy)
+    _defaults = _defaults("categorical_crossentropy", from_logits=False,
+                          label_smoothing=0.0, axis=-1, epsilon=1e-7)
+
+    def __init__(self, *, from_logits=False, label_smoothing=0.0, axis=-1, epsilon=1e-7,
+                 reduction="mean", n_threads=None, name="categorical_crossentropy"):
+        super().__init__(
+            name=name, reduction=reduction, n_threads=n_threads,
+            from_logits=V.check_from_logits(from_logits),
+            label_smoothing=V.check_label_smoothing(label_smoothing),
+            axis=V.check_axis(axis), epsilon=V.check_epsilon(epsilon),
+        )
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Sparse cross-entropy as a Keras-style object; see :func:`sparse_categorical_crossentropy`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.SparseCategoricalCrossentropy(from_logits=True, ignore_index=-1)
+    >>> round(loss([0, -1, 1], [[1.0, 0.0], [5.0, 5.0], [0.0, 1.0]]), 6)
+    0.313262
+    """
+
+    _function = staticmethod(sparse_categorical_crossentropy)
+    _defaults = _defaults("sparse_categorical_crossentropy", from_logits=False, axis=-1,
+                          ignore_index=None, class_weight=None, label_smoothing=0.0,
+                          epsilon=1e-7)
+
+    def __init__(self, *, from_logits=False, axis=-1, ignore_index=None, class_weight=None,
+                 label_smoothing=0.0, epsilon=1e-7, reduction="mean", n_threads=None,
+                 name="sparse_categorical_crossentropy"):
+        super().__init__(
+            name=name, reduction=reduction, n_threads=n_threads,
+            from_logits=V.check_from_logits(from_logits), axis=V.check_axis(axis),
+            ignore_index=V.check_ignore_index(ignore_index),
+            class_weight=V.check_class_weight(class_weight),
+            label_smoothing=V.check_label_smoothing(label_smoothing),
+            epsilon=V.check_epsilon(epsilon),
+        )
+
+
+class BinaryCrossentropy(Loss):
+    """Binary cross-entropy as a Keras-style object; see :func:`binary_crossentropy`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.BinaryCrossentropy(from_logits=True, pos_weight=2.0)
+    >>> round(loss([1.0, 0.0], [0.0, 0.0]), 6)
+    1.039721
+    """
+
+    _function = staticmethod(binary_crossentropy)
+    _defaults = _defaults("binary_crossentropy", from_logits=False, label_smoothing=0.0,
+                          pos_weight=None, epsilon=1e-7)
+
+    def __init__(self, *, from_logits=False, label_smoothing=0.0, pos_weight=None,
+                 epsilon=1e-7, reduction="mean", n_threads=None,
+                 name="binary_crossentropy"):
+        pw = V.check_pos_weight(pos_weight)
+        if pw is not None and pw.ndim == 0:
+            pw = float(pw)
+        super().__init__(
+            name=name, reduction=reduction, n_threads=n_threads,
+            from_logits=V.check_from_logits(from_logits),
+            label_smoothing=V.check_label_smoothing(label_smoothing),
+            pos_weight=pw, epsilon=V.check_epsilon(epsilon),
+        )
+
+
+class MeanAbsoluteError(Loss):
+    """Mean absolute error as a Keras-style object; see :func:`mean_absolute_error`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.MeanAbsoluteError(reduction="sum")([0.0, 0.0], [1.0, -2.0])
+    3.0
+    """
+
+    _function = staticmethod(mean_absolute_error)
+    _defaults = _defaults("mean_absolute_error")
+
+    def __init__(self, *, reduction="mean", n_threads=None, name="mean_absolute_error"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads)
+
+
+class MeanSquaredError(Loss):
+    """Mean squared error as a Keras-style object; see :func:`mean_squared_error`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.MeanSquaredError()([0.0, 0.0], [1.0, -2.0])
+    2.5
+    """
+
+    _function = staticmethod(mean_squared_error)
+    _defaults = _defaults("mean_squared_error")
+
+    def __init__(self, *, reduction="mean", n_threads=None, name="mean_squared_error"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads)
+
+
+class Huber(Loss):
+    """Huber loss as a Keras-style object; see :func:`huber`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.Huber(delta=2.0)([0.0, 0.0], [1.0, 4.0])
+    3.25
+    """
+
+    _function = staticmethod(huber)
+    _defaults = _defaults("huber", delta=1.0)
+
+    def __init__(self, *, delta=1.0, reduction="mean", n_threads=None, name="huber"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
+                         delta=V.check_delta(delta))
+
+
+class SmoothL1(Loss):
+    """Smooth L1 loss as a Keras-style object; see :func:`smooth_l1`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.SmoothL1(beta=0.0)([0.0, 0.0], [1.0, -3.0])
+    2.0
+    """
+
+    _function = staticmethod(smooth_l1)
+    _defaults = _defaults("smooth_l1", beta=1.0)
+
+    def __init__(self, *, beta=1.0, reduction="mean", n_threads=None, name="smooth_l1"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
+                         beta=V.check_beta(beta))
+
+
+#: Every loss by its function name: the class that stores its options.
+LOSSES = {
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mean_squared_error": MeanSquaredError,
+    "huber": Huber,
+    "smooth_l1": SmoothL1,
+}
+_ALIASES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
+
+
+def get(identifier, **options):
+    """A loss object from its name (``"huber"``, ``"mse"``, ...) or class name.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.get("mse")
+    MeanSquaredError()
+    >>> cyloss.get("Huber", delta=2.0)
+    Huber(delta=2.0)
+    """
+    if isinstance(identifier, Loss):
+        return identifier
+    name = _ALIASES.get(identifier, identifier)
+    if name in LOSSES:
+        return LOSSES[name](**options)
+    for cls in LOSSES.values():
+        if cls.__name__ == name:
+            return cls(**options)
+    raise ValueError(
+        f"unknown loss {identifier!r}; known: {', '.join(sorted([*LOSSES, *_ALIASES]))}"
+    )
