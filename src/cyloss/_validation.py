@@ -88,9 +88,11 @@ def check_beta(value):
 
 
 def check_from_logits(value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"from_logits must be True or False; got {value!r}")
-    return bool(value)
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
+        return bool(value)
+    raise ValueError(f"from_logits must be True or False; got {value!r}")
 
 
 def check_axis(axis):
@@ -156,6 +158,8 @@ def as_array(x, name):
             arr = np.asarray(x)
         except ValueError as exc:  # ragged nested sequences
             raise ValueError(f"{name} is not a rectangular array: {exc}") from None
+        except (TypeError, RuntimeError) as exc:  # e.g. a tensor that requires grad
+            raise TypeError(f"{name} cannot be read as a NumPy array: {exc}") from None
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name} must hold real numbers; got complex dtype {arr.dtype}")
