@@ -8,6 +8,35 @@ import numpy as np
 from cyloss import _openmp
 
 
+def _openmp_runtimes():
+    """The OpenMP runtimes loaded in this process, as threadpoolctl sees them."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (install threadpoolctl to list the loaded runtime)"
+    import os
+
+    import cyloss
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(cyloss.__file__)))
+    found = []
+    for info in threadpool_info():
+        if info.get("user_api") != "openmp":
+            continue
+        path = info.get("filepath") or ""
+        found.append({
+            "library": info.get("internal_api"),
+            "filepath": path,
+            "version": info.get("version"),
+            "num_threads": info.get("num_threads"),
+            # auditwheel/delocate/delvewheel put the wheel's copy in cyloss.libs/ (or .dylibs/)
+            "bundled_with_cyloss": os.path.abspath(path).startswith(
+                os.path.join(here, "cyloss")
+            ),
+        })
+    return found
+
+
 def _config():
     from cyloss import __version__
 
@@ -23,6 +52,8 @@ def _config():
         "serial_below_elements": _openmp.SERIAL_BELOW,
         "debug_build": _openmp.debug_build(),
         "compiler_flags": _openmp.build_flags(),
+        "forked_child_serial": _openmp.in_forked_child(),
+        "openmp_runtime": _openmp_runtimes(),
     }
 
 
@@ -48,5 +79,13 @@ def show_config(mode="stdout"):
         raise ValueError(f"mode must be 'stdout' or 'dicts'; got {mode!r}")
     width = max(len(k) for k in config)
     for key, value in config.items():
+        if isinstance(value, list):
+            if not value:
+                print(f"{key:<{width}} : none loaded")
+            for i, runtime in enumerate(value):
+                label = key if i == 0 else ""
+                text = ", ".join(f"{k}={v}" for k, v in runtime.items())
+                print(f"{label:<{width}} : {text}")
+            continue
         print(f"{key:<{width}} : {value}")
     return None

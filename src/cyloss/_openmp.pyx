@@ -80,10 +80,29 @@ def default_threads():
     return max(1, min(int(omp_get_max_threads()), physical_cores()))
 
 
+# GNU libgomp is not fork-safe: a child forked after the parent ran a parallel region
+# inherits a thread pool whose threads do not exist and hangs in its first parallel
+# region. A forked child therefore runs every loop serially (the results are the same).
+_forked_child = False
+
+
+def _after_fork_in_child():
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def in_forked_child():
+    """True in a process forked from one that imported cyloss (loops then run serially)."""
+    return _forked_child
+
+
 def resolve_threads(n_threads, Py_ssize_t work):
     """Team size for a loop over ``work`` elements; ``n_threads`` already validated."""
-    cdef Py_ssize_t k
-    if not CYLOSS_OPENMP_ENABLED:
+    if not CYLOSS_OPENMP_ENABLED or _forked_child:
         return 1
     if n_threads is None:
         if work < SERIAL_BELOW:
@@ -93,4 +112,4 @@ def resolve_threads(n_threads, Py_ssize_t work):
         k = all_cores()
     else:
         k = n_threads
-    return int(min(k, MAX_TEAM))
+    return int(min(k, MAX_TEAM))   # in Python: n_threads may be any size

@@ -114,8 +114,6 @@ def check_ignore_index(value):
 
 def _weights_1d(value, name):
     w = as_array(value, name)
-    if w.ndim > 1 and all(d == 1 for d in w.shape[:-1]):
-        w = w.reshape(w.shape[-1])
     if w.ndim > 1:
         raise ValueError(f"{name} must be a scalar or 1-D; got shape {w.shape}")
     w = w.astype(np.float64)
@@ -124,7 +122,7 @@ def _weights_1d(value, name):
         k = int(bad[0])
         where = f"[{k}]" if w.ndim else ""
         raise ValueError(
-            f"{name} must be finite and non-negative; got {name}{where} = {w.reshape(-1)[k]!r}"
+            f"{name} must be finite and non-negative; got {name}{where} = {w.reshape(-1)[k].item()!r}"
         )
     return w
 
@@ -142,7 +140,10 @@ def check_class_weight(value):
 def check_pos_weight(value):
     if value is None:
         return None
-    return _weights_1d(value, "pos_weight")
+    w = as_array(value, "pos_weight")
+    if w.ndim > 1 and all(d == 1 for d in w.shape[:-1]):
+        w = w.reshape(w.shape[-1])  # (1, K) broadcasts against (n, K) too
+    return _weights_1d(w, "pos_weight")
 
 
 # --- arrays -------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ def _labels(yt, sample_shape, n_classes):
         if i is not None:
             idx = tuple(int(j) for j in np.unravel_index(i, sample_shape)) if sample_shape else ()
             raise ValueError(
-                f"y_true must hold integer class labels; got {yt.reshape(-1)[i]!r} "
+                f"y_true must hold integer class labels; got {yt.reshape(-1)[i].item()!r} "
                 f"at index {idx}"
             )
         # Beyond +-2**62 no label can be valid, and the cast to int64 would be undefined.
@@ -294,7 +295,7 @@ def _labels(yt, sample_shape, n_classes):
         if i is not None:
             idx = tuple(int(j) for j in np.unravel_index(i, sample_shape)) if sample_shape else ()
             raise ValueError(
-                f"y_true label {yt.reshape(-1)[i]!r} at index {idx} is outside "
+                f"y_true label {yt.reshape(-1)[i].item()!r} at index {idx} is outside "
                 f"[0, {n_classes})"
             )
     elif kind == "u" and yt.dtype.itemsize == 8:
@@ -376,10 +377,10 @@ def pos_weights(pos_weight, width):
         ) from None
 
 
-def clip_bounds(epsilon, dtype):
-    """[eps, 1 - eps] computed in the compute dtype, as Keras does."""
-    eps = dtype.type(epsilon)
-    return float(eps), float(dtype.type(1) - eps)
+def clip_bounds(epsilon):
+    """[eps, 1 - eps] in double for every dtype, so float32 input gives the float64
+    result to ~1e-6 (Keras computes 1 - eps in float32, which is 1 - 1.19e-7)."""
+    return epsilon, 1.0 - epsilon
 
 
 # --- data errors reported by the loops -----------------------------------------------------

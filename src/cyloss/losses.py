@@ -92,7 +92,7 @@ def categorical_crossentropy(
 
     over the class axis, with ``y <- y (1 - s) + s / C`` for ``label_smoothing = s``.
     From probabilities (Keras): ``p <- p / sum_c p``, then clipped to
-    ``[epsilon, 1 - epsilon]`` (bounds computed in the compute dtype). From logits:
+    ``[epsilon, 1 - epsilon]`` (in double for every dtype). From logits:
     ``l = sum_c y_c (logsumexp(x) - x_c)`` with the row maximum subtracted first and a
     zero target contributing 0 even against a ``-inf`` logit. A row whose only
     ``+inf`` logit is the target gives 0; several ``+inf`` logits give NaN, as in
@@ -148,7 +148,7 @@ def categorical_crossentropy(
     epsilon = V.check_epsilon(epsilon)
     prep = V.categorical(y_true, y_pred, V.check_axis(axis))
     weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
-    lo, hi = V.clip_bounds(epsilon, prep.dtype)
+    lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     result = _loops.categorical(
         prep.y_true, prep.y_pred, weight, from_logits, smoothing, lo, hi,
@@ -225,7 +225,7 @@ def sparse_categorical_crossentropy(
     prep = V.sparse(y_true, y_pred, V.check_axis(axis))
     cw, has_cw = V.class_weights(class_weight, prep.y_pred.shape[1])
     weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
-    lo, hi = V.clip_bounds(epsilon, prep.dtype)
+    lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     result = _loops.sparse(
         prep.labels, prep.y_pred, weight, cw, has_cw,
@@ -294,7 +294,7 @@ def binary_crossentropy(
     prep = V.elementwise(y_true, y_pred)
     pw = V.pos_weights(pos_weight, prep.y_pred.shape[1])
     weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
-    lo, hi = V.clip_bounds(epsilon, prep.dtype)
+    lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     result = _loops.binary(
         prep.y_true, prep.y_pred, weight, pw, from_logits, smoothing, lo, hi,
