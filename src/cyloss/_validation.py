@@ -41,7 +41,15 @@ def _real(value, name):
         raise ValueError(f"{name} must be a real number, got {value!r}") from None
 
 
+#: Private "reduction" that makes a loss function return its raw float64 sums
+#: ``(num, den, count)`` instead of reducing them: what accumulators and the Dask path
+#: combine across batches and chunks.
+PARTIAL = "__cyloss_partial__"
+
+
 def check_reduction(reduction):
+    if reduction is PARTIAL:
+        return PARTIAL
     if isinstance(reduction, (str, type(None))) and reduction in REDUCTIONS:
         return REDUCTIONS[reduction]
     names = ", ".join(repr(k) for k in REDUCTIONS)

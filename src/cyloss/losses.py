@@ -54,17 +54,26 @@ def _loss_out(reduction, prep):
     return np.empty(0, dtype=prep.dtype), False
 
 
+def reduce_sums(num, den, count, reduction):
+    """The reduction of float64 sums ``(num, den, count)`` (see the module docstring)."""
+    if reduction == "sum":
+        return float(num)
+    if reduction == "mean":
+        return float(num / count) if count else 0.0
+    if reduction == "weighted_mean":
+        return float(num / den) if den != 0.0 else 0.0
+    raise ValueError(f"reduction {reduction!r} cannot be computed from sums")
+
+
 def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None):
     num, den, count, err, err_i, err_k = result
     if err:
         V.raise_data_error(err, err_i, err_k, prep, loss_name, ignore_index)
     if reduction == "none":
         return loss_out.reshape(prep.sample_shape)
-    if reduction == "sum":
-        return float(num)
-    if reduction == "mean":
-        return float(num / count) if count else 0.0
-    return float(num / den) if den != 0.0 else 0.0
+    if reduction is V.PARTIAL:
+        return float(num), float(den), int(count)
+    return reduce_sums(num, den, count, reduction)
 
 
 def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_threads):

@@ -1,0 +1,299 @@
+"""An independent float64 reference for the losses of SPEC.md sections 1-3.
+
+Written from the contract only, never from ``src/cyloss``: every formula is the
+plain one of the SPEC, in float64 NumPy, favouring clarity over speed.  The tests
+compare cyloss against these functions, so a bug shared by both would need the
+same misreading of the SPEC twice.
+
+Layers:
+- ``_term(coef, value)``: ``coef * value`` where a zero coefficient contributes 0,
+  even against an infinite value (SPEC: "a term whose coefficient is 0 contributes
+  0, even against -inf").
+- per-sample losses, one function per loss, same keyword options as cyloss;
+- ``reduce_losses``: the four reductions of SPEC section 3, sums by ``math.fsum``
+  (exactly rounded), so the reference is at least as accurate as what it checks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+EPSILON = 1e-7
+REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
+REDUCTION_ALIASES = {
+    "sum_over_batch_size": "mean",
+    "mean_with_sample_weight": "weighted_mean",
+}
+
+__all__ = [
+    "EPSILON",
+    "REDUCTIONS",
+    "REDUCTION_ALIASES",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "huber",
+    "log_softmax",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "per_sample_shape",
+    "reduce_losses",
+    "smooth_l1",
+    "softplus",
+    "sparse_categorical_crossentropy",
+]
+
+
+# --------------------------------------------------------------------------- #
+# Scalar-ish helpers
+# --------------------------------------------------------------------------- #
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def _term(coef, value) -> np.ndarray:
+    """``coef * value`` with ``0 * (+-inf) := 0`` (and 0 * anything := 0)."""
+    coef, value = np.broadcast_arrays(_f64(coef), _f64(value))
+    with np.errstate(invalid="ignore", over="ignore"):
+        product = coef * value
+    return np.where(coef == 0.0, 0.0, product)
+
+
+def softplus(x) -> np.ndarray:
+    """``log(1 + e^x)``, stable: ``max(x, 0) + log1p(e^-|x|)``; softplus(+inf) = inf."""
+    x = _f64(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # np.logaddexp(0, x) is exactly the stable form above and handles +-inf.
+        return np.logaddexp(0.0, x)
+
+
+def log_softmax(x, axis: int = -1) -> np.ndarray:
+    """Log-probabilities from logits along ``axis``, accurate even for a dominant logit.
+
+    ``log p_c = (x_c - m) - log(sum_j e^(x_j - m))`` with ``m`` the row max; the sum is
+    ``1 + sum_{j != argmax} e^(x_j - m)``, so it is taken as ``log1p`` of the rest: a
+    confident row [20, 0] gives ``-log1p(e^-20)`` to full relative precision.
+    """
+    x = np.moveaxis(_f64(x), axis, -1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        k = np.argmax(x, axis=-1)[..., None]
+        m = np.take_along_axis(x, k, axis=-1)
+        shifted = x - m
+        e = np.exp(shifted)
+        np.put_along_axis(e, k, 0.0, axis=-1)  # leave the max's own 1 out
+        rest = e.sum(axis=-1, keepdims=True)
+        out = shifted - np.log1p(rest)
+    return np.moveaxis(out, -1, axis)
+
+
+def _log_probabilities(p, epsilon: float) -> np.ndarray:
+    """SPEC: renormalise along the last axis, clip to [eps, 1 - eps], then log."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = p / p.sum(axis=-1, keepdims=True)
+        p = np.clip(p, epsilon, 1.0 - epsilon)  # np.clip keeps NaN
+        return np.log(p)
+
+
+def _same_shape(y_true, y_pred):
+    """SPEC section 2: equal shapes after squeezing a trailing 1 present on one side only."""
+    y, p = _f64(y_true), _f64(y_pred)
+    if y.shape != p.shape:
+        if y.ndim == p.ndim + 1 and y.shape[-1] == 1:
+            y = y[..., 0]
+        elif p.ndim == y.ndim + 1 and p.shape[-1] == 1:
+            p = p[..., 0]
+    if y.shape != p.shape:
+        raise ValueError(f"reference: shapes {y.shape} and {p.shape} do not match")
+    return y, p
+
+
+def _mean_last_axis(elementwise: np.ndarray) -> np.ndarray:
+    """1-D: n samples of one output each; 2 or more axes: mean over the last axis."""
+    if elementwise.ndim >= 2:
+        return elementwise.mean(axis=-1)
+    return elementwise
+
+
+def per_sample_shape(loss: str, y_pred_shape, axis: int = -1) -> tuple:
+    """The shape of the ``"none"`` result for ``y_pred`` of the given shape."""
+    shape = tuple(y_pred_shape)
+    if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+        ax = axis % len(shape)
+        return shape[:ax] + shape[ax + 1 :]
+    return shape[:-1] if len(shape) >= 2 else shape
+
+
+# --------------------------------------------------------------------------- #
+# Reductions (SPEC section 3)
+# --------------------------------------------------------------------------- #
+def _broadcast_sample_weight(sample_weight, shape) -> np.ndarray:
+    if sample_weight is None:
+        return np.ones(shape)
+    w = _f64(sample_weight)
+    # Keras's (n, 1) against (n,): a trailing axis of 1 is squeezed first.
+    if w.ndim == len(shape) + 1 and w.shape[-1] == 1:
+        w = w[..., 0]
+    return np.broadcast_to(w, shape)
+
+
+def reduce_losses(losses, sample_weight=None, reduction="mean", *, v=None, counted=None):
+    """Apply a SPEC reduction to per-sample losses ``l_i``.
+
+    ``v``: per-sample denominators weight (class_weight[label] for sparse, else 1);
+    ``counted``: False for ignored samples.  A zero denominator gives 0.0.
+    """
+    reduction = REDUCTION_ALIASES.get(reduction, reduction)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reference: unknown reduction {reduction!r}")
+    losses = _f64(losses)
+    shape = losses.shape
+    w = _broadcast_sample_weight(sample_weight, shape)
+    counted = np.ones(shape, bool) if counted is None else np.asarray(counted, bool)
+    v = np.ones(shape) if v is None else np.broadcast_to(_f64(v), shape)
+    with np.errstate(invalid="ignore"):
+        weighted = np.where(counted, w * losses, 0.0)
+    if reduction == "none":
+        return weighted
+    numerator = math.fsum(weighted[counted].ravel().tolist())
+    if reduction == "sum":
+        return float(numerator)
+    if reduction == "mean":
+        denominator = float(np.count_nonzero(counted))
+    else:  # weighted_mean
+        denominator = math.fsum((w * v)[counted].ravel().tolist())
+    if denominator == 0.0:
+        return 0.0
+    return float(numerator / denominator)
+
+
+# --------------------------------------------------------------------------- #
+# Losses (SPEC section 1)
+# --------------------------------------------------------------------------- #
+def categorical_crossentropy(
+    y_true,
+    y_pred,
+    *,
+    from_logits=False,
+    label_smoothing=0.0,
+    axis=-1,
+    epsilon=EPSILON,
+    sample_weight=None,
+    reduction="mean",
+):
+    """``-sum_c y_c log p_c`` over the class axis."""
+    y = np.moveaxis(_f64(y_true), axis, -1)
+    x = np.moveaxis(_f64(y_pred), axis, -1)
+    if y.shape != x.shape:
+        raise ValueError("reference: categorical shapes differ")
+    n_classes = x.shape[-1]
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / n_classes
+    log_p = log_softmax(x) if from_logits else _log_probabilities(x, epsilon)
+    losses = _term(y, -log_p).sum(axis=-1)
+    return reduce_losses(losses, sample_weight, reduction)
+
+
+def sparse_categorical_crossentropy(
+    y_true,
+    y_pred,
+    *,
+    from_logits=False,
+    axis=-1,
+    ignore_index=None,
+    class_weight=None,
+    label_smoothing=0.0,
+    epsilon=EPSILON,
+    sample_weight=None,
+    reduction="mean",
+):
+    """``-sum_c class_weight[c] q_c log p_c`` with ``q`` the (smoothed) one-hot target."""
+    x = _f64(y_pred)
+    ax = axis % x.ndim
+    labels = np.asarray(y_true)
+    if labels.ndim == x.ndim:  # a size-1 class axis
+        labels = np.squeeze(labels, axis=ax)
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError("reference: labels must be exact integers")
+    labels = labels.astype(np.int64)
+    x = np.moveaxis(x, ax, -1)
+    n_classes = x.shape[-1]
+    if labels.shape != x.shape[:-1]:
+        raise ValueError("reference: label shape does not match")
+    if ignore_index is None:
+        ignored = np.zeros(labels.shape, bool)
+    else:
+        ignored = labels == ignore_index
+    safe = np.where(ignored, 0, labels)
+    if np.any((safe < 0) | (safe >= n_classes)):
+        raise ValueError("reference: label out of range")
+    cw = np.ones(n_classes) if class_weight is None else _f64(class_weight)
+
+    q = np.zeros(x.shape)
+    np.put_along_axis(q, safe[..., None], 1.0, axis=-1)
+    if label_smoothing:
+        q = q * (1.0 - label_smoothing) + label_smoothing / n_classes
+    log_p = log_softmax(x) if from_logits else _log_probabilities(x, epsilon)
+    losses = _term(cw * q, -log_p).sum(axis=-1)
+    losses = np.where(ignored, 0.0, losses)
+    return reduce_losses(
+        losses, sample_weight, reduction, v=cw[safe], counted=~ignored
+    )
+
+
+def binary_crossentropy(
+    y_true,
+    y_pred,
+    *,
+    from_logits=False,
+    label_smoothing=0.0,
+    pos_weight=None,
+    epsilon=EPSILON,
+    sample_weight=None,
+    reduction="mean",
+):
+    """Mean over the last axis of ``-(pw y log p + (1 - y) log(1 - p))``."""
+    y, x = _same_shape(y_true, y_pred)
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / 2.0
+    pw = 1.0 if pos_weight is None else _f64(pos_weight)
+    if from_logits:
+        # -log sigmoid(x) = softplus(-x);  -log(1 - sigmoid(x)) = softplus(x)
+        neg_log_p, neg_log_1mp = softplus(-x), softplus(x)
+    else:
+        p = np.clip(x, epsilon, 1.0 - epsilon)
+        neg_log_p, neg_log_1mp = -np.log(p), -np.log1p(-p)
+    elementwise = _term(pw * y, neg_log_p) + _term(1.0 - y, neg_log_1mp)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def mean_absolute_error(y_true, y_pred, *, sample_weight=None, reduction="mean"):
+    y, p = _same_shape(y_true, y_pred)
+    return reduce_losses(_mean_last_axis(np.abs(p - y)), sample_weight, reduction)
+
+
+def mean_squared_error(y_true, y_pred, *, sample_weight=None, reduction="mean"):
+    y, p = _same_shape(y_true, y_pred)
+    return reduce_losses(_mean_last_axis((p - y) ** 2), sample_weight, reduction)
+
+
+def huber(y_true, y_pred, *, delta=1.0, sample_weight=None, reduction="mean"):
+    y, p = _same_shape(y_true, y_pred)
+    e = np.abs(p - y)
+    elementwise = np.where(e <= delta, 0.5 * e**2, delta * (e - 0.5 * delta))
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def smooth_l1(y_true, y_pred, *, beta=1.0, sample_weight=None, reduction="mean"):
+    y, p = _same_shape(y_true, y_pred)
+    e = np.abs(p - y)
+    if beta == 0:
+        elementwise = e  # beta == 0 is L1
+    else:
+        elementwise = np.where(e < beta, 0.5 * e**2 / beta, e - 0.5 * beta)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+mae = mean_absolute_error
+mse = mean_squared_error
