@@ -12,6 +12,7 @@ Environment switches (printed at build time, never silent):
 """
 
 import os
+import shlex
 import sys
 import sysconfig
 import tempfile
@@ -33,8 +34,13 @@ def _openmp_flags(compiler_type, cc):
         # Plain /openmp (OpenMP 2.0): /openmp:llvm has its own runtime.
         return ["/openmp"], []
     if sys.platform == "darwin":
-        # Apple clang has no -fopenmp driver flag; libomp comes from the build step.
-        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+        # Apple clang has no -fopenmp driver flag; libomp comes from the build step, found
+        # through CPPFLAGS (-I.../include) and LDFLAGS (-L.../lib). setuptools adds LDFLAGS
+        # to the extension link but not to link_executable, which the OpenMP probe uses,
+        # so the probe could never find -lomp: repeat LDFLAGS here (harmless twice).
+        return ["-Xpreprocessor", "-fopenmp"], shlex.split(os.environ.get("LDFLAGS", "")) + [
+            "-lomp"
+        ]
     return ["-fopenmp"], ["-fopenmp"]
 
 

@@ -77,11 +77,27 @@ cdef int _require(bint ok, str what) except -1:
     return 0
 
 
-cdef int _check_common(Py_ssize_t n, Py_ssize_t n_weight, Py_ssize_t n_out,
-                       bint write_out) except -1:
-    _require(n_weight == n, "weight length differs from the number of samples")
+cdef int _check_common(Py_ssize_t n, Py_ssize_t n_weight, bint has_weight,
+                       Py_ssize_t n_out, bint write_out) except -1:
+    _require(not has_weight or n_weight == n,
+             "weight length differs from the number of samples")
     _require(not write_out or n_out == n, "loss_out length differs from the samples")
     return 0
+
+
+cdef tuple _empty_rows(Py_ssize_t n, Py_ssize_t width, const double[:] weight,
+                       bint has_weight, loss_out, bint write_out):
+    # No samples, or samples with no elements: the mean over an empty last axis is NaN,
+    # as in NumPy. &array[0, 0] would not exist, so no loop runs.
+    cdef Py_ssize_t i
+    cdef double den = 0.0
+    if n == 0:
+        return (0.0, 0.0, 0, ERR_NONE, -1, -1)
+    for i in range(n):
+        den += weight[i] if has_weight else 1.0
+        if write_out:
+            loss_out[i] = float("nan")
+    return (float("nan"), den, n, ERR_NONE, -1, -1)
 
 
 ctypedef struct Block:
@@ -148,6 +164,14 @@ cdef tuple _combine(Block* blocks, Py_ssize_t n_blocks):
 
 
 # --- regression: MAE, MSE, Huber, smooth L1 -------------------------------------------
+# Element access goes through byte strides so any layout is read in place. The sums use
+# four accumulators in a fixed pattern (element j goes to lane j % 4 of its row or block),
+# written out for the contiguous case and the strided case alike: both give the same bits,
+# and the contiguous one lets the compiler vectorise.
+
+cdef inline const floating* _at(const floating* base, Py_ssize_t offset) noexcept nogil:
+    return <const floating*>((<const char*>base) + offset)
+
 
 cdef inline double _regression_term(int kind, double y, double p, double param) noexcept nogil:
     if kind == K_MSE:
@@ -159,29 +183,121 @@ cdef inline double _regression_term(int kind, double y, double p, double param) 
     return c_smooth_l1(y, p, param)
 
 
+cdef inline double _regression_row(
+    int kind, double param, const floating* t, Py_ssize_t ts, const floating* p,
+    Py_ssize_t ps, Py_ssize_t width,
+) noexcept nogil:
+    # Mean over one row of `width` elements (byte strides ts, ps).
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    cdef Py_ssize_t k = 0
+    if ts == sizeof(floating) and ps == sizeof(floating):
+        while k + 4 <= width:
+            a0 += _regression_term(kind, t[k], p[k], param)
+            a1 += _regression_term(kind, t[k + 1], p[k + 1], param)
+            a2 += _regression_term(kind, t[k + 2], p[k + 2], param)
+            a3 += _regression_term(kind, t[k + 3], p[k + 3], param)
+            k += 4
+        while k < width:
+            a0 += _regression_term(kind, t[k], p[k], param)
+            k += 1
+    else:
+        while k + 4 <= width:
+            a0 += _regression_term(kind, _at(t, k * ts)[0], _at(p, k * ps)[0], param)
+            a1 += _regression_term(kind, _at(t, (k + 1) * ts)[0], _at(p, (k + 1) * ps)[0], param)
+            a2 += _regression_term(kind, _at(t, (k + 2) * ts)[0], _at(p, (k + 2) * ps)[0], param)
+            a3 += _regression_term(kind, _at(t, (k + 3) * ts)[0], _at(p, (k + 3) * ps)[0], param)
+            k += 4
+        while k < width:
+            a0 += _regression_term(kind, _at(t, k * ts)[0], _at(p, k * ps)[0], param)
+            k += 1
+    return ((a0 + a1) + (a2 + a3)) / width
+
+
+cdef inline double _regression_sample(
+    int kind, double param, const floating* t, Py_ssize_t ts0, Py_ssize_t ts1,
+    const floating* p, Py_ssize_t ps0, Py_ssize_t ps1, Py_ssize_t width, Py_ssize_t i,
+) noexcept nogil:
+    if width == 1:
+        return _regression_term(kind, _at(t, i * ts0)[0], _at(p, i * ps0)[0], param)
+    return _regression_row(kind, param, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1, width)
+
+
 cdef void _regression_block(
     int kind, double param,
-    const floating[:, :] y_true, const floating[:, :] y_pred, const double[:] weight,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    const double[:] weight, bint has_weight,
     floating[:] loss_out, bint write_out,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
-    cdef Py_ssize_t i, k, width = y_pred.shape[1]
-    cdef double s, wl, num = 0.0, den = 0.0
-    for i in range(start, end):
-        s = 0.0
-        for k in range(width):
-            s += _regression_term(kind, y_true[i, k], y_pred[i, k], param)
-        wl = weight[i] * (s / width)
+    cdef Py_ssize_t i, j, width = y_pred.shape[1]
+    cdef const floating* t = &y_true[0, 0]
+    cdef const floating* p = &y_pred[0, 0]
+    cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
+    cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
+    cdef const floating* tc
+    cdef const floating* pc
+    cdef double l0, l1, l2, l3
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    cdef double d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0
+    i = start
+    if (width == 1 and not has_weight and not write_out
+            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
+        # The common case, a plain mean of contiguous vectors: a loop the compiler can
+        # vectorise. Same lanes and order as the general loop below.
+        tc = t
+        pc = p
+        while i + 4 <= end:
+            a0 += _regression_term(kind, tc[i], pc[i], param)
+            a1 += _regression_term(kind, tc[i + 1], pc[i + 1], param)
+            a2 += _regression_term(kind, tc[i + 2], pc[i + 2], param)
+            a3 += _regression_term(kind, tc[i + 3], pc[i + 3], param)
+            i += 4
+        while i < end:
+            a0 += _regression_term(kind, tc[i], pc[i], param)
+            i += 1
+        _set(blk, (a0 + a1) + (a2 + a3), <double>(end - start), end - start)
+        return
+    while i + 4 <= end:
+        l0 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i)
+        l1 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i + 1)
+        l2 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i + 2)
+        l3 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i + 3)
+        if has_weight:
+            l0 = weight[i] * l0
+            l1 = weight[i + 1] * l1
+            l2 = weight[i + 2] * l2
+            l3 = weight[i + 3] * l3
+            d0 += weight[i]
+            d1 += weight[i + 1]
+            d2 += weight[i + 2]
+            d3 += weight[i + 3]
         if write_out:
-            loss_out[i] = <floating>wl
-        num += wl
-        den += weight[i]
-    _set(blk, num, den, end - start)
+            loss_out[i] = <floating>l0
+            loss_out[i + 1] = <floating>l1
+            loss_out[i + 2] = <floating>l2
+            loss_out[i + 3] = <floating>l3
+        a0 += l0
+        a1 += l1
+        a2 += l2
+        a3 += l3
+        i += 4
+    while i < end:
+        l0 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i)
+        if has_weight:
+            l0 = weight[i] * l0
+            d0 += weight[i]
+        if write_out:
+            loss_out[i] = <floating>l0
+        a0 += l0
+        i += 1
+    _set(blk, (a0 + a1) + (a2 + a3),
+         (d0 + d1) + (d2 + d3) if has_weight else <double>(end - start), end - start)
 
 
 def regression(
     int kind, double param,
-    const floating[:, :] y_true, const floating[:, :] y_pred, const double[:] weight,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    const double[:] weight, bint has_weight,
     floating[:] loss_out, bint write_out, int n_threads,
 ):
     """Per-sample mean over the last axis of an elementwise regression loss."""
@@ -190,11 +306,14 @@ def regression(
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
     cdef int team = _team(n_threads, n_blocks)
     _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
-    _check_common(n, weight.shape[0], loss_out.shape[0], write_out)
+    _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
+    if n == 0 or y_pred.shape[1] == 0:
+        return _empty_rows(n, y_pred.shape[1], weight, has_weight, loss_out, write_out)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
-            _regression_block(kind, param, y_true, y_pred, weight, loss_out, write_out,
+            _regression_block(kind, param, y_true, y_pred, weight, has_weight,
+                              loss_out, write_out,
                               b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
@@ -202,42 +321,124 @@ def regression(
 
 
 # --- binary cross-entropy ---------------------------------------------------------------
+# Validity is accumulated as a flag (no branch in the loop); only a block whose flag is
+# set is scanned again, serially, to find its first invalid datum.
 
-cdef void _binary_block(
-    const floating[:, :] y_true, const floating[:, :] y_pred, const double[:] weight,
-    const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
-    floating[:] loss_out, bint write_out,
+cdef inline double _binary_term(
+    double y, double p, double pw, bint from_logits, double keep, double half,
+    double lo, double hi,
+) noexcept nogil:
+    y = y * keep + half
+    if from_logits:
+        return c_bce_logit(pw * y, 1.0 - y, p)
+    return c_bce_prob(pw * y, 1.0 - y, c_clip(p, lo, hi))
+
+
+cdef inline int _binary_bad(double y, double p, bint from_logits) noexcept nogil:
+    # NaN is not invalid: every comparison with it is false.
+    return (y < 0.0) | (y > 1.0) | ((not from_logits) & ((p < 0.0) | (p > 1.0)))
+
+
+cdef inline double _binary_row(
+    const floating* t, Py_ssize_t ts, const floating* p, Py_ssize_t ps,
+    const double[:] pos_weight, Py_ssize_t width, bint from_logits, double keep,
+    double half, double lo, double hi, int* bad,
+) noexcept nogil:
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, y, x
+    cdef Py_ssize_t k = 0
+    cdef int flag = 0
+    while k + 4 <= width:
+        y = _at(t, k * ts)[0]
+        x = _at(p, k * ps)[0]
+        flag |= _binary_bad(y, x, from_logits)
+        a0 += _binary_term(y, x, pos_weight[k], from_logits, keep, half, lo, hi)
+        y = _at(t, (k + 1) * ts)[0]
+        x = _at(p, (k + 1) * ps)[0]
+        flag |= _binary_bad(y, x, from_logits)
+        a1 += _binary_term(y, x, pos_weight[k + 1], from_logits, keep, half, lo, hi)
+        y = _at(t, (k + 2) * ts)[0]
+        x = _at(p, (k + 2) * ps)[0]
+        flag |= _binary_bad(y, x, from_logits)
+        a2 += _binary_term(y, x, pos_weight[k + 2], from_logits, keep, half, lo, hi)
+        y = _at(t, (k + 3) * ts)[0]
+        x = _at(p, (k + 3) * ps)[0]
+        flag |= _binary_bad(y, x, from_logits)
+        a3 += _binary_term(y, x, pos_weight[k + 3], from_logits, keep, half, lo, hi)
+        k += 4
+    while k < width:
+        y = _at(t, k * ts)[0]
+        x = _at(p, k * ps)[0]
+        flag |= _binary_bad(y, x, from_logits)
+        a0 += _binary_term(y, x, pos_weight[k], from_logits, keep, half, lo, hi)
+        k += 1
+    bad[0] |= flag
+    return ((a0 + a1) + (a2 + a3)) / width
+
+
+cdef void _binary_first_bad(
+    const floating[:, :] y_true, const floating[:, :] y_pred, bint from_logits,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
-    cdef Py_ssize_t i, k, width = y_pred.shape[1]
-    cdef double s, y, p, wl, num = 0.0, den = 0.0
-    cdef double keep = 1.0 - smoothing, half = 0.5 * smoothing
+    cdef Py_ssize_t i, k
+    cdef double y, p
     for i in range(start, end):
-        s = 0.0
-        for k in range(width):
+        for k in range(y_pred.shape[1]):
             y = y_true[i, k]
             p = y_pred[i, k]
             if y < 0.0 or y > 1.0:
                 _fail(blk, ERR_TARGET, i, k)
                 return
-            y = y * keep + half
-            if from_logits:
-                s += c_bce_logit(pos_weight[k] * y, 1.0 - y, p)
-            else:
-                if p < 0.0 or p > 1.0:
-                    _fail(blk, ERR_PROB_RANGE, i, k)
-                    return
-                s += c_bce_prob(pos_weight[k] * y, 1.0 - y, c_clip(p, lo, hi))
-        wl = weight[i] * (s / width)
+            if not from_logits and (p < 0.0 or p > 1.0):
+                _fail(blk, ERR_PROB_RANGE, i, k)
+                return
+
+
+cdef void _binary_block(
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    const double[:] weight, bint has_weight,
+    const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
+    floating[:] loss_out, bint write_out,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t i, j, width = y_pred.shape[1]
+    cdef const floating* t = &y_true[0, 0]
+    cdef const floating* p = &y_pred[0, 0]
+    cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
+    cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
+    cdef double keep = 1.0 - smoothing, half = 0.5 * smoothing, pw0 = pos_weight[0]
+    cdef double l, y, x, a[4]
+    cdef double d[4]
+    cdef int bad = 0
+    for j in range(4):
+        a[j] = 0.0
+        d[j] = 0.0
+    for i in range(start, end):
+        j = (i - start) & 3
+        if width == 1:
+            y = _at(t, i * ts0)[0]
+            x = _at(p, i * ps0)[0]
+            bad |= _binary_bad(y, x, from_logits)
+            l = _binary_term(y, x, pw0, from_logits, keep, half, lo, hi)
+        else:
+            l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight, width,
+                            from_logits, keep, half, lo, hi, &bad)
+        if has_weight:
+            l = weight[i] * l
+            d[j] += weight[i]
         if write_out:
-            loss_out[i] = <floating>wl
-        num += wl
-        den += weight[i]
-    _set(blk, num, den, end - start)
+            loss_out[i] = <floating>l
+        a[j] += l
+    if bad:
+        _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
+        return
+    _set(blk, (a[0] + a[1]) + (a[2] + a[3]),
+         (d[0] + d[1]) + (d[2] + d[3]) if has_weight else <double>(end - start),
+         end - start)
 
 
 def binary(
-    const floating[:, :] y_true, const floating[:, :] y_pred, const double[:] weight,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    const double[:] weight, bint has_weight,
     const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
     floating[:] loss_out, bint write_out, int n_threads,
 ):
@@ -248,12 +449,14 @@ def binary(
     cdef int team = _team(n_threads, n_blocks)
     _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
     _require(pos_weight.shape[0] == y_pred.shape[1], "pos_weight length differs")
-    _check_common(n, weight.shape[0], loss_out.shape[0], write_out)
+    _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
+    if n == 0 or y_pred.shape[1] == 0:
+        return _empty_rows(n, y_pred.shape[1], weight, has_weight, loss_out, write_out)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
-            _binary_block(y_true, y_pred, weight, pos_weight, from_logits, smoothing,
-                          lo, hi, loss_out, write_out,
+            _binary_block(y_true, y_pred, weight, has_weight, pos_weight, from_logits,
+                          smoothing, lo, hi, loss_out, write_out,
                           b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
@@ -327,14 +530,14 @@ cdef inline double _row_sum(
 
 cdef void _categorical_block(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
-    const double[:] weight, bint from_logits, double smoothing, double lo, double hi,
+    const double[:] weight, bint has_weight, bint from_logits, double smoothing, double lo, double hi,
     floating[:] loss_out, bint write_out,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
     cdef Py_ssize_t i, k, a, c, best, negative
     cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
-    cdef double y, l, m, lognorm, total, wl, num = 0.0, den = 0.0
+    cdef double y, l, m, lognorm, total, w, wl, num = 0.0, den = 0.0
     for i in range(start, end):
         a = i // inner
         c = i - a * inner
@@ -361,17 +564,18 @@ cdef void _categorical_block(
             for k in range(n_classes):
                 l += c_term(y_true[a, k, c] * keep + spread,
                             -log(c_clip(y_pred[a, k, c] / total, lo, hi)))
-        wl = weight[i] * l
+        w = weight[i] if has_weight else 1.0
+        wl = w * l
         if write_out:
             loss_out[i] = <floating>wl
         num += wl
-        den += weight[i]
+        den += w
     _set(blk, num, den, end - start)
 
 
 def categorical(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
-    const double[:] weight, bint from_logits, double smoothing, double lo, double hi,
+    const double[:] weight, bint has_weight, bint from_logits, double smoothing, double lo, double hi,
     floating[:] loss_out, bint write_out, int n_threads,
 ):
     """Categorical cross-entropy over arrays viewed as (outer, classes, inner)."""
@@ -382,11 +586,12 @@ def categorical(
     _require(y_true.shape[0] == y_pred.shape[0] and y_true.shape[1] == y_pred.shape[1]
              and y_true.shape[2] == y_pred.shape[2], "shapes differ")
     _require(y_pred.shape[1] > 0 or n == 0, "no classes")
-    _check_common(n, weight.shape[0], loss_out.shape[0], write_out)
+    _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
-            _categorical_block(y_true, y_pred, weight, from_logits, smoothing, lo, hi,
+            _categorical_block(y_true, y_pred, weight, has_weight, from_logits, smoothing,
+                               lo, hi,
                                loss_out, write_out,
                                b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
@@ -403,7 +608,8 @@ def categorical(
 # so no one-hot row and no log-probability row is ever built.
 
 cdef void _sparse_block(
-    const int64_t[:] labels, const floating[:, :, :] y_pred, const double[:] weight,
+    const int64_t[:] labels, const floating[:, :, :] y_pred,
+    const double[:] weight, bint has_weight,
     const double[:] class_weight, bint has_class_weight,
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
@@ -414,7 +620,7 @@ cdef void _sparse_block(
     cdef Py_ssize_t i, k, a, c, best, negative
     cdef int64_t label, count = 0
     cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
-    cdef double l, m, lognorm, total, nll, smooth, cw, wl, num = 0.0, den = 0.0
+    cdef double l, m, lognorm, total, nll, smooth, cw, w, wl, num = 0.0, den = 0.0
     for i in range(start, end):
         label = labels[i]
         if has_ignore and label == ignore_index:
@@ -458,17 +664,19 @@ cdef void _sparse_block(
         l = c_term(keep * cw, nll)
         if smoothing != 0.0:
             l += c_term(spread, smooth)
-        wl = weight[i] * l
+        w = weight[i] if has_weight else 1.0
+        wl = w * l
         if write_out:
             loss_out[i] = <floating>wl
         num += wl
-        den += weight[i] * cw
+        den += w * cw
         count += 1
     _set(blk, num, den, count)
 
 
 def sparse(
-    const int64_t[:] labels, const floating[:, :, :] y_pred, const double[:] weight,
+    const int64_t[:] labels, const floating[:, :, :] y_pred,
+    const double[:] weight, bint has_weight,
     const double[:] class_weight, bint has_class_weight,
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
@@ -483,11 +691,11 @@ def sparse(
     _require(not has_class_weight or class_weight.shape[0] == y_pred.shape[1],
              "class_weight length differs from the number of classes")
     _require(y_pred.shape[1] > 0 or n == 0, "no classes")
-    _check_common(n, weight.shape[0], loss_out.shape[0], write_out)
+    _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
-            _sparse_block(labels, y_pred, weight, class_weight, has_class_weight,
+            _sparse_block(labels, y_pred, weight, has_weight, class_weight, has_class_weight,
                           has_ignore, ignore_index, from_logits, smoothing, lo, hi,
                           loss_out, write_out,
                           b * size, min(n, (b + 1) * size), &blocks[b])

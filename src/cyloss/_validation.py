@@ -340,9 +340,10 @@ def sparse(y_true, y_pred, axis):
 
 
 def sample_weights(sample_weight, sample_shape, n):
-    """Per-sample float64 weights of length n (a stride-0 view for scalars and None)."""
+    """``(weights, has_weight)``: per-sample float64 weights of length n (a stride-0 view
+    for a scalar), or a placeholder and False when there are none."""
     if sample_weight is None:
-        return np.broadcast_to(_ONE, (n,))
+        return _ONE, False
     w = as_array(sample_weight, "sample_weight")
     original = w.shape
     if w.ndim == len(sample_shape) + 1 and w.shape[-1] == 1:
@@ -357,7 +358,7 @@ def sample_weights(sample_weight, sample_shape, n):
             f"sample_weight of shape {original} cannot be broadcast to the per-sample "
             f"loss shape {sample_shape}"
         ) from None
-    return w.astype(np.float64, copy=False).reshape(n)
+    return w.astype(np.float64, copy=False).reshape(n), True
 
 
 def class_weights(class_weight, n_classes):

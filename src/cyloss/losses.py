@@ -80,10 +80,10 @@ def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_thread
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     prep = V.elementwise(y_true, y_pred)
-    weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     loss_out, write_out = _loss_out(reduction, prep)
     result = _loops.regression(
-        kind, param, prep.y_true, prep.y_pred, weight, loss_out, write_out,
+        kind, param, prep.y_true, prep.y_pred, weight, has_weight, loss_out, write_out,
         resolve_threads(n_threads, prep.n_elements),
     )
     return _finish(result, reduction, loss_out, prep, "regression")
@@ -156,11 +156,11 @@ def categorical_crossentropy(
     smoothing = V.check_label_smoothing(label_smoothing)
     epsilon = V.check_epsilon(epsilon)
     prep = V.categorical(y_true, y_pred, V.check_axis(axis))
-    weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     result = _loops.categorical(
-        prep.y_true, prep.y_pred, weight, from_logits, smoothing, lo, hi,
+        prep.y_true, prep.y_pred, weight, has_weight, from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
     )
     return _finish(result, reduction, loss_out, prep, "categorical_crossentropy")
@@ -233,11 +233,11 @@ def sparse_categorical_crossentropy(
     class_weight = V.check_class_weight(class_weight)
     prep = V.sparse(y_true, y_pred, V.check_axis(axis))
     cw, has_cw = V.class_weights(class_weight, prep.y_pred.shape[1])
-    weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     result = _loops.sparse(
-        prep.labels, prep.y_pred, weight, cw, has_cw,
+        prep.labels, prep.y_pred, weight, has_weight, cw, has_cw,
         ignore_index is not None, ignore_index if ignore_index is not None else 0,
         from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
@@ -302,11 +302,11 @@ def binary_crossentropy(
     pos_weight = V.check_pos_weight(pos_weight)
     prep = V.elementwise(y_true, y_pred)
     pw = V.pos_weights(pos_weight, prep.y_pred.shape[1])
-    weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     result = _loops.binary(
-        prep.y_true, prep.y_pred, weight, pw, from_logits, smoothing, lo, hi,
+        prep.y_true, prep.y_pred, weight, has_weight, pw, from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
     )
     return _finish(result, reduction, loss_out, prep, "binary_crossentropy")

@@ -1,0 +1,167 @@
+"""The benchmark harness (``python -m cyloss bench``, ``benchmarks/harness.py``).
+
+Smoke tests only: they run the harness on tiny inputs with two rounds and check the
+structure of what it writes and that every implementation computes cyloss's value. No
+timing is ever a pass/fail criterion here.
+"""
+
+import argparse
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cyloss import _bench
+
+
+def _libs():
+    libs, _missing = _bench.load_libraries()
+    return libs
+
+
+def test_smoke_run_writes_json_and_markdown(tmp_path, capsys):
+    status = _bench.main([
+        "--filter", "mse-1e4-f32", "--rounds", "2", "--warmup", "1", "--target-ms", "0.2",
+        "--no-plot", "--no-progress", "--out", str(tmp_path),
+    ])
+    assert status == 0, capsys.readouterr().err
+    with open(tmp_path / "results.json", encoding="utf-8") as f:
+        results = json.load(f)
+    assert not (tmp_path / "results.png").exists()
+    assert results["plot"] is None and "no-plot" in results["plot_note"]
+
+    assert results["schema"] == _bench.SCHEMA
+    assert results["mismatches"] == [] and results["errors"] == []
+    assert results["settings"]["rounds"] == 2 and results["settings"]["threads"] == [1, 2]
+    assert "--filter mse-1e4-f32" in results["command"]
+    machine = results["machine"]
+    for key in ("cpu_model", "usable_cpus", "numpy", "cyloss", "cyloss_config", "date",
+                "torch", "sklearn"):
+        assert key in machine
+    assert "compiler_flags" in machine["cyloss_config"]
+
+    (entry,) = results["workloads"]
+    assert entry["id"] == "mse-1e4-f32" and entry["shape"] == [10_000]
+    assert entry["dtype"] == "float32" and entry["n_elements"] == 10_000
+    assert entry["cyloss_bitwise_equal_across_threads"] is True
+    recs = {rec["id"]: rec for rec in entry["implementations"]}
+    assert {"cyloss-1t", "cyloss-2t", "numpy", "read"} <= set(recs)
+    assert ("torch" in recs) == (machine["torch"] is not None)
+    assert ("read-torch" in recs) == (machine["torch"] is not None)
+    assert "exp" not in recs  # the exp ceiling is for the cross-entropies only
+    reference = recs["cyloss-1t"]["value"]
+    assert recs["cyloss-2t"]["value"] == reference
+    for rec in recs.values():
+        assert len(rec["samples_s"]) == 2 and rec["calls_per_sample"] >= 1
+        for key in ("median_s", "q1_s", "q3_s", "min_s", "max_s", "ratio_read"):
+            assert math.isfinite(rec[key]) and rec[key] >= 0
+        assert rec["min_s"] <= rec["median_s"] <= rec["max_s"]
+        if rec["kind"] == "ceiling":
+            assert rec["check"] is None
+        else:
+            assert rec["check"]["ok"], rec
+            assert rec["value"] == pytest.approx(reference * rec["check"]["scale"],
+                                                 rel=1e-4)
+    assert recs["read"]["ratio_read"] == 1.0
+    if "torch" in recs:
+        assert recs["torch"]["ratio_torch"] == 1.0
+
+    md = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert md.startswith("# cyloss benchmark")
+    assert "## float32" in md and "| `mse-1e4` |" in md
+    assert "cyloss 1t xread" in md and "| `mse-1e4-f32` | numpy |" in md
+    assert "## Notes" in md and "MISMATCH" not in md
+    # The summary is also printed.
+    assert "| `mse-1e4` |" in capsys.readouterr().out
+
+
+TINY = {"regression": (1000,), "binary": (1000,), "categorical": (50, 7), "sparse": (50, 7)}
+
+
+@pytest.mark.parametrize("dtype", _bench.DTYPES)
+@pytest.mark.parametrize("loss", list(_bench.LOSSES))
+def test_every_implementation_computes_cylosss_value(loss, dtype):
+    family = _bench.LOSSES[loss][0]
+    workload = _bench.Workload(loss, TINY[family], dtype)
+    data = _bench.make_data(workload)
+    libs = _libs()
+    impls = _bench.build_impls(workload, data, libs, [1, 2])
+    ids = [impl.id for impl in impls]
+    assert ids[:3] == ["cyloss-1t", "cyloss-2t", "numpy"] and "read" in ids
+    assert ("exp" in ids) == (family != "regression")
+    reference = impls[0].fn()
+    assert isinstance(reference, float) and math.isfinite(reference) and reference > 0
+    for impl in impls:
+        if impl.scale is None:
+            impl.fn()  # a ceiling: runs, has no value to check
+            continue
+        value, check = _bench._check(impl, reference, dtype)
+        assert check["ok"], (impl.id, value, reference * impl.scale)
+
+
+def test_data_is_inside_every_domain():
+    for loss in _bench.LOSSES:
+        family = _bench.LOSSES[loss][0]
+        w = _bench.Workload(loss, TINY[family], "float32")
+        d = _bench.make_data(w, seed=3)
+        assert d["y_pred"].dtype == np.float32 and d["y_pred"].flags.c_contiguous
+        if family == "sparse":
+            assert d["y_true"].dtype == np.int64
+            assert np.array_equal(d["labels_float"], d["y_true"])
+        if w.from_logits is False:
+            assert d["y_pred"].min() > 0 and d["y_pred"].max() < 1
+        # Deterministic for a seed.
+        assert np.array_equal(d["y_pred"], _bench.make_data(w, seed=3)["y_pred"])
+
+
+def test_workload_selection():
+    every = _bench.select_workloads()
+    assert len(every) == 60 and len({w.id for w in every}) == 60
+    assert {w.dtype for w in every} == {"float32", "float64"}
+    quick = _bench.select_workloads(quick=True)
+    assert len(quick) == len(_bench.QUICK_IDS)
+    assert {w.dtype for w in quick} == {"float32"}
+    assert [w.id for w in _bench.select_workloads(filters=["mse-1e7"])] == [
+        "mse-1e7-f32", "mse-1e7-f64"]
+    sparse = _bench.select_workloads(dtypes=["float64"], filters=["sparse_", "cce_probs"])
+    assert len(sparse) == 9 and all(w.dtype == "float64" for w in sparse)
+
+
+def test_bench_subcommand_parses():
+    parser = argparse.ArgumentParser(prog="python -m cyloss")
+    sub = parser.add_subparsers(dest="command")
+    _bench.add_parser(sub)
+    args = parser.parse_args(["bench", "--quick", "--threads", "1,4", "--dtype", "float64",
+                              "--filter", "mse", "--no-plot"])
+    assert args.command == "bench" and args.quick and args.threads == [1, 4]
+    assert args.dtype == ["float64"] and args.filter == ["mse"] and args.no_plot
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--threads", "0"])
+
+
+def test_list_and_no_match(capsys):
+    assert _bench.main(["--list", "--quick"]) == 0
+    assert "sparse_logits-10000x1000-f32" in capsys.readouterr().out
+    assert _bench.main(["--filter", "no-such-workload", "--no-progress"]) == 2
+
+
+def test_progress_lines_when_not_a_terminal():
+    stream = io.StringIO()
+    bar = _bench.Progress(10.0, 2, enabled=True, stream=stream)
+    bar.update(1.0, "a")  # no \r redraws off a terminal
+    bar.workload_done(5.0, "mse-1e4-f32", 0.5)
+    bar.close()
+    text = stream.getvalue()
+    assert text.startswith("[1/2] mse-1e4-f32") and "\r" not in text
+
+
+def test_plot_when_matplotlib_is_installed(tmp_path):
+    pytest.importorskip("matplotlib")
+    w = _bench.Workload("bce_logits", (1000,), "float64")
+    results = _bench.run_benchmark([w], rounds=2, warmup=1, target_ms=0.2, progress=False,
+                                   libs={}, missing={})
+    paths = _bench.write_outputs(results, tmp_path)
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![time relative to the read ceiling](results.png)" in paths["md"].read_text()
