@@ -37,10 +37,10 @@ from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport log, log1p, exp, INFINITY
-
 from cyloss._kernels cimport (
-    c_term, c_clip, c_mae, c_mse, c_huber, c_smooth_l1, c_bce_prob, c_bce_logit,
+    cyl_exp, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression, cyl_binary,
+    cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
+    cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
 )
 
 # Error codes, mirrored in _validation.py which turns them into messages.
@@ -52,14 +52,8 @@ cdef enum:
     ERR_ROW_ZERO = 4      # probability row summing to 0
     ERR_TARGET = 5        # target outside [0, 1]
 
-# Regression kinds.
-cdef enum:
-    K_MAE = 0
-    K_MSE = 1
-    K_HUBER = 2
-    K_SMOOTH_L1 = 3
-
-MAE, MSE, HUBER, SMOOTH_L1 = K_MAE, K_MSE, K_HUBER, K_SMOOTH_L1
+# Regression kinds (the CYL_* enum of _kernels.h).
+MAE, MSE, HUBER, SMOOTH_L1 = CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1
 LABEL, PROB_RANGE, PROB_NEG, ROW_ZERO, TARGET = (
     ERR_LABEL, ERR_PROB_RANGE, ERR_PROB_NEG, ERR_ROW_ZERO, ERR_TARGET)
 
@@ -163,24 +157,30 @@ cdef tuple _combine(Block* blocks, Py_ssize_t n_blocks):
     return (num, den, count, ERR_NONE, -1, -1)
 
 
-# --- regression: MAE, MSE, Huber, smooth L1 -------------------------------------------
-# Element access goes through byte strides so any layout is read in place. The sums use
-# four accumulators in a fixed pattern (element j goes to lane j % 4 of its row or block),
-# written out for the contiguous case and the strided case alike: both give the same bits,
-# and the contiguous one lets the compiler vectorise.
+# --- elementwise losses: regression and binary -------------------------------------------
+# Element access goes through byte strides so any layout is read in place. Sums use
+# CYL_LANES (8) accumulators in the fixed pattern of _fastpaths.h: element j of the main
+# part of a row or block goes to lane j % 8, the tail to lane 0, lanes combined by a fixed
+# tree. The contiguous fast paths in C use the same pattern, so every layout and every
+# thread count gives the same bits.
 
 cdef inline const floating* _at(const floating* base, Py_ssize_t offset) noexcept nogil:
     return <const floating*>((<const char*>base) + offset)
 
 
-cdef inline double _regression_term(int kind, double y, double p, double param) noexcept nogil:
-    if kind == K_MSE:
-        return c_mse(y, p)
-    if kind == K_MAE:
-        return c_mae(y, p)
-    if kind == K_HUBER:
-        return c_huber(y, p, param)
-    return c_smooth_l1(y, p, param)
+cdef inline int _lane(Py_ssize_t j, Py_ssize_t n) noexcept nogil:
+    # Lane of element j among n: j % 8 in the main part, 0 in the tail.
+    return <int>(j & 7) if j < (n & ~(<Py_ssize_t>7)) else 0
+
+
+cdef inline double _lanes_total(double* acc) noexcept nogil:
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+cdef inline void _lanes_clear(double* acc) noexcept nogil:
+    cdef int j
+    for j in range(8):
+        acc[j] = 0.0
 
 
 cdef inline double _regression_row(
@@ -188,38 +188,21 @@ cdef inline double _regression_row(
     Py_ssize_t ps, Py_ssize_t width,
 ) noexcept nogil:
     # Mean over one row of `width` elements (byte strides ts, ps).
-    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
-    cdef Py_ssize_t k = 0
-    if ts == sizeof(floating) and ps == sizeof(floating):
-        while k + 4 <= width:
-            a0 += _regression_term(kind, t[k], p[k], param)
-            a1 += _regression_term(kind, t[k + 1], p[k + 1], param)
-            a2 += _regression_term(kind, t[k + 2], p[k + 2], param)
-            a3 += _regression_term(kind, t[k + 3], p[k + 3], param)
-            k += 4
-        while k < width:
-            a0 += _regression_term(kind, t[k], p[k], param)
-            k += 1
+    cdef double acc[8]
+    cdef Py_ssize_t k
+    _lanes_clear(acc)
+    for k in range(width):
+        acc[_lane(k, width)] += cyl_regression(kind, _at(t, k * ts)[0], _at(p, k * ps)[0],
+                                               param)
+    return _lanes_total(acc) / width
+
+
+cdef double _regression_fast(int kind, double param, const floating* t, const floating* p,
+                             Py_ssize_t n, Py_ssize_t width) noexcept nogil:
+    if floating is float:
+        return cyl_regression_sum_f32(kind, param, t, p, n, width)
     else:
-        while k + 4 <= width:
-            a0 += _regression_term(kind, _at(t, k * ts)[0], _at(p, k * ps)[0], param)
-            a1 += _regression_term(kind, _at(t, (k + 1) * ts)[0], _at(p, (k + 1) * ps)[0], param)
-            a2 += _regression_term(kind, _at(t, (k + 2) * ts)[0], _at(p, (k + 2) * ps)[0], param)
-            a3 += _regression_term(kind, _at(t, (k + 3) * ts)[0], _at(p, (k + 3) * ps)[0], param)
-            k += 4
-        while k < width:
-            a0 += _regression_term(kind, _at(t, k * ts)[0], _at(p, k * ps)[0], param)
-            k += 1
-    return ((a0 + a1) + (a2 + a3)) / width
-
-
-cdef inline double _regression_sample(
-    int kind, double param, const floating* t, Py_ssize_t ts0, Py_ssize_t ts1,
-    const floating* p, Py_ssize_t ps0, Py_ssize_t ps1, Py_ssize_t width, Py_ssize_t i,
-) noexcept nogil:
-    if width == 1:
-        return _regression_term(kind, _at(t, i * ts0)[0], _at(p, i * ps0)[0], param)
-    return _regression_row(kind, param, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1, width)
+        return cyl_regression_sum_f64(kind, param, t, p, n, width)
 
 
 cdef void _regression_block(
@@ -229,69 +212,36 @@ cdef void _regression_block(
     floating[:] loss_out, bint write_out,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
-    cdef Py_ssize_t i, j, width = y_pred.shape[1]
-    cdef const floating* t = &y_true[0, 0]
-    cdef const floating* p = &y_pred[0, 0]
+    cdef Py_ssize_t i, width = y_pred.shape[1], m = end - start
+    cdef const floating* t = &y_true[start, 0]
+    cdef const floating* p = &y_pred[start, 0]
     cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
     cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
-    cdef const floating* tc
-    cdef const floating* pc
-    cdef double l0, l1, l2, l3
-    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
-    cdef double d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0
-    i = start
-    if (width == 1 and not has_weight and not write_out
-            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
-        # The common case, a plain mean of contiguous vectors: a loop the compiler can
-        # vectorise. Same lanes and order as the general loop below.
-        tc = t
-        pc = p
-        while i + 4 <= end:
-            a0 += _regression_term(kind, tc[i], pc[i], param)
-            a1 += _regression_term(kind, tc[i + 1], pc[i + 1], param)
-            a2 += _regression_term(kind, tc[i + 2], pc[i + 2], param)
-            a3 += _regression_term(kind, tc[i + 3], pc[i + 3], param)
-            i += 4
-        while i < end:
-            a0 += _regression_term(kind, tc[i], pc[i], param)
-            i += 1
-        _set(blk, (a0 + a1) + (a2 + a3), <double>(end - start), end - start)
+    cdef double l, w, acc[8]
+    cdef double den[8]
+    cdef int lane
+    if (not has_weight and not write_out
+            and ts1 == sizeof(floating) and ps1 == sizeof(floating)
+            and ts0 == width * ts1 and ps0 == width * ps1):
+        _set(blk, _regression_fast(kind, param, t, p, m, width), <double>m, m)
         return
-    while i + 4 <= end:
-        l0 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i)
-        l1 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i + 1)
-        l2 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i + 2)
-        l3 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i + 3)
+    _lanes_clear(acc)
+    _lanes_clear(den)
+    for i in range(m):
+        if width == 1:
+            l = cyl_regression(kind, _at(t, i * ts0)[0], _at(p, i * ps0)[0], param)
+        else:
+            l = _regression_row(kind, param, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1,
+                                width)
+        lane = _lane(i, m)
         if has_weight:
-            l0 = weight[i] * l0
-            l1 = weight[i + 1] * l1
-            l2 = weight[i + 2] * l2
-            l3 = weight[i + 3] * l3
-            d0 += weight[i]
-            d1 += weight[i + 1]
-            d2 += weight[i + 2]
-            d3 += weight[i + 3]
+            w = weight[start + i]
+            l = w * l
+            den[lane] += w
         if write_out:
-            loss_out[i] = <floating>l0
-            loss_out[i + 1] = <floating>l1
-            loss_out[i + 2] = <floating>l2
-            loss_out[i + 3] = <floating>l3
-        a0 += l0
-        a1 += l1
-        a2 += l2
-        a3 += l3
-        i += 4
-    while i < end:
-        l0 = _regression_sample(kind, param, t, ts0, ts1, p, ps0, ps1, width, i)
-        if has_weight:
-            l0 = weight[i] * l0
-            d0 += weight[i]
-        if write_out:
-            loss_out[i] = <floating>l0
-        a0 += l0
-        i += 1
-    _set(blk, (a0 + a1) + (a2 + a3),
-         (d0 + d1) + (d2 + d3) if has_weight else <double>(end - start), end - start)
+            loss_out[start + i] = <floating>l
+        acc[lane] += l
+    _set(blk, _lanes_total(acc), _lanes_total(den) if has_weight else <double>m, m)
 
 
 def regression(
@@ -320,59 +270,27 @@ def regression(
         free(blocks)
 
 
-# --- binary cross-entropy ---------------------------------------------------------------
-# Validity is accumulated as a flag (no branch in the loop); only a block whose flag is
-# set is scanned again, serially, to find its first invalid datum.
-
-cdef inline double _binary_term(
-    double y, double p, double pw, bint from_logits, double keep, double half,
-    double lo, double hi,
-) noexcept nogil:
-    y = y * keep + half
-    if from_logits:
-        return c_bce_logit(pw * y, 1.0 - y, p)
-    return c_bce_prob(pw * y, 1.0 - y, c_clip(p, lo, hi))
-
-
-cdef inline int _binary_bad(double y, double p, bint from_logits) noexcept nogil:
-    # NaN is not invalid: every comparison with it is false.
-    return (y < 0.0) | (y > 1.0) | ((not from_logits) & ((p < 0.0) | (p > 1.0)))
-
+# Binary cross-entropy: validity is accumulated as a flag beside the sum (no branch in the
+# loop); only a block whose flag is set is scanned again, serially, for its first invalid
+# datum.
 
 cdef inline double _binary_row(
     const floating* t, Py_ssize_t ts, const floating* p, Py_ssize_t ps,
     const double[:] pos_weight, Py_ssize_t width, bint from_logits, double keep,
     double half, double lo, double hi, int* bad,
 ) noexcept nogil:
-    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, y, x
-    cdef Py_ssize_t k = 0
+    cdef double acc[8], y, x
+    cdef Py_ssize_t k
     cdef int flag = 0
-    while k + 4 <= width:
+    _lanes_clear(acc)
+    for k in range(width):
         y = _at(t, k * ts)[0]
         x = _at(p, k * ps)[0]
-        flag |= _binary_bad(y, x, from_logits)
-        a0 += _binary_term(y, x, pos_weight[k], from_logits, keep, half, lo, hi)
-        y = _at(t, (k + 1) * ts)[0]
-        x = _at(p, (k + 1) * ps)[0]
-        flag |= _binary_bad(y, x, from_logits)
-        a1 += _binary_term(y, x, pos_weight[k + 1], from_logits, keep, half, lo, hi)
-        y = _at(t, (k + 2) * ts)[0]
-        x = _at(p, (k + 2) * ps)[0]
-        flag |= _binary_bad(y, x, from_logits)
-        a2 += _binary_term(y, x, pos_weight[k + 2], from_logits, keep, half, lo, hi)
-        y = _at(t, (k + 3) * ts)[0]
-        x = _at(p, (k + 3) * ps)[0]
-        flag |= _binary_bad(y, x, from_logits)
-        a3 += _binary_term(y, x, pos_weight[k + 3], from_logits, keep, half, lo, hi)
-        k += 4
-    while k < width:
-        y = _at(t, k * ts)[0]
-        x = _at(p, k * ps)[0]
-        flag |= _binary_bad(y, x, from_logits)
-        a0 += _binary_term(y, x, pos_weight[k], from_logits, keep, half, lo, hi)
-        k += 1
+        flag |= cyl_binary_bad(y, x, from_logits)
+        acc[_lane(k, width)] += cyl_binary(y, x, pos_weight[k], from_logits, keep, half,
+                                           lo, hi)
     bad[0] |= flag
-    return ((a0 + a1) + (a2 + a3)) / width
+    return _lanes_total(acc) / width
 
 
 cdef void _binary_first_bad(
@@ -393,6 +311,15 @@ cdef void _binary_first_bad(
                 return
 
 
+cdef double _binary_fast(const floating* t, const floating* p, Py_ssize_t n, double pw,
+                         bint from_logits, double keep, double half, double lo, double hi,
+                         int* bad) noexcept nogil:
+    if floating is float:
+        return cyl_binary_sum_f32(t, p, n, pw, from_logits, keep, half, lo, hi, bad)
+    else:
+        return cyl_binary_sum_f64(t, p, n, pw, from_logits, keep, half, lo, hi, bad)
+
+
 cdef void _binary_block(
     const floating[:, :] y_true, const floating[:, :] y_pred,
     const double[:] weight, bint has_weight,
@@ -400,40 +327,46 @@ cdef void _binary_block(
     floating[:] loss_out, bint write_out,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
-    cdef Py_ssize_t i, j, width = y_pred.shape[1]
-    cdef const floating* t = &y_true[0, 0]
-    cdef const floating* p = &y_pred[0, 0]
+    cdef Py_ssize_t i, width = y_pred.shape[1], m = end - start
+    cdef const floating* t = &y_true[start, 0]
+    cdef const floating* p = &y_pred[start, 0]
     cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
     cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
     cdef double keep = 1.0 - smoothing, half = 0.5 * smoothing, pw0 = pos_weight[0]
-    cdef double l, y, x, a[4]
-    cdef double d[4]
-    cdef int bad = 0
-    for j in range(4):
-        a[j] = 0.0
-        d[j] = 0.0
-    for i in range(start, end):
-        j = (i - start) & 3
+    cdef double l, y, x, w, total, acc[8]
+    cdef double den[8]
+    cdef int bad = 0, lane
+    if (width == 1 and not has_weight and not write_out
+            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
+        total = _binary_fast(t, p, m, pw0, from_logits, keep, half, lo, hi, &bad)
+        if bad:
+            _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
+        else:
+            _set(blk, total, <double>m, m)
+        return
+    _lanes_clear(acc)
+    _lanes_clear(den)
+    for i in range(m):
         if width == 1:
             y = _at(t, i * ts0)[0]
             x = _at(p, i * ps0)[0]
-            bad |= _binary_bad(y, x, from_logits)
-            l = _binary_term(y, x, pw0, from_logits, keep, half, lo, hi)
+            bad |= cyl_binary_bad(y, x, from_logits)
+            l = cyl_binary(y, x, pw0, from_logits, keep, half, lo, hi)
         else:
             l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight, width,
                             from_logits, keep, half, lo, hi, &bad)
+        lane = _lane(i, m)
         if has_weight:
-            l = weight[i] * l
-            d[j] += weight[i]
+            w = weight[start + i]
+            l = w * l
+            den[lane] += w
         if write_out:
-            loss_out[i] = <floating>l
-        a[j] += l
+            loss_out[start + i] = <floating>l
+        acc[lane] += l
     if bad:
         _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
         return
-    _set(blk, (a[0] + a[1]) + (a[2] + a[3]),
-         (d[0] + d[1]) + (d[2] + d[3]) if has_weight else <double>(end - start),
-         end - start)
+    _set(blk, _lanes_total(acc), _lanes_total(den) if has_weight else <double>m, m)
 
 
 def binary(
@@ -494,8 +427,8 @@ cdef inline double _log_norm(
     cdef double s = 0.0
     for k in range(n_classes):
         if k != best:
-            s += exp(x[a, k, c] - m)
-    return log1p(s)
+            s += cyl_exp(x[a, k, c] - m)
+    return cyl_log1p(s)
 
 
 cdef inline double _neg_log_softmax(
@@ -551,7 +484,7 @@ cdef void _categorical_block(
             m = _row_shift(y_pred, a, c, n_classes, &best)
             lognorm = _log_norm(y_pred, a, c, n_classes, m, best)
             for k in range(n_classes):
-                l += c_term(y_true[a, k, c] * keep + spread,
+                l += cyl_term(y_true[a, k, c] * keep + spread,
                             _neg_log_softmax(y_pred, a, c, k, m, best, lognorm))
         else:
             total = _row_sum(y_pred, a, c, n_classes, &negative)
@@ -562,8 +495,8 @@ cdef void _categorical_block(
                 _fail(blk, ERR_ROW_ZERO, i, -1)
                 return
             for k in range(n_classes):
-                l += c_term(y_true[a, k, c] * keep + spread,
-                            -log(c_clip(y_pred[a, k, c] / total, lo, hi)))
+                l += cyl_term(y_true[a, k, c] * keep + spread,
+                            -cyl_log(cyl_clip(y_pred[a, k, c] / total, lo, hi)))
         w = weight[i] if has_weight else 1.0
         wl = w * l
         if write_out:
@@ -641,7 +574,7 @@ cdef void _sparse_block(
             if smoothing != 0.0:
                 if has_class_weight:
                     for k in range(n_classes):
-                        smooth += c_term(class_weight[k],
+                        smooth += cyl_term(class_weight[k],
                                          _neg_log_softmax(y_pred, a, c, k, m, best, lognorm))
                 else:
                     for k in range(n_classes):
@@ -656,14 +589,14 @@ cdef void _sparse_block(
             if total == 0.0:
                 _fail(blk, ERR_ROW_ZERO, i, -1)
                 return
-            nll = -log(c_clip(y_pred[a, label, c] / total, lo, hi))
+            nll = -cyl_log(cyl_clip(y_pred[a, label, c] / total, lo, hi))
             if smoothing != 0.0:
                 for k in range(n_classes):
-                    smooth += c_term(class_weight[k] if has_class_weight else 1.0,
-                                     -log(c_clip(y_pred[a, k, c] / total, lo, hi)))
-        l = c_term(keep * cw, nll)
+                    smooth += cyl_term(class_weight[k] if has_class_weight else 1.0,
+                                     -cyl_log(cyl_clip(y_pred[a, k, c] / total, lo, hi)))
+        l = cyl_term(keep * cw, nll)
         if smoothing != 0.0:
-            l += c_term(spread, smooth)
+            l += cyl_term(spread, smooth)
         w = weight[i] if has_weight else 1.0
         wl = w * l
         if write_out:
@@ -702,3 +635,25 @@ def sparse(
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)
+
+
+def simd_path():
+    """Which build of the fast paths this CPU runs (baseline or x86-64-v3)."""
+    return cyl_simd_path().decode("ascii")
+
+
+# --- test hook -----------------------------------------------------------------------------
+
+def vecmath(str name, const double[:] x, double[:] out):
+    """Apply cyl_exp, cyl_log or cyl_log1p elementwise (tests measure their accuracy)."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef int which = {"exp": 0, "log": 1, "log1p": 2}[name]
+    _require(out.shape[0] == n, "out length differs")
+    with nogil:
+        for i in range(n):
+            if which == 0:
+                out[i] = cyl_exp(x[i])
+            elif which == 1:
+                out[i] = cyl_log(x[i])
+            else:
+                out[i] = cyl_log1p(x[i])

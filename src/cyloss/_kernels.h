@@ -1,0 +1,105 @@
+/* Scalar kernels of cyloss: the one definition of every loss formula, in double.
+ *
+ * Declared for Cython in _kernels.pxd (the loops in _loops.pyx call them) and used by the
+ * contiguous fast paths in _fastpaths.h, so a formula is never written twice. Written as
+ * selects rather than branches, so that the loops calling them vectorise; edge cases are
+ * part of each formula:
+ *
+ * - cyl_term(coef, v) is coef * v with 0 * (+-inf) := 0: a target or weight of exactly 0
+ *   never contributes, even against an infinite log-probability. NaN still propagates
+ *   (0 * NaN is NaN), as in NumPy.
+ * - Comparisons are arranged so that NaN falls through to the formula and comes out NaN.
+ */
+#ifndef CYLOSS_KERNELS_H
+#define CYLOSS_KERNELS_H
+
+#include <math.h>
+#include "_vecmath.h"
+
+CYL_INLINE double cyl_term(double coef, double v)
+{
+    return ((coef == 0.0) & (v == v)) ? 0.0 : coef * v;   /* v == v: v is not NaN */
+}
+
+CYL_INLINE double cyl_clip(double p, double lo, double hi)
+{
+    return p < lo ? lo : (p > hi ? hi : p);               /* NaN passes through */
+}
+
+/* --- regression ----------------------------------------------------------------------- */
+
+CYL_INLINE double cyl_mae(double y, double p) { return fabs(p - y); }
+
+CYL_INLINE double cyl_mse(double y, double p) { double e = p - y; return e * e; }
+
+/* Keras's form: quadratic up to and including |e| == delta; NaN takes the linear arm. */
+CYL_INLINE double cyl_huber(double y, double p, double delta)
+{
+    double e = p - y, a = fabs(e);
+    return a <= delta ? 0.5 * e * e : delta * (a - 0.5 * delta);
+}
+
+/* PyTorch's form: quadratic strictly below beta, so beta == 0 is plain L1 (the quadratic
+ * arm, 0/0 then, is computed but never selected). */
+CYL_INLINE double cyl_smooth_l1(double y, double p, double beta)
+{
+    double e = p - y, a = fabs(e);
+    return a < beta ? 0.5 * e * e / beta : a - 0.5 * beta;
+}
+
+enum { CYL_MAE = 0, CYL_MSE = 1, CYL_HUBER = 2, CYL_SMOOTH_L1 = 3 };
+
+CYL_INLINE double cyl_regression(int kind, double y, double p, double param)
+{
+    switch (kind) {
+    case CYL_MSE: return cyl_mse(y, p);
+    case CYL_MAE: return cyl_mae(y, p);
+    case CYL_HUBER: return cyl_huber(y, p, param);
+    default: return cyl_smooth_l1(y, p, param);
+    }
+}
+
+/* --- binary cross-entropy ----------------------------------------------------------------
+ * With a = pos_weight * y and b = 1 - y (after label smoothing):
+ *   probabilities: l = a (-log p) + b (-log(1 - p)),  p clipped to [eps, 1 - eps]
+ *   logits:        l = a softplus(-x) + b softplus(x)
+ * The logit form is PyTorch's (1 - y) x + (1 + (pw - 1) y) softplus(-x) split so that each
+ * coefficient meets only its own softplus: x = +-inf then gives the limit (0 or inf)
+ * instead of inf - inf. */
+
+CYL_INLINE double cyl_bce_prob(double a, double b, double p)
+{
+    return cyl_term(a, -cyl_log(p)) + cyl_term(b, -cyl_log1p(-p));
+}
+
+/* log1p(e^-|x|): e^-|x| lies in [0, 1], where log1p is accurate as it stands, so no
+ * cutoffs are needed (the usual ones, x < -37 -> e^x and so on, only save time in scalar
+ * code). |x| = inf gives log1p(0) = 0. */
+CYL_INLINE double cyl_softplus_tail(double x) { return cyl_log1p(cyl_exp(-fabs(x))); }
+
+CYL_INLINE double cyl_bce_logit(double a, double b, double x)
+{
+    /* softplus(+-x) = max(+-x, 0) + log1p(e^-|x|) */
+    double tail = cyl_softplus_tail(x);
+    double pos = x > 0.0 ? x : 0.0;
+    double neg = x < 0.0 ? -x : 0.0;
+    return cyl_term(a, neg + tail) + cyl_term(b, pos + tail);
+}
+
+/* One element of binary cross-entropy: smoothing, then the probability or logit form. */
+CYL_INLINE double cyl_binary(double y, double p, double pw, int from_logits, double keep,
+                             double half, double lo, double hi)
+{
+    double ys = y * keep + half;
+    return from_logits ? cyl_bce_logit(pw * ys, 1.0 - ys, p)
+                       : cyl_bce_prob(pw * ys, 1.0 - ys, cyl_clip(p, lo, hi));
+}
+
+/* 1 where a binary datum is invalid (target outside [0, 1], or a probability outside
+ * [0, 1]); NaN is not invalid: every comparison with it is false. */
+CYL_INLINE int cyl_binary_bad(double y, double p, int from_logits)
+{
+    return (y < 0.0) | (y > 1.0) | ((!from_logits) & ((p < 0.0) | (p > 1.0)));
+}
+
+#endif /* CYLOSS_KERNELS_H */

@@ -1,0 +1,96 @@
+"""cyloss's own vectorisable exp/log/log1p (_vecmath.h): accuracy in ulp against mpmath
+and C99 special values."""
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from cyloss import _loops
+
+mpmath.mp.prec = 200
+
+
+def run(name, x):
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    _loops.vecmath(name, x, out)
+    return out
+
+
+REFERENCE = {
+    "exp": lambda v: mpmath.exp(v),
+    "log": lambda v: mpmath.log(v),
+    "log1p": lambda v: mpmath.log1p(v),
+}
+
+
+def ulp_error(got, exact):
+    """|got - exact| in units of the last place of the correctly rounded result."""
+    rounded = float(exact)
+    if rounded == 0.0 or math.isinf(rounded):
+        return 0.0 if got == rounded else math.inf
+    spacing = math.ulp(rounded)
+    return float(abs(mpmath.mpf(got) - exact) / spacing)
+
+
+def sample(name, rng, n):
+    if name == "exp":
+        return np.concatenate([rng.uniform(-745, 709.7, n // 2), rng.uniform(-1, 1, n // 2)])
+    if name == "log":
+        return 10.0 ** rng.uniform(-320, 308, n)   # subnormals included
+    return np.concatenate([
+        rng.uniform(-1, 1, n // 3),
+        np.sign(rng.uniform(-1, 1, n // 3)) * 10.0 ** rng.uniform(-300, -1, n // 3),
+        10.0 ** rng.uniform(0, 300, n - 2 * (n // 3)),
+    ])
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "log1p"])
+def test_within_two_ulp_of_mpmath(name):
+    rng = np.random.default_rng(7)
+    x = sample(name, rng, 3000)
+    got = run(name, x)
+    worst = max(ulp_error(g, REFERENCE[name](mpmath.mpf(v))) for v, g in zip(x, got))
+    assert worst <= 2.0, f"{name}: worst error {worst:.2f} ulp"
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "log1p"])
+def test_close_to_libm_on_many_points(name):
+    rng = np.random.default_rng(8)
+    x = sample(name, rng, 200_000)
+    got = run(name, x)
+    want = getattr(np, name)(x)
+    scale = np.spacing(np.abs(want))
+    assert np.all(np.abs(got - want) <= 3 * scale)
+
+
+SPECIAL = [
+    # (function, x, expected): C99 Annex F
+    ("exp", math.nan, math.nan), ("exp", math.inf, math.inf), ("exp", -math.inf, 0.0),
+    ("exp", 0.0, 1.0), ("exp", -0.0, 1.0), ("exp", 710.0, math.inf), ("exp", 1e300, math.inf),
+    ("exp", -746.0, 0.0), ("exp", -1e300, 0.0),
+    ("exp", -745.13, 5e-324),          # the smallest subnormal
+    ("log", math.nan, math.nan), ("log", math.inf, math.inf), ("log", 0.0, -math.inf),
+    ("log", -0.0, -math.inf), ("log", -1.0, math.nan), ("log", -math.inf, math.nan),
+    ("log", 1.0, 0.0), ("log", 5e-324, -744.4400719213812),
+    ("log1p", math.nan, math.nan), ("log1p", math.inf, math.inf), ("log1p", -1.0, -math.inf),
+    ("log1p", -2.0, math.nan), ("log1p", 0.0, 0.0), ("log1p", 1e-300, 1e-300),
+    ("log1p", -math.inf, math.nan),
+]
+
+
+@pytest.mark.parametrize("name,x,expected", SPECIAL, ids=lambda v: repr(v))
+def test_special_values(name, x, expected):
+    got = float(run(name, [x])[0])
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == expected
+        if expected == 0.0:
+            assert math.copysign(1.0, got) == math.copysign(1.0, expected)
+
+
+def test_log1p_keeps_the_sign_of_zero():
+    assert math.copysign(1.0, float(run("log1p", [-0.0])[0])) == -1.0
