@@ -141,7 +141,7 @@ def extensions():
     exts = [
         Extension("cyloss._openmp", ["src/cyloss/_openmp.pyx"]),
         Extension("cyloss._loops", ["src/cyloss/_loops.pyx"], include_dirs=["src/cyloss"],
-                  depends=["src/cyloss/_vecmath.h", "src/cyloss/_kernels.h",
+                  depends=["src/cyloss/_vecmath.h", "src/cyloss/_kernels.h", "src/cyloss/_rows.h",
                            "src/cyloss/_fastpaths.h", "src/cyloss/_kernels.pxd"]),
     ]
     return cythonize(

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from cyloss import _openmp
+from cyloss import _loops, _openmp
 
 
 def _openmp_runtimes():
@@ -52,6 +52,7 @@ def _config():
         "serial_below_elements": _openmp.SERIAL_BELOW,
         "debug_build": _openmp.debug_build(),
         "compiler_flags": _openmp.build_flags(),
+        "simd_path": _loops.simd_path(),
         "forked_child_serial": _openmp.in_forked_child(),
         "openmp_runtime": _openmp_runtimes(),
     }

@@ -11,7 +11,7 @@
  * contraction of a*b+c into FMA, which GCC may do in the x86-64-v3 clone; results then
  * differ between machines in the last bit, never between thread counts).
  *
- * Runtime dispatch: on x86-64 Linux with GCC or clang each function is compiled twice,
+ * Runtime dispatch: on x86-64 glibc Linux with GCC or clang each function is compiled twice,
  * for the baseline and for x86-64-v3 (AVX2, FMA), and the loader picks one (ifunc).
  * cyl_simd_path() reports which.
  */
@@ -23,8 +23,9 @@
 
 #define CYL_LANES 8
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__INTEL_COMPILER) \
-    && !defined(CYLOSS_NO_CLONES)
+/* ifunc needs glibc's loader (musl has none); math.h, included above, defines __GLIBC__. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__GNUC__) \
+    && !defined(__INTEL_COMPILER) && !defined(CYLOSS_NO_CLONES)
 #define CYL_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #define CYL_HAVE_CLONES 1
 #else

@@ -3,7 +3,7 @@
 # that the loops calling them vectorise; Cython's generated code for the same formulas
 # does not. Anyone can `cimport cyloss._kernels` to reuse them.
 
-cdef extern from "_fastpaths.h" nogil:
+cdef extern from "_rows.h" nogil:
     # _vecmath.h: exp/log/log1p with C99 special values, 1-2 ulp, vectorisable
     double cyl_exp(double x) noexcept
     double cyl_log(double x) noexcept
@@ -37,3 +37,45 @@ cdef extern from "_fastpaths.h" nogil:
     double cyl_binary_sum_f64(const double* t, const double* p, Py_ssize_t n, double pw,
                               int from_logits, double keep, double half, double lo,
                               double hi, int* bad) noexcept
+
+    # _rows.h: one row of C classes read through a byte stride
+    double cyl_row_logits_f32(const float* x, Py_ssize_t sb, Py_ssize_t C, double* m,
+                              Py_ssize_t* best) noexcept
+    double cyl_row_logits_f64(const double* x, Py_ssize_t sb, Py_ssize_t C, double* m,
+                              Py_ssize_t* best) noexcept
+    double cyl_row_soft_xent_f32(const float* y, Py_ssize_t ysb, const float* x,
+                                 Py_ssize_t sb, Py_ssize_t C, double keep, double spread,
+                                 double m, Py_ssize_t best, double lognorm,
+                                 int* bad) noexcept
+    double cyl_row_soft_xent_f64(const double* y, Py_ssize_t ysb, const double* x,
+                                 Py_ssize_t sb, Py_ssize_t C, double keep, double spread,
+                                 double m, Py_ssize_t best, double lognorm,
+                                 int* bad) noexcept
+    double cyl_row_gap_f32(const float* x, Py_ssize_t sb, Py_ssize_t C, double m,
+                           Py_ssize_t best) noexcept
+    double cyl_row_gap_f64(const double* x, Py_ssize_t sb, Py_ssize_t C, double m,
+                           Py_ssize_t best) noexcept
+    double cyl_row_weighted_nls_f32(const float* x, Py_ssize_t sb, Py_ssize_t C,
+                                    const double* cw, double m, Py_ssize_t best,
+                                    double lognorm) noexcept
+    double cyl_row_weighted_nls_f64(const double* x, Py_ssize_t sb, Py_ssize_t C,
+                                    const double* cw, double m, Py_ssize_t best,
+                                    double lognorm) noexcept
+    double cyl_row_total_f32(const float* x, Py_ssize_t sb, Py_ssize_t C,
+                             int* negative) noexcept
+    double cyl_row_total_f64(const double* x, Py_ssize_t sb, Py_ssize_t C,
+                             int* negative) noexcept
+    double cyl_row_prob_soft_xent_f32(const float* y, Py_ssize_t ysb, const float* x,
+                                      Py_ssize_t sb, Py_ssize_t C, double total,
+                                      double keep, double spread, double lo, double hi,
+                                      int* bad) noexcept
+    double cyl_row_prob_soft_xent_f64(const double* y, Py_ssize_t ysb, const double* x,
+                                      Py_ssize_t sb, Py_ssize_t C, double total,
+                                      double keep, double spread, double lo, double hi,
+                                      int* bad) noexcept
+    double cyl_row_prob_nll_sum_f32(const float* x, Py_ssize_t sb, Py_ssize_t C,
+                                    const double* cw, double total, double lo,
+                                    double hi) noexcept
+    double cyl_row_prob_nll_sum_f64(const double* x, Py_ssize_t sb, Py_ssize_t C,
+                                    const double* cw, double total, double lo,
+                                    double hi) noexcept

@@ -41,6 +41,10 @@ from cyloss._kernels cimport (
     cyl_exp, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression, cyl_binary,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
+    cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
+    cyl_row_gap_f32, cyl_row_gap_f64, cyl_row_weighted_nls_f32, cyl_row_weighted_nls_f64,
+    cyl_row_total_f32, cyl_row_total_f64, cyl_row_prob_soft_xent_f32,
+    cyl_row_prob_soft_xent_f64, cyl_row_prob_nll_sum_f32, cyl_row_prob_nll_sum_f64,
 )
 
 # Error codes, mirrored in _validation.py which turns them into messages.
@@ -396,120 +400,157 @@ def binary(
         free(blocks)
 
 
-# --- rows: shared pieces of the categorical and sparse loops -----------------------------
-# A class row is y_pred[a, :, c] for sample i = a * B + c (B = size after the class axis),
-# so any class axis is read in place.
+# --- rows: categorical and sparse cross-entropy -------------------------------------------
+# A class row is y_pred[a, :, c] for sample i = a * B + c (B = size after the class axis);
+# the row operations of _rows.h read it through its byte stride, so any class axis is read
+# in place, contiguous rows vectorise, and every layout gives the same bits.
 
-cdef inline double _row_shift(
-    const floating[:, :, :] x, Py_ssize_t a, Py_ssize_t c, Py_ssize_t n_classes,
-    Py_ssize_t* argmax,
-) noexcept nogil:
-    # Row maximum and its index. The first entry seeds it so that a NaN there keeps the
-    # maximum NaN (a NaN elsewhere is caught by the sum of exponentials).
-    cdef Py_ssize_t k, best = 0
-    cdef double m = x[a, 0, c]
-    for k in range(1, n_classes):
-        if x[a, k, c] > m:
-            m = x[a, k, c]
-            best = k
-    argmax[0] = best
-    return m
+cdef inline double _row_logits(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
+                               double* m, Py_ssize_t* best) noexcept nogil:
+    if floating is float:
+        return cyl_row_logits_f32(x, sb, n_classes, m, best)
+    else:
+        return cyl_row_logits_f64(x, sb, n_classes, m, best)
 
 
-cdef inline double _log_norm(
-    const floating[:, :, :] x, Py_ssize_t a, Py_ssize_t c, Py_ssize_t n_classes,
-    double m, Py_ssize_t best,
-) noexcept nogil:
-    # log(sum_k e^(x_k - m)) = log1p(sum_{k != argmax} e^(x_k - m)): the argmax term is
-    # exactly 1, so leaving it out of the sum keeps tiny losses (a confident, correct
-    # row) accurate to the last bit instead of to 1e-16 absolute.
+cdef inline double _row_soft_xent(const floating* y, Py_ssize_t ysb, const floating* x,
+                                  Py_ssize_t sb, Py_ssize_t n_classes, double keep,
+                                  double spread, double m, Py_ssize_t best, double lognorm,
+                                  int* bad) noexcept nogil:
+    if floating is float:
+        return cyl_row_soft_xent_f32(y, ysb, x, sb, n_classes, keep, spread, m, best,
+                                     lognorm, bad)
+    else:
+        return cyl_row_soft_xent_f64(y, ysb, x, sb, n_classes, keep, spread, m, best,
+                                     lognorm, bad)
+
+
+cdef inline double _row_gap(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
+                            double m, Py_ssize_t best) noexcept nogil:
+    if floating is float:
+        return cyl_row_gap_f32(x, sb, n_classes, m, best)
+    else:
+        return cyl_row_gap_f64(x, sb, n_classes, m, best)
+
+
+cdef inline double _row_weighted_nls(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
+                                     const double* cw, double m, Py_ssize_t best,
+                                     double lognorm) noexcept nogil:
+    if floating is float:
+        return cyl_row_weighted_nls_f32(x, sb, n_classes, cw, m, best, lognorm)
+    else:
+        return cyl_row_weighted_nls_f64(x, sb, n_classes, cw, m, best, lognorm)
+
+
+cdef inline double _row_total(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
+                              int* negative) noexcept nogil:
+    if floating is float:
+        return cyl_row_total_f32(x, sb, n_classes, negative)
+    else:
+        return cyl_row_total_f64(x, sb, n_classes, negative)
+
+
+cdef inline double _row_prob_soft_xent(const floating* y, Py_ssize_t ysb, const floating* x,
+                                       Py_ssize_t sb, Py_ssize_t n_classes, double total,
+                                       double keep, double spread, double lo, double hi,
+                                       int* bad) noexcept nogil:
+    if floating is float:
+        return cyl_row_prob_soft_xent_f32(y, ysb, x, sb, n_classes, total, keep, spread,
+                                          lo, hi, bad)
+    else:
+        return cyl_row_prob_soft_xent_f64(y, ysb, x, sb, n_classes, total, keep, spread,
+                                          lo, hi, bad)
+
+
+cdef inline double _row_prob_nll_sum(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
+                                     const double* cw, double total, double lo,
+                                     double hi) noexcept nogil:
+    if floating is float:
+        return cyl_row_prob_nll_sum_f32(x, sb, n_classes, cw, total, lo, hi)
+    else:
+        return cyl_row_prob_nll_sum_f64(x, sb, n_classes, cw, total, lo, hi)
+
+
+cdef inline Py_ssize_t _first_outside_unit(const floating* y, Py_ssize_t sb,
+                                           Py_ssize_t n_classes) noexcept nogil:
     cdef Py_ssize_t k
-    cdef double s = 0.0
+    cdef double v
     for k in range(n_classes):
-        if k != best:
-            s += cyl_exp(x[a, k, c] - m)
-    return cyl_log1p(s)
+        v = _at(y, k * sb)[0]
+        if v < 0.0 or v > 1.0:
+            return k
+    return 0
 
 
-cdef inline double _neg_log_softmax(
-    const floating[:, :, :] x, Py_ssize_t a, Py_ssize_t c, Py_ssize_t k,
-    double m, Py_ssize_t best, double lognorm,
-) noexcept nogil:
-    # -log softmax(x)_k = (m - x_k) + lognorm; the argmax term is exactly lognorm, which
-    # also gives the limit 0 (not inf - inf) for a single +inf logit.
-    if k == best:
-        return lognorm
-    return (m - x[a, k, c]) + lognorm
-
-
-cdef inline double _row_sum(
-    const floating[:, :, :] x, Py_ssize_t a, Py_ssize_t c, Py_ssize_t n_classes,
-    Py_ssize_t* negative,
-) noexcept nogil:
-    # Sum of a probability row; negative[0] = first negative class, or -1.
+cdef inline Py_ssize_t _first_negative(const floating* x, Py_ssize_t sb,
+                                       Py_ssize_t n_classes) noexcept nogil:
     cdef Py_ssize_t k
-    cdef double s = 0.0, p
-    negative[0] = -1
     for k in range(n_classes):
-        p = x[a, k, c]
-        if p < 0.0:
-            negative[0] = k
-            return s
-        s += p
-    return s
+        if _at(x, k * sb)[0] < 0.0:
+            return k
+    return 0
 
-
-# --- categorical cross-entropy ---------------------------------------------------------------
 
 cdef void _categorical_block(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
-    const double[:] weight, bint has_weight, bint from_logits, double smoothing, double lo, double hi,
-    floating[:] loss_out, bint write_out,
+    const double[:] weight, bint has_weight, bint from_logits, double smoothing,
+    double lo, double hi, floating[:] loss_out, bint write_out,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
-    cdef Py_ssize_t i, k, a, c, best, negative
+    cdef Py_ssize_t ysb = y_true.strides[1], psb = y_pred.strides[1]
+    cdef Py_ssize_t i, si, a, c, best, m_samples = end - start
+    cdef const floating* yr
+    cdef const floating* xr
     cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
-    cdef double y, l, m, lognorm, total, w, wl, num = 0.0, den = 0.0
-    for i in range(start, end):
-        a = i // inner
-        c = i - a * inner
-        for k in range(n_classes):
-            y = y_true[a, k, c]
-            if y < 0.0 or y > 1.0:
-                _fail(blk, ERR_TARGET, i, k)
-                return
-        l = 0.0
+    cdef double l, mx, lognorm, total, w, acc[8]
+    cdef double den[8]
+    cdef int bad, negative, lane
+    _lanes_clear(acc)
+    _lanes_clear(den)
+    for i in range(m_samples):
+        si = start + i
+        a = si // inner
+        c = si - a * inner
+        yr = &y_true[a, 0, c]
+        xr = &y_pred[a, 0, c]
+        bad = 0
         if from_logits:
-            m = _row_shift(y_pred, a, c, n_classes, &best)
-            lognorm = _log_norm(y_pred, a, c, n_classes, m, best)
-            for k in range(n_classes):
-                l += cyl_term(y_true[a, k, c] * keep + spread,
-                            _neg_log_softmax(y_pred, a, c, k, m, best, lognorm))
+            lognorm = _row_logits(xr, psb, n_classes, &mx, &best)
+            l = _row_soft_xent(yr, ysb, xr, psb, n_classes, keep, spread, mx, best,
+                               lognorm, &bad)
+            if bad:
+                _fail(blk, ERR_TARGET, si, _first_outside_unit(yr, ysb, n_classes))
+                return
         else:
-            total = _row_sum(y_pred, a, c, n_classes, &negative)
-            if negative >= 0:
-                _fail(blk, ERR_PROB_NEG, i, negative)
+            total = _row_total(xr, psb, n_classes, &negative)
+            l = _row_prob_soft_xent(yr, ysb, xr, psb, n_classes, total, keep, spread,
+                                    lo, hi, &bad)
+            if bad:
+                _fail(blk, ERR_TARGET, si, _first_outside_unit(yr, ysb, n_classes))
+                return
+            if negative:
+                _fail(blk, ERR_PROB_NEG, si, _first_negative(xr, psb, n_classes))
                 return
             if total == 0.0:
-                _fail(blk, ERR_ROW_ZERO, i, -1)
+                _fail(blk, ERR_ROW_ZERO, si, -1)
                 return
-            for k in range(n_classes):
-                l += cyl_term(y_true[a, k, c] * keep + spread,
-                            -cyl_log(cyl_clip(y_pred[a, k, c] / total, lo, hi)))
-        w = weight[i] if has_weight else 1.0
-        wl = w * l
+        lane = _lane(i, m_samples)
+        if has_weight:
+            w = weight[si]
+            l = w * l
+            den[lane] += w
         if write_out:
-            loss_out[i] = <floating>wl
-        num += wl
-        den += w
-    _set(blk, num, den, end - start)
+            loss_out[si] = <floating>l
+        acc[lane] += l
+    _set(blk, _lanes_total(acc), _lanes_total(den) if has_weight else <double>m_samples,
+         m_samples)
 
 
 def categorical(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
-    const double[:] weight, bint has_weight, bint from_logits, double smoothing, double lo, double hi,
-    floating[:] loss_out, bint write_out, int n_threads,
+    const double[:] weight, bint has_weight, bint from_logits, double smoothing,
+    double lo, double hi, floating[:] loss_out, bint write_out, int n_threads,
 ):
     """Categorical cross-entropy over arrays viewed as (outer, classes, inner)."""
     cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
@@ -520,24 +561,24 @@ def categorical(
              and y_true.shape[2] == y_pred.shape[2], "shapes differ")
     _require(y_pred.shape[1] > 0 or n == 0, "no classes")
     _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
+    if n == 0:
+        return (0.0, 0.0, 0, ERR_NONE, -1, -1)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
             _categorical_block(y_true, y_pred, weight, has_weight, from_logits, smoothing,
-                               lo, hi,
-                               loss_out, write_out,
+                               lo, hi, loss_out, write_out,
                                b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)
 
 
-# --- sparse categorical cross-entropy ----------------------------------------------------------
-# With q the smoothed one-hot target (q_k = (1 - s)[k == label] + s/C) and cw the class
-# weights (all 1 when absent):  l = sum_k cw_k q_k (-log p_k)
+# Sparse: with q the smoothed one-hot target (q_k = (1 - s)[k == label] + s/C) and cw the
+# class weights (all 1 when absent),  l = sum_k cw_k q_k (-log p_k)
 #   = (1 - s) cw_label (-log p_label) + (s/C) sum_k cw_k (-log p_k).
 # Without class weights the logit form of the second sum is the closed form
-#   s (lse - mean_k x_k) = s (lognorm + sum_{k != argmax} (m - x_k) / C),
+#   s (lse - mean_k x_k) = (s/C) (C lognorm + sum_{k != argmax} (m - x_k)),
 # so no one-hot row and no log-probability row is ever built.
 
 cdef void _sparse_block(
@@ -550,61 +591,63 @@ cdef void _sparse_block(
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
-    cdef Py_ssize_t i, k, a, c, best, negative
+    cdef Py_ssize_t psb = y_pred.strides[1]
+    cdef Py_ssize_t i, si, a, c, best, m_samples = end - start
+    cdef const floating* xr
+    cdef const double* cw_row = &class_weight[0] if has_class_weight else NULL
     cdef int64_t label, count = 0
     cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
-    cdef double l, m, lognorm, total, nll, smooth, cw, w, wl, num = 0.0, den = 0.0
-    for i in range(start, end):
-        label = labels[i]
+    cdef double l, mx, lognorm, total, nll, smooth, cw, w, acc[8]
+    cdef double den[8]
+    cdef int negative, lane
+    _lanes_clear(acc)
+    _lanes_clear(den)
+    for i in range(m_samples):
+        si = start + i
+        label = labels[si]
         if has_ignore and label == ignore_index:
             if write_out:
-                loss_out[i] = 0
+                loss_out[si] = 0
             continue
         if label < 0 or label >= n_classes:
-            _fail(blk, ERR_LABEL, i, label)
+            _fail(blk, ERR_LABEL, si, label)
             return
-        a = i // inner
-        c = i - a * inner
+        a = si // inner
+        c = si - a * inner
+        xr = &y_pred[a, 0, c]
         cw = class_weight[label] if has_class_weight else 1.0
         smooth = 0.0
         if from_logits:
-            m = _row_shift(y_pred, a, c, n_classes, &best)
-            lognorm = _log_norm(y_pred, a, c, n_classes, m, best)
-            nll = _neg_log_softmax(y_pred, a, c, label, m, best, lognorm)
+            lognorm = _row_logits(xr, psb, n_classes, &mx, &best)
+            nll = lognorm if label == best else (mx - _at(xr, label * psb)[0]) + lognorm
             if smoothing != 0.0:
                 if has_class_weight:
-                    for k in range(n_classes):
-                        smooth += cyl_term(class_weight[k],
-                                         _neg_log_softmax(y_pred, a, c, k, m, best, lognorm))
+                    smooth = _row_weighted_nls(xr, psb, n_classes, cw_row, mx, best, lognorm)
                 else:
-                    for k in range(n_classes):
-                        if k != best:
-                            smooth += m - y_pred[a, k, c]
-                    smooth += n_classes * lognorm
+                    smooth = _row_gap(xr, psb, n_classes, mx, best) + n_classes * lognorm
         else:
-            total = _row_sum(y_pred, a, c, n_classes, &negative)
-            if negative >= 0:
-                _fail(blk, ERR_PROB_NEG, i, negative)
+            total = _row_total(xr, psb, n_classes, &negative)
+            if negative:
+                _fail(blk, ERR_PROB_NEG, si, _first_negative(xr, psb, n_classes))
                 return
             if total == 0.0:
-                _fail(blk, ERR_ROW_ZERO, i, -1)
+                _fail(blk, ERR_ROW_ZERO, si, -1)
                 return
-            nll = -cyl_log(cyl_clip(y_pred[a, label, c] / total, lo, hi))
+            nll = -cyl_log(cyl_clip(_at(xr, label * psb)[0] / total, lo, hi))
             if smoothing != 0.0:
-                for k in range(n_classes):
-                    smooth += cyl_term(class_weight[k] if has_class_weight else 1.0,
-                                     -cyl_log(cyl_clip(y_pred[a, k, c] / total, lo, hi)))
+                smooth = _row_prob_nll_sum(xr, psb, n_classes, cw_row, total, lo, hi)
         l = cyl_term(keep * cw, nll)
         if smoothing != 0.0:
             l += cyl_term(spread, smooth)
-        w = weight[i] if has_weight else 1.0
-        wl = w * l
+        lane = _lane(i, m_samples)
+        w = weight[si] if has_weight else 1.0
+        l = w * l
         if write_out:
-            loss_out[i] = <floating>wl
-        num += wl
-        den += w * cw
+            loss_out[si] = <floating>l
+        acc[lane] += l
+        den[lane] += w * cw
         count += 1
-    _set(blk, num, den, count)
+    _set(blk, _lanes_total(acc), _lanes_total(den), count)
 
 
 def sparse(
@@ -621,10 +664,13 @@ def sparse(
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
     cdef int team = _team(n_threads, n_blocks)
     _require(labels.shape[0] == n, "labels length differs from the number of samples")
-    _require(not has_class_weight or class_weight.shape[0] == y_pred.shape[1],
-             "class_weight length differs from the number of classes")
+    _require(not has_class_weight or (class_weight.shape[0] == y_pred.shape[1]
+                                      and class_weight.strides[0] == sizeof(double)),
+             "class_weight must be contiguous with one weight per class")
     _require(y_pred.shape[1] > 0 or n == 0, "no classes")
     _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
+    if n == 0:
+        return (0.0, 0.0, 0, ERR_NONE, -1, -1)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
         for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
