@@ -16,24 +16,27 @@ TARGET: Final[int]
 # (num, den, count, err, err_i, err_k)
 _Result = tuple[float, float, int, int, int, int]
 _F = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+_W = npt.NDArray[np.float64] | None
 
 def regression(
-    kind: int, param: float, y_true: _F, y_pred: _F, weight: npt.NDArray[np.float64],
-    loss_out: _F, write_out: bool, n_threads: int,
+    kind: int, param: float, y_true: _F, y_pred: _F, weight: _W, has_weight: bool,
+    loss_out: _F | None, write_out: bool, n_threads: int,
 ) -> _Result: ...
 def binary(
-    y_true: _F, y_pred: _F, weight: npt.NDArray[np.float64],
+    y_true: _F, y_pred: _F, weight: _W, has_weight: bool,
     pos_weight: npt.NDArray[np.float64], from_logits: bool, smoothing: float,
-    lo: float, hi: float, loss_out: _F, write_out: bool, n_threads: int,
+    lo: float, hi: float, loss_out: _F | None, write_out: bool, n_threads: int,
 ) -> _Result: ...
 def categorical(
-    y_true: _F, y_pred: _F, weight: npt.NDArray[np.float64], from_logits: bool,
-    smoothing: float, lo: float, hi: float, loss_out: _F, write_out: bool, n_threads: int,
+    y_true: _F, y_pred: _F, weight: _W, has_weight: bool, from_logits: bool,
+    smoothing: float, lo: float, hi: float, loss_out: _F | None, write_out: bool,
+    n_threads: int,
 ) -> _Result: ...
 def sparse(
-    labels: npt.NDArray[np.int64], y_pred: _F, weight: npt.NDArray[np.float64],
-    class_weight: npt.NDArray[np.float64], has_class_weight: bool,
-    has_ignore: bool, ignore_index: int, from_logits: bool, smoothing: float,
-    lo: float, hi: float, loss_out: _F, write_out: bool, n_threads: int,
+    labels: npt.NDArray[np.int64], y_pred: _F, weight: _W, has_weight: bool,
+    class_weight: _W, has_class_weight: bool, has_ignore: bool, ignore_index: int,
+    from_logits: bool, smoothing: float, lo: float, hi: float, loss_out: _F | None,
+    write_out: bool, n_threads: int,
 ) -> _Result: ...
+def simd_path() -> str: ...
 def vecmath(name: str, x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None: ...

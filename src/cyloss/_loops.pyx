@@ -12,8 +12,8 @@ The package has four layers, each in its own file:
 4. ``losses.py``     the public functions and classes: validate, call one loop, return.
 
 Every loop here takes arrays whose shapes were already checked in Python, plus a
-contiguous float64 ``weight`` per sample (stride 0 when the user gave a scalar or
-nothing), and returns ``(num, den, count, err, err_i, err_k)``:
+float64 ``weight`` per sample (stride 0 when the user gave a scalar; ``has_weight`` False
+and None when there is none), and returns ``(num, den, count, err, err_i, err_k)``:
 
 - ``num``   sum of ``w_i * l_i`` over counted samples,
 - ``den``   sum of ``w_i * v_i`` (``v_i`` the class weight of the label, else 1),
@@ -83,8 +83,8 @@ cdef int _check_common(Py_ssize_t n, Py_ssize_t n_weight, bint has_weight,
     return 0
 
 
-cdef tuple _empty_rows(Py_ssize_t n, Py_ssize_t width, const double[:] weight,
-                       bint has_weight, loss_out, bint write_out):
+cdef tuple _empty_rows(Py_ssize_t n, const double[:] weight, bint has_weight,
+                       loss_out, bint write_out):
     # No samples, or samples with no elements: the mean over an empty last axis is NaN,
     # as in NumPy. &array[0, 0] would not exist, so no loop runs.
     cdef Py_ssize_t i
@@ -93,8 +93,8 @@ cdef tuple _empty_rows(Py_ssize_t n, Py_ssize_t width, const double[:] weight,
         return (0.0, 0.0, 0, ERR_NONE, -1, -1)
     for i in range(n):
         den += weight[i] if has_weight else 1.0
-        if write_out:
-            loss_out[i] = float("nan")
+    if write_out:
+        loss_out[:] = float("nan")
     return (float("nan"), den, n, ERR_NONE, -1, -1)
 
 
@@ -117,8 +117,14 @@ cdef inline Py_ssize_t _block_size(Py_ssize_t n, Py_ssize_t width) noexcept nogi
 
 
 cdef inline int _team(int n_threads, Py_ssize_t n_blocks) noexcept nogil:
-    if n_threads > n_blocks:
-        return <int>(n_blocks if n_blocks > 0 else 1)
+    # At least four blocks (about 32k elements) per thread: below that, waking a thread
+    # costs more than it saves, and far more when another process holds the core. The
+    # result does not depend on the team size, so shrinking it is always allowed.
+    cdef Py_ssize_t most = n_blocks // 4
+    if most < 1:
+        most = 1
+    if n_threads > most:
+        return <int>most
     return n_threads if n_threads > 0 else 1
 
 
@@ -251,24 +257,41 @@ cdef void _regression_block(
 def regression(
     int kind, double param,
     const floating[:, :] y_true, const floating[:, :] y_pred,
-    const double[:] weight, bint has_weight,
-    floating[:] loss_out, bint write_out, int n_threads,
+    weight, bint has_weight,
+    loss_out, bint write_out, int n_threads,
 ):
     """Per-sample mean over the last axis of an elementwise regression loss."""
+    # Optional arrays are acquired only when used: each buffer acquisition costs time
+    # that matters for small inputs.
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
     cdef Py_ssize_t n = y_pred.shape[0]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
     cdef int team = _team(n_threads, n_blocks)
     _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
-    _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
     if n == 0 or y_pred.shape[1] == 0:
-        return _empty_rows(n, y_pred.shape[1], weight, has_weight, loss_out, write_out)
+        return _empty_rows(n, w_view, has_weight, loss_out, write_out)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
-        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
-            _regression_block(kind, param, y_true, y_pred, weight, has_weight,
-                              loss_out, write_out,
-                              b * size, min(n, (b + 1) * size), &blocks[b])
+        if team == 1:
+            # No OpenMP region for one thread: it costs a microsecond on small inputs.
+            with nogil:
+                for b in range(n_blocks):
+                    _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
+                                      out_view, write_out,
+                                      b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+                _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
+                                  out_view, write_out,
+                                  b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)
@@ -375,26 +398,43 @@ cdef void _binary_block(
 
 def binary(
     const floating[:, :] y_true, const floating[:, :] y_pred,
-    const double[:] weight, bint has_weight,
+    weight, bint has_weight,
     const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
-    floating[:] loss_out, bint write_out, int n_threads,
+    loss_out, bint write_out, int n_threads,
 ):
     """Per-sample mean over the last axis of binary cross-entropy."""
+    # Optional arrays are acquired only when used: each buffer acquisition costs time
+    # that matters for small inputs.
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
     cdef Py_ssize_t n = y_pred.shape[0]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
     cdef int team = _team(n_threads, n_blocks)
     _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
     _require(pos_weight.shape[0] == y_pred.shape[1], "pos_weight length differs")
-    _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
     if n == 0 or y_pred.shape[1] == 0:
-        return _empty_rows(n, y_pred.shape[1], weight, has_weight, loss_out, write_out)
+        return _empty_rows(n, w_view, has_weight, loss_out, write_out)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
-        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
-            _binary_block(y_true, y_pred, weight, has_weight, pos_weight, from_logits,
-                          smoothing, lo, hi, loss_out, write_out,
-                          b * size, min(n, (b + 1) * size), &blocks[b])
+        if team == 1:
+            # No OpenMP region for one thread: it costs a microsecond on small inputs.
+            with nogil:
+                for b in range(n_blocks):
+                    _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
+                                  smoothing, lo, hi, out_view, write_out,
+                                  b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+                _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
+                              smoothing, lo, hi, out_view, write_out,
+                              b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)
@@ -549,10 +589,18 @@ cdef void _categorical_block(
 
 def categorical(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
-    const double[:] weight, bint has_weight, bint from_logits, double smoothing,
-    double lo, double hi, floating[:] loss_out, bint write_out, int n_threads,
+    weight, bint has_weight, bint from_logits, double smoothing,
+    double lo, double hi, loss_out, bint write_out, int n_threads,
 ):
     """Categorical cross-entropy over arrays viewed as (outer, classes, inner)."""
+    # Optional arrays are acquired only when used: each buffer acquisition costs time
+    # that matters for small inputs.
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
     cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
@@ -560,15 +608,24 @@ def categorical(
     _require(y_true.shape[0] == y_pred.shape[0] and y_true.shape[1] == y_pred.shape[1]
              and y_true.shape[2] == y_pred.shape[2], "shapes differ")
     _require(y_pred.shape[1] > 0 or n == 0, "no classes")
-    _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
     if n == 0:
         return (0.0, 0.0, 0, ERR_NONE, -1, -1)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
-        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
-            _categorical_block(y_true, y_pred, weight, has_weight, from_logits, smoothing,
-                               lo, hi, loss_out, write_out,
-                               b * size, min(n, (b + 1) * size), &blocks[b])
+        if team == 1:
+            # No OpenMP region for one thread: it costs a microsecond on small inputs.
+            with nogil:
+                for b in range(n_blocks):
+                    _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
+                                       lo, hi, out_view, write_out,
+                                       b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+                _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
+                                   lo, hi, out_view, write_out,
+                                   b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)
@@ -652,32 +709,53 @@ cdef void _sparse_block(
 
 def sparse(
     const int64_t[:] labels, const floating[:, :, :] y_pred,
-    const double[:] weight, bint has_weight,
-    const double[:] class_weight, bint has_class_weight,
+    weight, bint has_weight,
+    class_weight, bint has_class_weight,
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
-    floating[:] loss_out, bint write_out, int n_threads,
+    loss_out, bint write_out, int n_threads,
 ):
     """Sparse (integer-label) cross-entropy over y_pred viewed as (outer, classes, inner)."""
+    # Optional arrays are acquired only when used: each buffer acquisition costs time
+    # that matters for small inputs.
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
+    cdef const double[:] cw_view
+    if has_class_weight:
+        cw_view = class_weight
     cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
     cdef int team = _team(n_threads, n_blocks)
     _require(labels.shape[0] == n, "labels length differs from the number of samples")
-    _require(not has_class_weight or (class_weight.shape[0] == y_pred.shape[1]
-                                      and class_weight.strides[0] == sizeof(double)),
+    _require(not has_class_weight or (cw_view.shape[0] == y_pred.shape[1]
+                                      and cw_view.strides[0] == sizeof(double)),
              "class_weight must be contiguous with one weight per class")
     _require(y_pred.shape[1] > 0 or n == 0, "no classes")
-    _check_common(n, weight.shape[0], has_weight, loss_out.shape[0], write_out)
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
     if n == 0:
         return (0.0, 0.0, 0, ERR_NONE, -1, -1)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
-        for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
-            _sparse_block(labels, y_pred, weight, has_weight, class_weight, has_class_weight,
-                          has_ignore, ignore_index, from_logits, smoothing, lo, hi,
-                          loss_out, write_out,
-                          b * size, min(n, (b + 1) * size), &blocks[b])
+        if team == 1:
+            # No OpenMP region for one thread: it costs a microsecond on small inputs.
+            with nogil:
+                for b in range(n_blocks):
+                    _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
+                                  has_ignore, ignore_index, from_logits, smoothing, lo, hi,
+                                  out_view, write_out,
+                                  b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+                _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
+                              has_ignore, ignore_index, from_logits, smoothing, lo, hi,
+                              out_view, write_out,
+                              b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)

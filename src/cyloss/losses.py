@@ -51,7 +51,7 @@ __all__ = [
 def _loss_out(reduction, prep):
     if reduction == "none":
         return np.empty(prep.n_samples, dtype=prep.dtype), True
-    return np.empty(0, dtype=prep.dtype), False
+    return None, False
 
 
 def reduce_sums(num, den, count, reduction):
