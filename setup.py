@@ -87,9 +87,13 @@ class BuildExt(build_ext):
         else:
             # -fno-math-errno lets log/exp/sqrt inline and vectorise; never -ffast-math:
             # it deletes isnan/isinf checks and breaks the NaN contract.
+            # -ffp-contract=off: no silent a*b+c -> fma. With it, the x86-64-v3 clones and
+            # the baseline code round differently, so results would depend on the CPU and
+            # on which path (contiguous or strided) a layout takes.
             base = (["-O0", "-g"] if debug else ["-O3"]) + [
                 "-fno-math-errno",
                 "-fno-trapping-math",
+                "-ffp-contract=off",
             ]
             if os.environ.get("CYLOSS_STRIP", "0") not in ("", "0"):
                 base.append("-g0")

@@ -7,9 +7,9 @@
  * the main part goes to lane j % CYL_LANES, the tail to lane 0; lanes combined by a fixed
  * tree), exactly as the general loops in _loops.pyx do, so a contiguous and a strided
  * input give the same bits, and so do all thread counts. The pattern does not depend on
- * the vector width: the AVX2 clone and the baseline compute the same sums (up to the
- * contraction of a*b+c into FMA, which GCC may do in the x86-64-v3 clone; results then
- * differ between machines in the last bit, never between thread counts).
+ * the vector width, and setup.py turns off the contraction of a*b+c into FMA, so the
+ * x86-64-v3 clone and the baseline compute the same bits: results do not depend on the
+ * thread count, the layout, or the CPU.
  *
  * Runtime dispatch: on x86-64 glibc Linux with GCC or clang each function is compiled twice,
  * for the baseline and for x86-64-v3 (AVX2, FMA), and the loader picks one (ifunc).

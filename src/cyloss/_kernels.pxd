@@ -3,6 +3,8 @@
 # that the loops calling them vectorise; Cython's generated code for the same formulas
 # does not. Anyone can `cimport cyloss._kernels` to reuse them.
 
+from libc.stdint cimport int64_t
+
 cdef extern from "_rows.h" nogil:
     # _vecmath.h: exp/log/log1p with C99 special values, 1-2 ulp, vectorisable
     double cyl_exp(double x) noexcept
@@ -79,3 +81,7 @@ cdef extern from "_rows.h" nogil:
     double cyl_row_prob_nll_sum_f64(const double* x, Py_ssize_t sb, Py_ssize_t C,
                                     const double* cw, double total, double lo,
                                     double hi) noexcept
+    int cyl_sparse_logits_rows8_f32(const float* x, Py_ssize_t C, const int64_t* labels,
+                                    Py_ssize_t n, double* sums) noexcept
+    int cyl_sparse_logits_rows8_f64(const double* x, Py_ssize_t C, const int64_t* labels,
+                                    Py_ssize_t n, double* sums) noexcept

@@ -25,7 +25,9 @@ Determinism: the samples are cut into blocks whose size depends only on the inpu
 shape, never on the thread count. Each block sums serially in float64 into its own slot;
 the slots are then added in block order on one thread. So the result is bitwise the same
 for any ``n_threads``, and the only allocation is the slot array (at most ``MAX_BLOCKS``
-entries, ~200 KiB), whatever the input size.
+entries, ~200 KiB), whatever the input size. Blocks are handed out dynamically: which
+thread computes a block does not matter, and a thread that another process delays then
+holds up only the block it is on.
 
 Data checks (labels in range, probabilities in [0, 1], ...) happen in the same pass: a
 block stops at its first invalid datum and records it; since blocks are in sample order,
@@ -45,6 +47,7 @@ from cyloss._kernels cimport (
     cyl_row_gap_f32, cyl_row_gap_f64, cyl_row_weighted_nls_f32, cyl_row_weighted_nls_f64,
     cyl_row_total_f32, cyl_row_total_f64, cyl_row_prob_soft_xent_f32,
     cyl_row_prob_soft_xent_f64, cyl_row_prob_nll_sum_f32, cyl_row_prob_nll_sum_f64,
+    cyl_sparse_logits_rows8_f32, cyl_sparse_logits_rows8_f64,
 )
 
 # Error codes, mirrored in _validation.py which turns them into messages.
@@ -288,7 +291,7 @@ def regression(
                                       out_view, write_out,
                                       b * size, min(n, (b + 1) * size), &blocks[b])
         else:
-            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+            for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
                                   out_view, write_out,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
@@ -431,7 +434,7 @@ def binary(
                                   smoothing, lo, hi, out_view, write_out,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         else:
-            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+            for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
                               smoothing, lo, hi, out_view, write_out,
                               b * size, min(n, (b + 1) * size), &blocks[b])
@@ -531,6 +534,14 @@ cdef inline Py_ssize_t _first_negative(const floating* x, Py_ssize_t sb,
     return 0
 
 
+cdef inline (Py_ssize_t, Py_ssize_t) _split(Py_ssize_t i, Py_ssize_t inner) noexcept nogil:
+    # Sample i -> (outer, inner) position; the class axis is usually last (inner == 1),
+    # and a 64-bit division per row is worth skipping then.
+    if inner == 1:
+        return i, 0
+    return i // inner, i % inner
+
+
 cdef void _categorical_block(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
     const double[:] weight, bint has_weight, bint from_logits, double smoothing,
@@ -550,8 +561,7 @@ cdef void _categorical_block(
     _lanes_clear(den)
     for i in range(m_samples):
         si = start + i
-        a = si // inner
-        c = si - a * inner
+        a, c = _split(si, inner)
         yr = &y_true[a, 0, c]
         xr = &y_pred[a, 0, c]
         bad = 0
@@ -622,7 +632,7 @@ def categorical(
                                        lo, hi, out_view, write_out,
                                        b * size, min(n, (b + 1) * size), &blocks[b])
         else:
-            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+            for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
                                    lo, hi, out_view, write_out,
                                    b * size, min(n, (b + 1) * size), &blocks[b])
@@ -637,6 +647,18 @@ def categorical(
 # Without class weights the logit form of the second sum is the closed form
 #   s (lse - mean_k x_k) = (s/C) (C lognorm + sum_{k != argmax} (m - x_k)),
 # so no one-hot row and no log-probability row is ever built.
+
+# Rows of at most this many classes go eight at a time through the cross-row kernel.
+cdef Py_ssize_t SMALL_CLASSES = 32
+
+
+cdef inline int _sparse_rows8(const floating* x, Py_ssize_t n_classes, const int64_t* labels,
+                              Py_ssize_t n, double* sums) noexcept nogil:
+    if floating is float:
+        return cyl_sparse_logits_rows8_f32(x, n_classes, labels, n, sums)
+    else:
+        return cyl_sparse_logits_rows8_f64(x, n_classes, labels, n, sums)
+
 
 cdef void _sparse_block(
     const int64_t[:] labels, const floating[:, :, :] y_pred,
@@ -657,9 +679,27 @@ cdef void _sparse_block(
     cdef double l, mx, lognorm, total, nll, smooth, cw, w, acc[8]
     cdef double den[8]
     cdef int negative, lane
+    cdef Py_ssize_t first = 0
     _lanes_clear(acc)
     _lanes_clear(den)
-    for i in range(m_samples):
+    if (from_logits and not has_ignore and not has_class_weight and smoothing == 0.0
+            and not has_weight and not write_out and inner == 1
+            and n_classes <= SMALL_CLASSES and psb == sizeof(floating)
+            and y_pred.strides[0] == n_classes * psb
+            and labels.strides[0] == sizeof(int64_t)):
+        # Plain sparse CE over contiguous rows of few classes: the first m - m % 8 rows
+        # go through the cross-row kernel (same bits, no per-row overhead); the rest, or
+        # everything when a label is invalid (to report it), through the loop below.
+        if _sparse_rows8(&y_pred[start, 0, 0], n_classes, &labels[start], m_samples,
+                         acc) == 0:
+            first = m_samples & ~(<Py_ssize_t>7)
+            for lane in range(8):
+                den[lane] = 0.0
+            count = first
+            den[0] = <double>first
+        else:
+            _lanes_clear(acc)
+    for i in range(first, m_samples):
         si = start + i
         label = labels[si]
         if has_ignore and label == ignore_index:
@@ -669,8 +709,7 @@ cdef void _sparse_block(
         if label < 0 or label >= n_classes:
             _fail(blk, ERR_LABEL, si, label)
             return
-        a = si // inner
-        c = si - a * inner
+        a, c = _split(si, inner)
         xr = &y_pred[a, 0, c]
         cw = class_weight[label] if has_class_weight else 1.0
         smooth = 0.0
@@ -751,7 +790,7 @@ def sparse(
                                   out_view, write_out,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         else:
-            for b in prange(n_blocks, nogil=True, schedule="static", num_threads=team):
+            for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                               has_ignore, ignore_index, from_logits, smoothing, lo, hi,
                               out_view, write_out,

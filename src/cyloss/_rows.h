@@ -201,4 +201,62 @@ CYL_CLONES static double cyl_row_prob_nll_sum_##SUFFIX(                         
 CYL_DEFINE_ROWS(f32, float)
 CYL_DEFINE_ROWS(f64, double)
 
+/* Sparse cross-entropy from logits over contiguous rows of few classes, eight rows at a
+ * time (one row per vector lane), for the plain case: no smoothing, class weights,
+ * ignored labels, sample weights or per-sample output. Each row's lognorm is computed
+ * with exactly the operations and order of cyl_row_logits, and the rows' losses go to
+ * sample lanes r % 8 as in the general loop, so the result is the same to the bit; only
+ * the per-row overhead is gone. Returns the sum of the first n - n % 8 rows' losses
+ * lane-wise in sums[8] and 0, or 1 (and nothing) when a label lies outside [0, C), so
+ * that the caller's general loop can report it. */
+#define CYL_DEFINE_SPARSE_SMALL(SUFFIX, T)                                               \
+CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                                  \
+    const T *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, double *sums)           \
+{                                                                                        \
+    for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {                       \
+        double m[CYL_LANES], acc[CYL_LANES][CYL_LANES];                                  \
+        ptrdiff_t best[CYL_LANES];                                                       \
+        int bad = 0;                                                                     \
+        for (int r = 0; r < CYL_LANES; r++) {                                            \
+            int64_t lab = labels[r0 + r];                                                \
+            bad |= (lab < 0) | (lab >= C);                                               \
+            m[r] = -INFINITY;                                                            \
+            best[r] = 0;                                                                 \
+            for (int l = 0; l < CYL_LANES; l++)                                          \
+                acc[l][r] = 0.0;                                                         \
+        }                                                                                \
+        if (bad)                                                                         \
+            return 1;                                                                    \
+        const T *xr = x + r0 * C;                                                        \
+        for (ptrdiff_t k = 0; k < C; k++)                                                \
+            for (int r = 0; r < CYL_LANES; r++) {                                        \
+                double v = xr[r * C + k];                                                \
+                m[r] = v > m[r] ? v : m[r];                                              \
+            }                                                                            \
+        for (ptrdiff_t k = C - 1; k >= 0; k--)   /* the first class holding the max */   \
+            for (int r = 0; r < CYL_LANES; r++)                                          \
+                best[r] = (double)xr[r * C + k] == m[r] ? k : best[r];                   \
+        for (ptrdiff_t k = 0; k < C; k++) {                                              \
+            int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                          \
+            for (int r = 0; r < CYL_LANES; r++) {                                        \
+                double e = cyl_exp((double)xr[r * C + k] - m[r]);                        \
+                acc[l][r] += k == best[r] ? 0.0 : e;                                     \
+            }                                                                            \
+        }                                                                                \
+        for (int r = 0; r < CYL_LANES; r++) {                                            \
+            double total = ((acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]))           \
+                         + ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));          \
+            double lognorm = cyl_log1p(total);                                           \
+            int64_t lab = labels[r0 + r];                                                \
+            double nll = lab == best[r] ? lognorm                                        \
+                                        : (m[r] - (double)xr[r * C + lab]) + lognorm;    \
+            sums[r] += nll;                                                              \
+        }                                                                                \
+    }                                                                                    \
+    return 0;                                                                            \
+}
+
+CYL_DEFINE_SPARSE_SMALL(f32, float)
+CYL_DEFINE_SPARSE_SMALL(f64, double)
+
 #endif /* CYLOSS_ROWS_H */
