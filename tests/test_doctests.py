@@ -6,9 +6,10 @@ import pytest
 
 import cyloss
 import cyloss._config
+import cyloss.accumulate
 import cyloss.losses
 
-MODULES = [cyloss.losses, cyloss._config]
+MODULES = [cyloss.losses, cyloss._config, cyloss.accumulate]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

@@ -27,6 +27,7 @@ from cyloss.losses import (
     sparse_categorical_crossentropy,
 )
 from cyloss._config import show_config
+from cyloss.accumulate import Accumulator
 
 __version__ = "0.1.0"
 
@@ -52,4 +53,5 @@ __all__ = [
     "SmoothL1",
     "LOSSES",
     "get",
+    "Accumulator",
 ]

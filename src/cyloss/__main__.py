@@ -1,8 +1,9 @@
-"""Command line: ``python -m cyloss [demo|config]``.
+"""Command line: ``python -m cyloss [demo|config|eval|bench]``.
 
 ``demo`` (the default) prints the tf.keras examples of SPEC section 7, cyloss's value
 beside the published tf.keras value, then the build configuration. ``config`` prints
-only the configuration.
+only the configuration. ``eval`` computes a loss over ``.npy`` files in chunks
+(``_cli_eval.py``). ``bench`` runs the benchmark harness (``_bench.py``).
 """
 
 import argparse
@@ -42,20 +43,11 @@ def demo(out=sys.stdout):
     return worst
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m cyloss",
-        description="cyloss: deep-learning losses for NumPy, in Cython with OpenMP.",
-    )
-    parser.add_argument(
-        "command", nargs="?", default="demo", choices=["demo", "config"],
-        help="demo (default): SPEC's tf.keras examples and the build; config: the build only",
-    )
-    args = parser.parse_args(argv)
+def _demo_command(args):
     import cyloss
 
     status = 0
-    if args.command == "demo":
+    if args.command in (None, "demo"):
         worst = demo()
         # The published values carry 7 decimals.
         if worst > 5e-8:
@@ -63,6 +55,27 @@ def main(argv=None):
             status = 1
     cyloss.show_config()
     return status
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m cyloss",
+        description="cyloss: deep-learning losses for NumPy, in Cython with OpenMP.",
+    )
+    # One subparser per command, each with its handler; no command means demo.
+    commands = parser.add_subparsers(dest="command", title="commands")
+    commands.add_parser(
+        "demo", help="(default) SPEC's tf.keras examples, then the build configuration"
+    ).set_defaults(handler=_demo_command)
+    commands.add_parser(
+        "config", help="the build configuration only"
+    ).set_defaults(handler=_demo_command)
+    from cyloss import _bench, _cli_eval
+
+    _cli_eval.add_parser(commands)
+    _bench.add_parser(commands).set_defaults(handler=_bench.run)
+    args = parser.parse_args(argv)
+    return getattr(args, "handler", _demo_command)(args)
 
 
 if __name__ == "__main__":

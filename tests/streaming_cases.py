@@ -1,0 +1,159 @@
+"""Loss x option cases shared by the accumulator, ``eval`` and Dask tests.
+
+Every loss with every option it takes (each option at a non-default value in at least
+one case), on valid random inputs whose samples run along axis 0 (class axes elsewhere),
+so that the streamed paths can cut them anywhere along axis 0. Expected values come from
+the one-shot cyloss call, which tests/test_values.py checks against independent
+references; a few tests in each file also check an independent float64 NumPy formula.
+"""
+
+from typing import NamedTuple
+
+import math
+
+import numpy as np
+import pytest
+
+import cyloss
+
+N_CLASSES = 5
+CLASS_WEIGHT = [0.5, 2.0, 1.0, 0.0, 3.0]  # a zero weight on purpose
+POS_WEIGHT = [0.5, 1.0, 2.0, 4.0]  # for a last axis of 4
+REDUCTIONS = ("mean", "weighted_mean", "sum")
+
+
+class Case(NamedTuple):
+    loss: str
+    options: dict
+    tail: tuple  # y_pred's shape after the sample axis 0
+
+    @property
+    def kind(self):
+        return {"categorical_crossentropy": "categorical",
+                "sparse_categorical_crossentropy": "sparse"}.get(self.loss, "elementwise")
+
+    def id(self):
+        parts = [self.loss]
+        for key, value in self.options.items():
+            value = "vec" if isinstance(value, list) else value
+            parts.append(f"{key}={value}")
+        parts.append("x".join(map(str, ("n",) + self.tail)))
+        return "-".join(parts)
+
+    def function(self):
+        return getattr(cyloss, self.loss)
+
+    def loss_object(self, **extra):
+        return cyloss.get(self.loss, **self.options, **extra)
+
+
+CASES = [
+    Case("categorical_crossentropy", {}, (N_CLASSES,)),
+    Case("categorical_crossentropy", {"from_logits": True, "label_smoothing": 0.2},
+         (N_CLASSES,)),
+    Case("categorical_crossentropy", {"axis": 1, "epsilon": 1e-2}, (N_CLASSES, 3)),
+    Case("categorical_crossentropy", {"axis": -2, "from_logits": True}, (N_CLASSES, 3)),
+    Case("sparse_categorical_crossentropy", {}, (N_CLASSES,)),
+    Case("sparse_categorical_crossentropy",
+         {"from_logits": True, "ignore_index": -100, "class_weight": CLASS_WEIGHT},
+         (N_CLASSES,)),
+    Case("sparse_categorical_crossentropy",
+         {"label_smoothing": 0.1, "class_weight": CLASS_WEIGHT, "epsilon": 1e-2},
+         (N_CLASSES,)),
+    Case("sparse_categorical_crossentropy",
+         {"axis": 1, "from_logits": True, "ignore_index": 2, "label_smoothing": 0.1},
+         (N_CLASSES, 3)),
+    Case("binary_crossentropy", {}, (4,)),
+    Case("binary_crossentropy", {"from_logits": True, "pos_weight": 2.5}, (4,)),
+    Case("binary_crossentropy",
+         {"label_smoothing": 0.1, "pos_weight": POS_WEIGHT, "epsilon": 1e-2}, (4,)),
+    Case("binary_crossentropy", {"from_logits": True}, ()),
+    Case("mean_absolute_error", {}, (4,)),
+    Case("mean_squared_error", {}, ()),
+    Case("mean_squared_error", {}, (3, 4)),
+    Case("huber", {"delta": 0.3}, (4,)),
+    Case("huber", {"delta": 2.5}, ()),
+    Case("smooth_l1", {"beta": 0.0}, (4,)),
+    Case("smooth_l1", {"beta": 0.5}, (3, 4)),
+]
+
+
+def case_params():
+    return [pytest.param(case, id=case.id()) for case in CASES]
+
+
+def sample_shape(case, n):
+    """The per-sample shape of ``case`` with ``n`` samples along axis 0."""
+    shape = (n,) + case.tail
+    if case.kind == "elementwise":
+        return shape[:-1] if len(shape) >= 2 else shape
+    axis = case.options.get("axis", -1) % len(shape)
+    return shape[:axis] + shape[axis + 1:]
+
+
+def make_inputs(case, n, rng, dtype=np.float64):
+    """Valid ``(y_true, y_pred)`` for ``case`` with ``n`` samples along axis 0."""
+    shape = (n,) + case.tail
+    logits = case.options.get("from_logits", False)
+    if case.kind == "elementwise":
+        if case.loss == "binary_crossentropy":
+            y = rng.random(shape)
+            y = np.where(rng.random(shape) < 0.5, np.round(y), y)
+            p = rng.normal(0.0, 3.0, shape) if logits else rng.uniform(0.02, 0.98, shape)
+        else:
+            y = rng.normal(0.0, 2.0, shape)
+            p = y + rng.normal(0.0, 1.5, shape) * rng.choice([0.1, 1.0, 3.0], shape)
+        return y.astype(dtype), p.astype(dtype)
+    axis = case.options.get("axis", -1) % len(shape)
+    n_classes = shape[axis]
+    p = rng.normal(0.0, 3.0, shape) if logits else rng.uniform(0.05, 1.0, shape)
+    if case.kind == "categorical":
+        y = rng.dirichlet(np.ones(n_classes), size=sample_shape(case, n))
+        hard = np.eye(n_classes)[rng.integers(0, n_classes, y.shape[:-1])]
+        y = np.where(rng.random(y.shape[:-1] + (1,)) < 0.5, hard, y)
+        return np.moveaxis(y, -1, axis).astype(dtype), p.astype(dtype)
+    labels = rng.integers(0, n_classes, sample_shape(case, n))
+    ignore = case.options.get("ignore_index")
+    if ignore is not None:
+        labels = np.where(rng.random(labels.shape) < 0.2, ignore, labels)
+    return labels, p.astype(dtype)
+
+
+def make_weights(case, n, rng):
+    """Per-sample weights in [0, 2) with some exact zeros."""
+    w = rng.uniform(0.0, 2.0, sample_shape(case, n))
+    w.reshape(-1)[:: 7] = 0.0
+    return w
+
+
+def one_shot(case, y_true, y_pred, sample_weight=None, reduction="mean"):
+    return case.function()(y_true, y_pred, sample_weight=sample_weight,
+                           reduction=reduction, **case.options)
+
+
+def exact(case, y_true, y_pred, sample_weight=None, reduction="mean"):
+    """The reduction of the exactly rounded sums of the per-sample terms.
+
+    ``num`` is ``math.fsum`` of the ``reduction="none"`` values (the ``w_i l_i`` that the
+    loops add; 0 for ignored samples), ``den`` the ``fsum`` of ``w_i v_i`` over counted
+    samples. A streamed result must lie within 1e-15 of this; the one-shot call, which
+    adds up to thousands of terms serially per block, may itself be off by more (up to
+    ~1.5e-15 relative measured on these inputs).
+    """
+    terms = one_shot(case, y_true, y_pred, sample_weight, "none").astype(np.float64)
+    shape = terms.shape
+    w = np.ones(shape) if sample_weight is None else np.broadcast_to(sample_weight, shape)
+    counted = np.ones(shape, dtype=bool)
+    v = np.ones(shape)
+    if case.kind == "sparse":
+        labels = np.asarray(y_true).reshape(shape)
+        ignore = case.options.get("ignore_index")
+        if ignore is not None:
+            counted = labels != ignore
+        cw = case.options.get("class_weight")
+        if cw is not None:
+            v = np.where(counted, np.asarray(cw)[np.where(counted, labels, 0)], 0.0)
+    num = math.fsum(terms.ravel().tolist())
+    den = math.fsum((w * v)[counted].ravel().tolist())
+    count = int(counted.sum())
+    return cyloss.losses.reduce_sums(num, den, count, reduction)
