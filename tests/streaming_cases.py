@@ -136,9 +136,8 @@ def exact(case, y_true, y_pred, sample_weight=None, reduction="mean"):
 
     ``num`` is ``math.fsum`` of the ``reduction="none"`` values (the ``w_i l_i`` that the
     loops add; 0 for ignored samples), ``den`` the ``fsum`` of ``w_i v_i`` over counted
-    samples. A streamed result must lie within 1e-15 of this; the one-shot call, which
-    adds up to thousands of terms serially per block, may itself be off by more (up to
-    ~1.5e-15 relative measured on these inputs).
+    samples. A streamed result and the one-shot call (both sum with compensation) must
+    lie within 1e-15 of this.
     """
     terms = one_shot(case, y_true, y_pred, sample_weight, "none").astype(np.float64)
     shape = terms.shape

@@ -20,9 +20,9 @@ from streaming_cases import (
 )
 
 # The command feeds a cyloss.Accumulator, so its value agrees with the one-shot call to
-# rounding; see tests/test_accumulate.py for these bounds and why they are not 1e-15.
-STREAM_RTOL = 2e-15
-ONE_SHOT_RTOL = 4e-15
+# rounding: within 1e-15 (see tests/test_accumulate.py).
+STREAM_RTOL = 1e-15
+ONE_SHOT_RTOL = 1e-15
 N = 120
 
 

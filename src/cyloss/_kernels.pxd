@@ -27,7 +27,16 @@ cdef extern from "_rows.h" nogil:
                       double half, double lo, double hi) noexcept
     int cyl_binary_bad(double y, double p, int from_logits) noexcept
 
-    # _fastpaths.h: block sums over contiguous inputs (x86-64-v3 clones where available)
+    # _fastpaths.h: compensated sums over samples, and block sums over contiguous inputs
+    # (x86-64-v3 clones where available)
+    ctypedef struct cyl_acc:
+        double s[8]
+        double c[8]
+        double part[8]
+    void cyl_acc_init(cyl_acc* a) noexcept
+    void cyl_acc_add(cyl_acc* a, Py_ssize_t o, Py_ssize_t n, double v) noexcept
+    double cyl_acc_total(cyl_acc* a) noexcept
+    void cyl_two_sum_add(double* s, double* c, double v) noexcept
     const char* cyl_simd_path() noexcept
     double cyl_regression_sum_f32(int kind, double param, const float* t, const float* p,
                                   Py_ssize_t n, Py_ssize_t width) noexcept
@@ -82,6 +91,6 @@ cdef extern from "_rows.h" nogil:
                                     const double* cw, double total, double lo,
                                     double hi) noexcept
     int cyl_sparse_logits_rows8_f32(const float* x, Py_ssize_t C, const int64_t* labels,
-                                    Py_ssize_t n, double* sums) noexcept
+                                    Py_ssize_t n, cyl_acc* sums) noexcept
     int cyl_sparse_logits_rows8_f64(const double* x, Py_ssize_t C, const int64_t* labels,
-                                    Py_ssize_t n, double* sums) noexcept
+                                    Py_ssize_t n, cyl_acc* sums) noexcept

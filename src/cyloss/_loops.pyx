@@ -48,6 +48,7 @@ from cyloss._kernels cimport (
     cyl_row_total_f32, cyl_row_total_f64, cyl_row_prob_soft_xent_f32,
     cyl_row_prob_soft_xent_f64, cyl_row_prob_nll_sum_f32, cyl_row_prob_nll_sum_f64,
     cyl_sparse_logits_rows8_f32, cyl_sparse_logits_rows8_f64,
+    cyl_acc, cyl_acc_init, cyl_acc_add, cyl_acc_total, cyl_two_sum_add,
 )
 
 # Error codes, mirrored in _validation.py which turns them into messages.
@@ -158,15 +159,19 @@ cdef inline void _fail(Block* blk, int err, int64_t i, int64_t k) noexcept nogil
 
 cdef tuple _combine(Block* blocks, Py_ssize_t n_blocks):
     # Fixed order, one thread: this is what makes the sum independent of the team size.
-    cdef double num = 0.0, den = 0.0
+    # Compensated like the sums inside the blocks, so the total stays within an ulp or
+    # two of the exact sum of the per-sample losses.
+    cdef double num = 0.0, num_c = 0.0, den = 0.0, den_c = 0.0
     cdef int64_t count = 0
     cdef Py_ssize_t b
     for b in range(n_blocks):
         if blocks[b].err != ERR_NONE:
             return (0.0, 0.0, 0, blocks[b].err, blocks[b].err_i, blocks[b].err_k)
-        num += blocks[b].num
-        den += blocks[b].den
+        cyl_two_sum_add(&num, &num_c, blocks[b].num)
+        cyl_two_sum_add(&den, &den_c, blocks[b].den)
         count += blocks[b].count
+    num = num + num_c if num - num == 0.0 else num
+    den = den + den_c if den - den == 0.0 else den
     return (num, den, count, ERR_NONE, -1, -1)
 
 
@@ -230,31 +235,30 @@ cdef void _regression_block(
     cdef const floating* p = &y_pred[start, 0]
     cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
     cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
-    cdef double l, w, acc[8]
-    cdef double den[8]
+    cdef double l, w
+    cdef cyl_acc acc, den
     cdef int lane
     if (not has_weight and not write_out
             and ts1 == sizeof(floating) and ps1 == sizeof(floating)
             and ts0 == width * ts1 and ps0 == width * ps1):
         _set(blk, _regression_fast(kind, param, t, p, m, width), <double>m, m)
         return
-    _lanes_clear(acc)
-    _lanes_clear(den)
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
     for i in range(m):
         if width == 1:
             l = cyl_regression(kind, _at(t, i * ts0)[0], _at(p, i * ps0)[0], param)
         else:
             l = _regression_row(kind, param, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1,
                                 width)
-        lane = _lane(i, m)
         if has_weight:
             w = weight[start + i]
             l = w * l
-            den[lane] += w
+            cyl_acc_add(&den, i, m, w)
         if write_out:
             loss_out[start + i] = <floating>l
-        acc[lane] += l
-    _set(blk, _lanes_total(acc), _lanes_total(den) if has_weight else <double>m, m)
+        cyl_acc_add(&acc, i, m, l)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
 
 
 def regression(
@@ -363,8 +367,8 @@ cdef void _binary_block(
     cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
     cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
     cdef double keep = 1.0 - smoothing, half = 0.5 * smoothing, pw0 = pos_weight[0]
-    cdef double l, y, x, w, total, acc[8]
-    cdef double den[8]
+    cdef double l, y, x, w, total
+    cdef cyl_acc acc, den
     cdef int bad = 0, lane
     if (width == 1 and not has_weight and not write_out
             and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
@@ -374,8 +378,8 @@ cdef void _binary_block(
         else:
             _set(blk, total, <double>m, m)
         return
-    _lanes_clear(acc)
-    _lanes_clear(den)
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
     for i in range(m):
         if width == 1:
             y = _at(t, i * ts0)[0]
@@ -385,18 +389,17 @@ cdef void _binary_block(
         else:
             l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight, width,
                             from_logits, keep, half, lo, hi, &bad)
-        lane = _lane(i, m)
         if has_weight:
             w = weight[start + i]
             l = w * l
-            den[lane] += w
+            cyl_acc_add(&den, i, m, w)
         if write_out:
             loss_out[start + i] = <floating>l
-        acc[lane] += l
+        cyl_acc_add(&acc, i, m, l)
     if bad:
         _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
         return
-    _set(blk, _lanes_total(acc), _lanes_total(den) if has_weight else <double>m, m)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
 
 
 def binary(
@@ -554,11 +557,11 @@ cdef void _categorical_block(
     cdef const floating* yr
     cdef const floating* xr
     cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
-    cdef double l, mx, lognorm, total, w, acc[8]
-    cdef double den[8]
+    cdef double l, mx, lognorm, total, w
+    cdef cyl_acc acc, den
     cdef int bad, negative, lane
-    _lanes_clear(acc)
-    _lanes_clear(den)
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
     for i in range(m_samples):
         si = start + i
         a, c = _split(si, inner)
@@ -585,15 +588,14 @@ cdef void _categorical_block(
             if total == 0.0:
                 _fail(blk, ERR_ROW_ZERO, si, -1)
                 return
-        lane = _lane(i, m_samples)
         if has_weight:
             w = weight[si]
             l = w * l
-            den[lane] += w
+            cyl_acc_add(&den, i, m_samples, w)
         if write_out:
             loss_out[si] = <floating>l
-        acc[lane] += l
-    _set(blk, _lanes_total(acc), _lanes_total(den) if has_weight else <double>m_samples,
+        cyl_acc_add(&acc, i, m_samples, l)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m_samples,
          m_samples)
 
 
@@ -653,7 +655,7 @@ cdef Py_ssize_t SMALL_CLASSES = 32
 
 
 cdef inline int _sparse_rows8(const floating* x, Py_ssize_t n_classes, const int64_t* labels,
-                              Py_ssize_t n, double* sums) noexcept nogil:
+                              Py_ssize_t n, cyl_acc* sums) noexcept nogil:
     if floating is float:
         return cyl_sparse_logits_rows8_f32(x, n_classes, labels, n, sums)
     else:
@@ -676,12 +678,12 @@ cdef void _sparse_block(
     cdef const double* cw_row = &class_weight[0] if has_class_weight else NULL
     cdef int64_t label, count = 0
     cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
-    cdef double l, mx, lognorm, total, nll, smooth, cw, w, acc[8]
-    cdef double den[8]
-    cdef int negative, lane
+    cdef double l, mx, lognorm, total, nll, smooth, cw, w
+    cdef cyl_acc acc, den
+    cdef int negative
     cdef Py_ssize_t first = 0
-    _lanes_clear(acc)
-    _lanes_clear(den)
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
     if (from_logits and not has_ignore and not has_class_weight and smoothing == 0.0
             and not has_weight and not write_out and inner == 1
             and n_classes <= SMALL_CLASSES and psb == sizeof(floating)
@@ -691,14 +693,13 @@ cdef void _sparse_block(
         # go through the cross-row kernel (same bits, no per-row overhead); the rest, or
         # everything when a label is invalid (to report it), through the loop below.
         if _sparse_rows8(&y_pred[start, 0, 0], n_classes, &labels[start], m_samples,
-                         acc) == 0:
+                         &acc) == 0:
             first = m_samples & ~(<Py_ssize_t>7)
-            for lane in range(8):
-                den[lane] = 0.0
             count = first
-            den[0] = <double>first
+            # Each of those rows adds exactly 1 to den: any grouping gives the same sum.
+            cyl_acc_add(&den, m_samples, m_samples, <double>first)
         else:
-            _lanes_clear(acc)
+            cyl_acc_init(&acc)
     for i in range(first, m_samples):
         si = start + i
         label = labels[si]
@@ -735,15 +736,14 @@ cdef void _sparse_block(
         l = cyl_term(keep * cw, nll)
         if smoothing != 0.0:
             l += cyl_term(spread, smooth)
-        lane = _lane(i, m_samples)
         w = weight[si] if has_weight else 1.0
         l = w * l
         if write_out:
             loss_out[si] = <floating>l
-        acc[lane] += l
-        den[lane] += w * cw
+        cyl_acc_add(&acc, i, m_samples, l)
+        cyl_acc_add(&den, i, m_samples, w * cw)
         count += 1
-    _set(blk, _lanes_total(acc), _lanes_total(den), count)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den), count)
 
 
 def sparse(

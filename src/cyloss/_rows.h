@@ -206,12 +206,13 @@ CYL_DEFINE_ROWS(f64, double)
  * ignored labels, sample weights or per-sample output. Each row's lognorm is computed
  * with exactly the operations and order of cyl_row_logits, and the rows' losses go to
  * sample lanes r % 8 as in the general loop, so the result is the same to the bit; only
- * the per-row overhead is gone. Returns the sum of the first n - n % 8 rows' losses
- * lane-wise in sums[8] and 0, or 1 (and nothing) when a label lies outside [0, C), so
- * that the caller's general loop can report it. */
+ * the per-row overhead is gone. Adds the first n - n % 8 rows' losses to the compensated
+ * sum *sums (as cyl_acc_add would, row by row) and returns 0, or returns 1 when a label
+ * lies outside [0, C), so that the caller's general loop can report it (*sums is then
+ * partly filled: the caller starts it afresh). */
 #define CYL_DEFINE_SPARSE_SMALL(SUFFIX, T)                                               \
 CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                                  \
-    const T *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, double *sums)           \
+    const T *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, cyl_acc *sums)          \
 {                                                                                        \
     for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {                       \
         double m[CYL_LANES], acc[CYL_LANES][CYL_LANES];                                  \
@@ -250,8 +251,10 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
             int64_t lab = labels[r0 + r];                                                \
             double nll = lab == best[r] ? lognorm                                        \
                                         : (m[r] - (double)xr[r * C + lab]) + lognorm;    \
-            sums[r] += nll;                                                              \
+            sums->part[r] += nll;                                                        \
         }                                                                                \
+        if (((r0 + 7) & 63) == 63)   /* as cyl_acc_add at offset r0 + 7 */               \
+            cyl_acc_fold(sums);                                                          \
     }                                                                                    \
     return 0;                                                                            \
 }
