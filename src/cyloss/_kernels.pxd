@@ -50,28 +50,22 @@ cdef extern from "_rows.h" nogil:
                               double hi, int* bad) noexcept
 
     # _rows.h: one row of C classes read through a byte stride
-    double cyl_row_logits_f32(const float* x, Py_ssize_t sb, Py_ssize_t C, double* m,
-                              Py_ssize_t* best) noexcept
-    double cyl_row_logits_f64(const double* x, Py_ssize_t sb, Py_ssize_t C, double* m,
-                              Py_ssize_t* best) noexcept
+    double cyl_row_logits_f32(const float* x, Py_ssize_t sb, Py_ssize_t C,
+                              double* m) noexcept
+    double cyl_row_logits_f64(const double* x, Py_ssize_t sb, Py_ssize_t C,
+                              double* m) noexcept
     double cyl_row_soft_xent_f32(const float* y, Py_ssize_t ysb, const float* x,
                                  Py_ssize_t sb, Py_ssize_t C, double keep, double spread,
-                                 double m, Py_ssize_t best, double lognorm,
-                                 int* bad) noexcept
+                                 double m, double lognorm, int* bad) noexcept
     double cyl_row_soft_xent_f64(const double* y, Py_ssize_t ysb, const double* x,
                                  Py_ssize_t sb, Py_ssize_t C, double keep, double spread,
-                                 double m, Py_ssize_t best, double lognorm,
-                                 int* bad) noexcept
-    double cyl_row_gap_f32(const float* x, Py_ssize_t sb, Py_ssize_t C, double m,
-                           Py_ssize_t best) noexcept
-    double cyl_row_gap_f64(const double* x, Py_ssize_t sb, Py_ssize_t C, double m,
-                           Py_ssize_t best) noexcept
+                                 double m, double lognorm, int* bad) noexcept
+    double cyl_row_gap_f32(const float* x, Py_ssize_t sb, Py_ssize_t C, double m) noexcept
+    double cyl_row_gap_f64(const double* x, Py_ssize_t sb, Py_ssize_t C, double m) noexcept
     double cyl_row_weighted_nls_f32(const float* x, Py_ssize_t sb, Py_ssize_t C,
-                                    const double* cw, double m, Py_ssize_t best,
-                                    double lognorm) noexcept
+                                    const double* cw, double m, double lognorm) noexcept
     double cyl_row_weighted_nls_f64(const double* x, Py_ssize_t sb, Py_ssize_t C,
-                                    const double* cw, double m, Py_ssize_t best,
-                                    double lognorm) noexcept
+                                    const double* cw, double m, double lognorm) noexcept
     double cyl_row_total_f32(const float* x, Py_ssize_t sb, Py_ssize_t C,
                              int* negative) noexcept
     double cyl_row_total_f64(const double* x, Py_ssize_t sb, Py_ssize_t C,

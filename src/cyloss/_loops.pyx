@@ -452,40 +452,38 @@ def binary(
 # in place, contiguous rows vectorise, and every layout gives the same bits.
 
 cdef inline double _row_logits(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
-                               double* m, Py_ssize_t* best) noexcept nogil:
+                               double* m) noexcept nogil:
     if floating is float:
-        return cyl_row_logits_f32(x, sb, n_classes, m, best)
+        return cyl_row_logits_f32(x, sb, n_classes, m)
     else:
-        return cyl_row_logits_f64(x, sb, n_classes, m, best)
+        return cyl_row_logits_f64(x, sb, n_classes, m)
 
 
 cdef inline double _row_soft_xent(const floating* y, Py_ssize_t ysb, const floating* x,
                                   Py_ssize_t sb, Py_ssize_t n_classes, double keep,
-                                  double spread, double m, Py_ssize_t best, double lognorm,
+                                  double spread, double m, double lognorm,
                                   int* bad) noexcept nogil:
     if floating is float:
-        return cyl_row_soft_xent_f32(y, ysb, x, sb, n_classes, keep, spread, m, best,
-                                     lognorm, bad)
+        return cyl_row_soft_xent_f32(y, ysb, x, sb, n_classes, keep, spread, m, lognorm, bad)
     else:
-        return cyl_row_soft_xent_f64(y, ysb, x, sb, n_classes, keep, spread, m, best,
-                                     lognorm, bad)
+        return cyl_row_soft_xent_f64(y, ysb, x, sb, n_classes, keep, spread, m, lognorm, bad)
 
 
 cdef inline double _row_gap(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
-                            double m, Py_ssize_t best) noexcept nogil:
+                            double m) noexcept nogil:
     if floating is float:
-        return cyl_row_gap_f32(x, sb, n_classes, m, best)
+        return cyl_row_gap_f32(x, sb, n_classes, m)
     else:
-        return cyl_row_gap_f64(x, sb, n_classes, m, best)
+        return cyl_row_gap_f64(x, sb, n_classes, m)
 
 
 cdef inline double _row_weighted_nls(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
-                                     const double* cw, double m, Py_ssize_t best,
+                                     const double* cw, double m,
                                      double lognorm) noexcept nogil:
     if floating is float:
-        return cyl_row_weighted_nls_f32(x, sb, n_classes, cw, m, best, lognorm)
+        return cyl_row_weighted_nls_f32(x, sb, n_classes, cw, m, lognorm)
     else:
-        return cyl_row_weighted_nls_f64(x, sb, n_classes, cw, m, best, lognorm)
+        return cyl_row_weighted_nls_f64(x, sb, n_classes, cw, m, lognorm)
 
 
 cdef inline double _row_total(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
@@ -553,7 +551,7 @@ cdef void _categorical_block(
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
     cdef Py_ssize_t ysb = y_true.strides[1], psb = y_pred.strides[1]
-    cdef Py_ssize_t i, si, a, c, best, m_samples = end - start
+    cdef Py_ssize_t i, si, a, c, m_samples = end - start
     cdef const floating* yr
     cdef const floating* xr
     cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
@@ -569,9 +567,8 @@ cdef void _categorical_block(
         xr = &y_pred[a, 0, c]
         bad = 0
         if from_logits:
-            lognorm = _row_logits(xr, psb, n_classes, &mx, &best)
-            l = _row_soft_xent(yr, ysb, xr, psb, n_classes, keep, spread, mx, best,
-                               lognorm, &bad)
+            lognorm = _row_logits(xr, psb, n_classes, &mx)
+            l = _row_soft_xent(yr, ysb, xr, psb, n_classes, keep, spread, mx, lognorm, &bad)
             if bad:
                 _fail(blk, ERR_TARGET, si, _first_outside_unit(yr, ysb, n_classes))
                 return
@@ -673,12 +670,12 @@ cdef void _sparse_block(
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
     cdef Py_ssize_t psb = y_pred.strides[1]
-    cdef Py_ssize_t i, si, a, c, best, m_samples = end - start
+    cdef Py_ssize_t i, si, a, c, m_samples = end - start
     cdef const floating* xr
     cdef const double* cw_row = &class_weight[0] if has_class_weight else NULL
     cdef int64_t label, count = 0
     cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
-    cdef double l, mx, lognorm, total, nll, smooth, cw, w
+    cdef double l, mx, lognorm, total, nll, smooth, cw, w, xl
     cdef cyl_acc acc, den
     cdef int negative
     cdef Py_ssize_t first = 0
@@ -715,13 +712,14 @@ cdef void _sparse_block(
         cw = class_weight[label] if has_class_weight else 1.0
         smooth = 0.0
         if from_logits:
-            lognorm = _row_logits(xr, psb, n_classes, &mx, &best)
-            nll = lognorm if label == best else (mx - _at(xr, label * psb)[0]) + lognorm
+            lognorm = _row_logits(xr, psb, n_classes, &mx)
+            xl = _at(xr, label * psb)[0]
+            nll = (0.0 if xl == mx else mx - xl) + lognorm
             if smoothing != 0.0:
                 if has_class_weight:
-                    smooth = _row_weighted_nls(xr, psb, n_classes, cw_row, mx, best, lognorm)
+                    smooth = _row_weighted_nls(xr, psb, n_classes, cw_row, mx, lognorm)
                 else:
-                    smooth = _row_gap(xr, psb, n_classes, mx, best) + n_classes * lognorm
+                    smooth = _row_gap(xr, psb, n_classes, mx) + n_classes * lognorm
         else:
             total = _row_total(xr, psb, n_classes, &negative)
             if negative:

@@ -7,11 +7,13 @@
  * _fastpaths.h, so a row gives the same bits whatever its layout. The functions are
  * compiled for the baseline and for x86-64-v3 where run-time dispatch exists.
  *
- * Log-softmax: with m the row maximum and b the first class holding it,
- *   -log softmax(x)_k = (m - x_k) + lognorm,  lognorm = log1p(sum_{k != b} e^(x_k - m)),
- * and exactly lognorm for k = b. Leaving the argmax term (exactly 1) out of the sum keeps
- * tiny losses of confident, correct rows accurate to the last bit instead of to 1e-16
- * absolute, and a single +inf logit gives the limit 0 instead of inf - inf.
+ * Log-softmax: with m the row maximum and t the number of classes equal to it,
+ *   lognorm = log1p((t - 1) + sum_{x_k != m} e^(x_k - m)),
+ *   -log softmax(x)_k = (m - x_k) + lognorm, with m - x_k taken as 0 where x_k == m.
+ * The maximum's own term (exactly 1) stays out of the sum, so tiny losses of confident,
+ * correct rows keep their last bit instead of 1e-16 absolute; classes at the maximum never
+ * compute m - x_k, so t infinite logits give the limit log t instead of inf - inf. A row
+ * with no finite maximum (all -inf) stays NaN, as do rows holding a NaN.
  */
 #ifndef CYLOSS_ROWS_H
 #define CYLOSS_ROWS_H
@@ -19,6 +21,20 @@
 #include "_fastpaths.h"
 
 #define CYL_AT(T, x, k, sb) (*(const T *)((const char *)(x) + (ptrdiff_t)(k) * (sb)))
+
+/* e^(v - m) for an element v of a row with maximum m. float32 rows compute it in float32
+ * (cyl_expf, eight lanes per AVX2 vector; the SPEC allows per-element float32 arithmetic,
+ * and the sum stays in double): v - m <= 0, and the result's relative error (~1e-7) is
+ * the input's own precision. float64 rows use cyl_exp. */
+#define CYL_ROW_EXP_f64(v, m) cyl_exp((double)(v) - (m))
+
+/* v, or +0.0 where cond holds: a bit mask rather than a ternary, which GCC leaves as a
+ * branch (and the loop scalar) when the condition is a floating-point equality. */
+CYL_INLINE double cyl_unless(int cond, double v)
+{
+    return cyl_from_bits(cyl_to_bits(v) & ~(uint64_t)(-(int64_t)(cond != 0)));
+}
+#define CYL_ROW_EXP_f32(v, m) ((double)cyl_expf((float)(v) - (float)(m)))
 
 /* The body sees the stride as S_ (and YS_ for a second array). */
 #define CYL_STRIDED(T, sb, ...)                                                          \
@@ -64,13 +80,11 @@
 
 #define CYL_DEFINE_ROWS(SUFFIX, T)                                                       \
                                                                                          \
-/* lognorm of a logit row; *m_out = its maximum, *best_out = the first class holding it  \
- * (0 when none does: an all-NaN row, which comes out NaN anyway). */                    \
+/* lognorm of a logit row (see above); *m_out = its maximum. */                           \
 CYL_CLONES static double cyl_row_logits_##SUFFIX(                                        \
-    const T *x, ptrdiff_t sb, ptrdiff_t C, double *m_out, ptrdiff_t *best_out)           \
+    const T *x, ptrdiff_t sb, ptrdiff_t C, double *m_out)                                \
 {                                                                                        \
-    double m = -INFINITY, total = 0.0;                                                   \
-    ptrdiff_t best = 0;                                                                  \
+    double m = -INFINITY, total = 0.0, ties = 0.0;                                       \
     CYL_STRIDED(T, sb,                                                                   \
         double mx[CYL_LANES] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,              \
                                 -INFINITY, -INFINITY, -INFINITY, -INFINITY};             \
@@ -78,23 +92,25 @@ CYL_CLONES static double cyl_row_logits_##SUFFIX(                               
         CYL_FOR_LANES(C, double v = CYL_AT(T, x, K, S_); mx[L] = v > mx[L] ? v : mx[L];); \
         for (int l = 0; l < CYL_LANES; l++)                                              \
             m = mx[l] > m ? mx[l] : m;                                                   \
-        for (ptrdiff_t k = 0; k < C; k++)                                                \
-            if ((double)CYL_AT(T, x, k, S_) == m) { best = k; break; }                   \
         CYL_LANES_INIT(acc);                                                             \
-        CYL_FOR_LANES(C, double e = cyl_exp((double)CYL_AT(T, x, K, S_) - m);            \
-                         acc[L] += K == best ? 0.0 : e;);                                \
+        CYL_LANES_INIT(cnt);                                                             \
+        CYL_FOR_LANES(C, double v = CYL_AT(T, x, K, S_);                                 \
+                         double e = CYL_ROW_EXP_##SUFFIX(v, m);                          \
+                         acc[L] += cyl_unless(v == m, e);                                \
+                         cnt[L] += (double)(v == m););                                   \
         total = cyl_lanes_total(acc);                                                    \
+        ties = cyl_lanes_total(cnt);                                                     \
     );                                                                                   \
     *m_out = m;                                                                          \
-    *best_out = best;                                                                    \
-    return cyl_log1p(total);                                                             \
+    /* ties >= 1 whenever m is a finite or +inf maximum; exact small integers. */        \
+    return m == -INFINITY ? NAN : cyl_log1p((ties - 1.0) + total);                       \
 }                                                                                        \
                                                                                          \
 /* sum_k cyl_term(q_k, -log softmax(x)_k), q = y (1 - s) + s / C given as keep, spread;  \
  * *bad = 1 when a target lies outside [0, 1]. */                                        \
 CYL_CLONES static double cyl_row_soft_xent_##SUFFIX(                                     \
     const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C, double keep,       \
-    double spread, double m, ptrdiff_t best, double lognorm, int *bad)                   \
+    double spread, double m, double lognorm, int *bad)                                   \
 {                                                                                        \
     double total = 0.0;                                                                  \
     int flag = 0;                                                                        \
@@ -102,7 +118,8 @@ CYL_CLONES static double cyl_row_soft_xent_##SUFFIX(                            
         CYL_LANES_INIT(acc);                                                             \
         CYL_FOR_LANES(C,                                                                 \
             double yv = CYL_AT(T, y, K, YS_);                                            \
-            double nls = K == best ? lognorm : (m - (double)CYL_AT(T, x, K, S_)) + lognorm; \
+            double v = CYL_AT(T, x, K, S_);                                              \
+            double nls = cyl_unless(v == m, m - v) + lognorm;                            \
             flag |= (yv < 0.0) | (yv > 1.0);                                             \
             acc[L] += cyl_term(yv * keep + spread, nls););                               \
         total = cyl_lanes_total(acc);                                                    \
@@ -111,15 +128,15 @@ CYL_CLONES static double cyl_row_soft_xent_##SUFFIX(                            
     return total;                                                                        \
 }                                                                                        \
                                                                                          \
-/* sum_{k != best} (m - x_k) = C (lse - mean_k x_k) - C lognorm: the smoothing term. */  \
+/* sum_k (m - x_k) over classes below the maximum: C (lse - mean_k x_k) - C lognorm. */  \
 CYL_CLONES static double cyl_row_gap_##SUFFIX(                                           \
-    const T *x, ptrdiff_t sb, ptrdiff_t C, double m, ptrdiff_t best)                     \
+    const T *x, ptrdiff_t sb, ptrdiff_t C, double m)                                     \
 {                                                                                        \
     double total = 0.0;                                                                  \
     CYL_STRIDED(T, sb,                                                                   \
         CYL_LANES_INIT(acc);                                                             \
-        CYL_FOR_LANES(C, double g = m - (double)CYL_AT(T, x, K, S_);                     \
-                         acc[L] += K == best ? 0.0 : g;);                                \
+        CYL_FOR_LANES(C, double v = CYL_AT(T, x, K, S_);                                 \
+                         acc[L] += cyl_unless(v == m, m - v););                          \
         total = cyl_lanes_total(acc);                                                    \
     );                                                                                   \
     return total;                                                                        \
@@ -127,14 +144,14 @@ CYL_CLONES static double cyl_row_gap_##SUFFIX(                                  
                                                                                          \
 /* sum_k cyl_term(cw_k, -log softmax(x)_k), cw contiguous. */                            \
 CYL_CLONES static double cyl_row_weighted_nls_##SUFFIX(                                  \
-    const T *x, ptrdiff_t sb, ptrdiff_t C, const double *cw, double m, ptrdiff_t best,   \
-    double lognorm)                                                                      \
+    const T *x, ptrdiff_t sb, ptrdiff_t C, const double *cw, double m, double lognorm)   \
 {                                                                                        \
     double total = 0.0;                                                                  \
     CYL_STRIDED(T, sb,                                                                   \
         CYL_LANES_INIT(acc);                                                             \
         CYL_FOR_LANES(C,                                                                 \
-            double nls = K == best ? lognorm : (m - (double)CYL_AT(T, x, K, S_)) + lognorm; \
+            double v = CYL_AT(T, x, K, S_);                                              \
+            double nls = cyl_unless(v == m, m - v) + lognorm;                            \
             acc[L] += cyl_term(cw[K], nls););                                            \
         total = cyl_lanes_total(acc);                                                    \
     );                                                                                   \
@@ -215,16 +232,14 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
     const T *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, cyl_acc *sums)          \
 {                                                                                        \
     for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {                       \
-        double m[CYL_LANES], acc[CYL_LANES][CYL_LANES];                                  \
-        ptrdiff_t best[CYL_LANES];                                                       \
+        double m[CYL_LANES], acc[CYL_LANES][CYL_LANES], cnt[CYL_LANES][CYL_LANES];         \
         int bad = 0;                                                                     \
         for (int r = 0; r < CYL_LANES; r++) {                                            \
             int64_t lab = labels[r0 + r];                                                \
             bad |= (lab < 0) | (lab >= C);                                               \
             m[r] = -INFINITY;                                                            \
-            best[r] = 0;                                                                 \
             for (int l = 0; l < CYL_LANES; l++)                                          \
-                acc[l][r] = 0.0;                                                         \
+                acc[l][r] = cnt[l][r] = 0.0;                                             \
         }                                                                                \
         if (bad)                                                                         \
             return 1;                                                                    \
@@ -234,23 +249,23 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
                 double v = xr[r * C + k];                                                \
                 m[r] = v > m[r] ? v : m[r];                                              \
             }                                                                            \
-        for (ptrdiff_t k = C - 1; k >= 0; k--)   /* the first class holding the max */   \
-            for (int r = 0; r < CYL_LANES; r++)                                          \
-                best[r] = (double)xr[r * C + k] == m[r] ? k : best[r];                   \
         for (ptrdiff_t k = 0; k < C; k++) {                                              \
             int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                          \
             for (int r = 0; r < CYL_LANES; r++) {                                        \
-                double e = cyl_exp((double)xr[r * C + k] - m[r]);                        \
-                acc[l][r] += k == best[r] ? 0.0 : e;                                     \
+                double v = xr[r * C + k];                                                \
+                double e = CYL_ROW_EXP_##SUFFIX(v, m[r]);                                \
+                acc[l][r] += cyl_unless(v == m[r], e);                                   \
+                cnt[l][r] += (double)(v == m[r]);                                        \
             }                                                                            \
         }                                                                                \
         for (int r = 0; r < CYL_LANES; r++) {                                            \
             double total = ((acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]))           \
                          + ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));          \
-            double lognorm = cyl_log1p(total);                                           \
-            int64_t lab = labels[r0 + r];                                                \
-            double nll = lab == best[r] ? lognorm                                        \
-                                        : (m[r] - (double)xr[r * C + lab]) + lognorm;    \
+            double ties = ((cnt[0][r] + cnt[1][r]) + (cnt[2][r] + cnt[3][r]))            \
+                        + ((cnt[4][r] + cnt[5][r]) + (cnt[6][r] + cnt[7][r]));           \
+            double lognorm = m[r] == -INFINITY ? NAN : cyl_log1p((ties - 1.0) + total);  \
+            double xl = xr[r * C + labels[r0 + r]];                                      \
+            double nll = cyl_unless(xl == m[r], m[r] - xl) + lognorm;                    \
             sums->part[r] += nll;                                                        \
         }                                                                                \
         if (((r0 + 7) & 63) == 63)   /* as cyl_acc_add at offset r0 + 7 */               \
