@@ -112,3 +112,22 @@ def test_categorical_rows_match_any_class_axis_layout(classes, dtype):
                                                 np.ascontiguousarray(xx.T), axis=0, **kwargs)
         assert same_bits(fast, slow)
         assert same_bits(fast, moved)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("rows", [1, 16])   # 16 rows go through the cross-row kernel
+def test_infinite_logits_give_the_limit(rows, dtype):
+    inf = np.inf
+    logits = np.array([[inf, inf, 0.0], [inf, 0.0, -inf], [-inf, -inf, -inf],
+                       [inf, inf, inf]], dtype=dtype)
+    labels = np.array([0, 2, 1, 2])
+    want = [np.log(2.0), inf, np.nan, np.log(3.0)]   # closed forms: softmax limits
+    logits = np.tile(logits, (rows, 1))
+    labels = np.tile(labels, rows)
+    for x in (logits, strided(logits, 1)):
+        got = cyloss.sparse_categorical_crossentropy(labels, x, from_logits=True,
+                                                     reduction="none")
+        np.testing.assert_allclose(got, np.tile(want, rows), rtol=1e-7)
+    onehot = np.eye(3, dtype=dtype)[labels]
+    got = cyloss.categorical_crossentropy(onehot, logits, from_logits=True, reduction="none")
+    np.testing.assert_allclose(got, np.tile(want, rows), rtol=1e-7)

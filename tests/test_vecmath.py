@@ -94,3 +94,29 @@ def test_special_values(name, x, expected):
 
 def test_log1p_keeps_the_sign_of_zero():
     assert math.copysign(1.0, float(run("log1p", [-0.0])[0])) == -1.0
+
+
+def test_expf_within_two_float_ulp():
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.uniform(-104, 89, 200_000), rng.uniform(-1, 1, 20_000)])
+    x = x.astype(np.float32).astype(np.float64)
+    got = run("expf", x)
+    assert np.all(got == got.astype(np.float32))           # a float32 result
+    want = np.exp(x)                                        # double, then compared in float ulp
+    finite = want < float(np.finfo(np.float32).max)         # the float32 result is finite
+    spacing = np.spacing(np.abs(want[finite].astype(np.float32))).astype(np.float64)
+    spacing = np.maximum(spacing, 2.0 ** -149)
+    assert np.max(np.abs(got[finite] - want[finite]) / spacing) <= 2.0
+    assert np.all(np.isinf(got[~finite]))
+
+
+@pytest.mark.parametrize("x,expected", [
+    (math.nan, math.nan), (math.inf, math.inf), (-math.inf, 0.0), (0.0, 1.0),
+    (89.0, math.inf), (-104.5, 0.0), (-103.97, 2.0 ** -149), (1e30, math.inf),
+])
+def test_expf_special_values(x, expected):
+    got = float(run("expf", [x])[0])
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == expected

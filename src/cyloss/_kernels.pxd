@@ -10,6 +10,7 @@ cdef extern from "_rows.h" nogil:
     double cyl_exp(double x) noexcept
     double cyl_log(double x) noexcept
     double cyl_log1p(double x) noexcept
+    float cyl_expf(float x) noexcept                          # float32, <= 1.2 ulp
 
     # _kernels.h: one function per formula
     double cyl_term(double coef, double v) noexcept          # coef * v, 0 * inf := 0
