@@ -227,10 +227,14 @@ CYL_DEFINE_ROWS(f64, double)
  * sum *sums (as cyl_acc_add would, row by row) and returns 0, or returns 1 when a label
  * lies outside [0, C), so that the caller's general loop can report it (*sums is then
  * partly filled: the caller starts it afresh). */
+#define CYL_SMALL_CLASSES 32   /* the most classes the cross-row kernel takes */
+
 #define CYL_DEFINE_SPARSE_SMALL(SUFFIX, T)                                               \
 CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                                  \
     const T *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, cyl_acc *sums)          \
 {                                                                                        \
+    if (C > CYL_SMALL_CLASSES)                                                           \
+        return 1;                                                                        \
     for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {                       \
         double m[CYL_LANES], acc[CYL_LANES][CYL_LANES], cnt[CYL_LANES][CYL_LANES];         \
         int bad = 0;                                                                     \
@@ -244,15 +248,21 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
         if (bad)                                                                         \
             return 1;                                                                    \
         const T *xr = x + r0 * C;                                                        \
+        /* Transposed into (class, row) order so that the loops below read eight rows   \
+         * with one contiguous vector load instead of a strided gather. */               \
+        T xt[CYL_SMALL_CLASSES * CYL_LANES];                                             \
+        for (int r = 0; r < CYL_LANES; r++)                                              \
+            for (ptrdiff_t k = 0; k < C; k++)                                            \
+                xt[k * CYL_LANES + r] = xr[r * C + k];                                   \
         for (ptrdiff_t k = 0; k < C; k++)                                                \
             for (int r = 0; r < CYL_LANES; r++) {                                        \
-                double v = xr[r * C + k];                                                \
+                double v = xt[k * CYL_LANES + r];                                        \
                 m[r] = v > m[r] ? v : m[r];                                              \
             }                                                                            \
         for (ptrdiff_t k = 0; k < C; k++) {                                              \
             int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                          \
             for (int r = 0; r < CYL_LANES; r++) {                                        \
-                double v = xr[r * C + k];                                                \
+                double v = xt[k * CYL_LANES + r];                                        \
                 double e = CYL_ROW_EXP_##SUFFIX(v, m[r]);                                \
                 acc[l][r] += cyl_unless(v == m[r], e);                                   \
                 cnt[l][r] += (double)(v == m[r]);                                        \
