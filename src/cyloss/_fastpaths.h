@@ -200,7 +200,7 @@ CYL_DEFINE_REGRESSION(f64, double)
 /* Binary cross-entropy over n contiguous vectors of one output each (width 1), with one
  * pos_weight. *bad is set when any datum is invalid (the sum is then meaningless); the
  * caller rescans that block serially for the first one, so the hot loop has no branch. */
-#define CYL_DEFINE_BINARY(SUFFIX, T)                                                     \
+#define CYL_DEFINE_BINARY(SUFFIX, T, BINARY)                                             \
     CYL_CLONES static double cyl_binary_sum_##SUFFIX(                                    \
         const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
         double half, double lo, double hi, int *bad)                                     \
@@ -210,15 +210,15 @@ CYL_DEFINE_REGRESSION(f64, double)
         /* One pass: the validity flag is an OR-reduction beside the sum. */             \
         if (from_logits)                                                                 \
             CYL_ACC_SUM(T, t, p, n, (flag |= cyl_binary_bad(y, x, 1),                    \
-                        cyl_binary(y, x, pw, 1, keep, half, lo, hi)), total);            \
+                        BINARY(y, x, pw, 1, keep, half, lo, hi)), total);                \
         else                                                                             \
             CYL_ACC_SUM(T, t, p, n, (flag |= cyl_binary_bad(y, x, 0),                    \
-                        cyl_binary(y, x, pw, 0, keep, half, lo, hi)), total);            \
+                        BINARY(y, x, pw, 0, keep, half, lo, hi)), total);                \
         *bad = flag;                                                                     \
         return total;                                                                    \
     }
 
-CYL_DEFINE_BINARY(f32, float)
-CYL_DEFINE_BINARY(f64, double)
+CYL_DEFINE_BINARY(f32, float, cyl_binary_f32)
+CYL_DEFINE_BINARY(f64, double, cyl_binary)
 
 #endif /* CYLOSS_FASTPATHS_H */

@@ -95,6 +95,29 @@ CYL_INLINE double cyl_binary(double y, double p, double pw, int from_logits, dou
                        : cyl_bce_prob(pw * ys, 1.0 - ys, cyl_clip(p, lo, hi));
 }
 
+/* float32 input: the softplus tail in float32 (cyl_expf, cyl_log1pf_unit: eight lanes per
+ * AVX2 vector), which SPEC section 4 allows; the rest in double. x is a float32 value. */
+CYL_INLINE double cyl_softplus_tail_f32(double x)
+{
+    return (double)cyl_log1pf_unit(cyl_expf(-fabsf((float)x)));
+}
+
+CYL_INLINE double cyl_bce_logit_f32(double a, double b, double x)
+{
+    double tail = cyl_softplus_tail_f32(x);
+    double pos = x > 0.0 ? x : 0.0;
+    double neg = x < 0.0 ? -x : 0.0;
+    return cyl_term(a, neg + tail) + cyl_term(b, pos + tail);
+}
+
+CYL_INLINE double cyl_binary_f32(double y, double p, double pw, int from_logits,
+                                 double keep, double half, double lo, double hi)
+{
+    double ys = y * keep + half;
+    return from_logits ? cyl_bce_logit_f32(pw * ys, 1.0 - ys, p)
+                       : cyl_bce_prob(pw * ys, 1.0 - ys, cyl_clip(p, lo, hi));
+}
+
 /* 1 where a binary datum is invalid (target outside [0, 1], or a probability outside
  * [0, 1]); NaN is not invalid: every comparison with it is false. */
 CYL_INLINE int cyl_binary_bad(double y, double p, int from_logits)

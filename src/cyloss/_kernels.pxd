@@ -26,6 +26,8 @@ cdef extern from "_rows.h" nogil:
     double cyl_bce_logit(double a, double b, double x) noexcept
     double cyl_binary(double y, double p, double pw, int from_logits, double keep,
                       double half, double lo, double hi) noexcept
+    double cyl_binary_f32(double y, double p, double pw, int from_logits, double keep,
+                          double half, double lo, double hi) noexcept
     int cyl_binary_bad(double y, double p, int from_logits) noexcept
 
     # _fastpaths.h: compensated sums over samples, and block sums over contiguous inputs

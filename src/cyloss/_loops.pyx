@@ -41,6 +41,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression, cyl_binary,
+    cyl_binary_f32,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
@@ -308,6 +309,17 @@ def regression(
 # loop); only a block whose flag is set is scanned again, serially, for its first invalid
 # datum.
 
+cdef inline double _binary_elem(const floating* like, double y, double x, double pw,
+                                bint from_logits, double keep, double half, double lo,
+                                double hi) noexcept nogil:
+    # float32 input takes the float32 softplus tail, as the fast path does (`like` only
+    # selects the specialisation).
+    if floating is float:
+        return cyl_binary_f32(y, x, pw, from_logits, keep, half, lo, hi)
+    else:
+        return cyl_binary(y, x, pw, from_logits, keep, half, lo, hi)
+
+
 cdef inline double _binary_row(
     const floating* t, Py_ssize_t ts, const floating* p, Py_ssize_t ps,
     const double[:] pos_weight, Py_ssize_t width, bint from_logits, double keep,
@@ -321,8 +333,8 @@ cdef inline double _binary_row(
         y = _at(t, k * ts)[0]
         x = _at(p, k * ps)[0]
         flag |= cyl_binary_bad(y, x, from_logits)
-        acc[_lane(k, width)] += cyl_binary(y, x, pos_weight[k], from_logits, keep, half,
-                                           lo, hi)
+        acc[_lane(k, width)] += _binary_elem(t, y, x, pos_weight[k], from_logits, keep,
+                                             half, lo, hi)
     bad[0] |= flag
     return _lanes_total(acc) / width
 
@@ -385,7 +397,7 @@ cdef void _binary_block(
             y = _at(t, i * ts0)[0]
             x = _at(p, i * ps0)[0]
             bad |= cyl_binary_bad(y, x, from_logits)
-            l = cyl_binary(y, x, pw0, from_logits, keep, half, lo, hi)
+            l = _binary_elem(t, y, x, pw0, from_logits, keep, half, lo, hi)
         else:
             l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight, width,
                             from_logits, keep, half, lo, hi, &bad)

@@ -158,4 +158,25 @@ CYL_INLINE float cyl_expf(float x)
     return x != x ? x : y;
 }
 
+/* log1p(u) for u in [0, 1] (the softplus tail log1p(e^-|x|)), float32, within 2 ulp:
+ * v = 1 + u rounded, log1p(u) = log(v) + (u - (v - 1)) / v; log(v) = e ln 2 + log(m),
+ * m = v or v / 2 in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s) by its series to s^9.
+ * NaN propagates; other inputs are outside its domain. */
+CYL_INLINE float cyl_log1pf_unit(float u)
+{
+    float v = 1.0f + u;
+    float c = (u - (v - 1.0f)) / v;
+    int big = v > 1.41421356f;
+    float m = big ? 0.5f * v : v;
+    float s = (m - 1.0f) / (m + 1.0f);
+    float z = s * s;
+    float q = 2.0f / 9.0f;
+    q = q * z + 2.0f / 7.0f;
+    q = q * z + 2.0f / 5.0f;
+    q = q * z + 2.0f / 3.0f;
+    float f = m - 1.0f;
+    float logm = (f - s * f) + s * z * q;
+    return (big ? 0.693147180559945309f : 0.0f) + (logm + c);
+}
+
 #endif /* CYLOSS_VECMATH_H */
