@@ -120,3 +120,15 @@ def test_expf_special_values(x, expected):
         assert math.isnan(got)
     else:
         assert got == expected
+
+
+def test_log1pf_unit_within_two_float_ulp_on_its_domain():
+    rng = np.random.default_rng(10)
+    u = np.concatenate([rng.uniform(0, 1, 200_000), 10.0 ** rng.uniform(-44, 0, 50_000),
+                        [0.0, 1.0]]).astype(np.float32).astype(np.float64)
+    got = run("log1pf_unit", u)
+    assert np.all(got == got.astype(np.float32))
+    want = np.log1p(u)
+    spacing = np.maximum(np.spacing(want.astype(np.float32)).astype(np.float64), 2.0 ** -149)
+    assert np.max(np.abs(got - want) / spacing) <= 2.0
+    assert math.isnan(float(run("log1pf_unit", [math.nan])[0]))

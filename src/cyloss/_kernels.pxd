@@ -11,6 +11,7 @@ cdef extern from "_rows.h" nogil:
     double cyl_log(double x) noexcept
     double cyl_log1p(double x) noexcept
     float cyl_expf(float x) noexcept                          # float32, <= 1.2 ulp
+    float cyl_log1pf_unit(float u) noexcept                   # float32, u in [0, 1]
 
     # _kernels.h: one function per formula
     double cyl_term(double coef, double v) noexcept          # coef * v, 0 * inf := 0

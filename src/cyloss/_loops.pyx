@@ -40,7 +40,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from cyloss._kernels cimport (
-    cyl_exp, cyl_expf, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression, cyl_binary,
+    cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression, cyl_binary,
     cyl_binary_f32,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
@@ -818,10 +818,10 @@ def simd_path():
 # --- test hook -----------------------------------------------------------------------------
 
 def vecmath(str name, const double[:] x, double[:] out):
-    """Apply cyl_exp, cyl_log, cyl_log1p or cyl_expf (on x rounded to float32)
-    elementwise (tests measure their accuracy)."""
+    """Apply cyl_exp, cyl_log, cyl_log1p, or cyl_expf / cyl_log1pf_unit (on x rounded to
+    float32) elementwise (tests measure their accuracy)."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef int which = {"exp": 0, "log": 1, "log1p": 2, "expf": 3}[name]
+    cdef int which = {"exp": 0, "log": 1, "log1p": 2, "expf": 3, "log1pf_unit": 4}[name]
     _require(out.shape[0] == n, "out length differs")
     with nogil:
         for i in range(n):
@@ -831,5 +831,7 @@ def vecmath(str name, const double[:] x, double[:] out):
                 out[i] = cyl_log(x[i])
             elif which == 2:
                 out[i] = cyl_log1p(x[i])
-            else:
+            elif which == 3:
                 out[i] = cyl_expf(<float>x[i])
+            else:
+                out[i] = cyl_log1pf_unit(<float>x[i])
