@@ -131,3 +131,31 @@ def test_infinite_logits_give_the_limit(rows, dtype):
     onehot = np.eye(3, dtype=dtype)[labels]
     got = cyloss.categorical_crossentropy(onehot, logits, from_logits=True, reduction="none")
     np.testing.assert_allclose(got, np.tile(want, rows), rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("classes", [1, 3, 8, 10, 32, 33])
+@pytest.mark.parametrize("n", [1, 8, 9, 1003])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_categorical_small_class_kernel_matches(smoothing, n, classes, dtype):
+    rng = np.random.default_rng(classes * 100 + n)
+    y = rng.dirichlet(np.ones(classes), size=n).astype(dtype)
+    x = (rng.normal(size=(n, classes)) * 3).astype(dtype)
+    kw = dict(from_logits=True, label_smoothing=smoothing)
+    fast = cyloss.categorical_crossentropy(y, x, **kw)
+    slow = cyloss.categorical_crossentropy(strided(y, 1), strided(x, 1), **kw)
+    assert same_bits(fast, slow)
+    # Independent float64 reference.
+    yy = y.astype(np.float64) * (1 - smoothing) + smoothing / classes
+    xx = x.astype(np.float64)
+    m = xx.max(axis=1, keepdims=True)
+    logp = xx - m - np.log(np.exp(xx - m).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(fast, -(yy * logp).sum(axis=1).mean(),
+                               rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_categorical_small_class_kernel_reports_a_bad_target_by_index():
+    y = np.full((40, 4), 0.25)
+    y[21, 2] = 1.5
+    with pytest.raises(ValueError, match=r"got 1\.5 at index \(21, 2\)"):
+        cyloss.categorical_crossentropy(y, np.zeros((40, 4)), from_logits=True)

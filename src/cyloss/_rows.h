@@ -287,4 +287,75 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
 CYL_DEFINE_SPARSE_SMALL(f32, float)
 CYL_DEFINE_SPARSE_SMALL(f64, double)
 
+/* Categorical cross-entropy from logits with soft targets over contiguous (n, C) rows of
+ * few classes, eight rows at a time, in the plain case (no sample weights or per-sample
+ * output): the operations and order of cyl_row_logits and cyl_row_soft_xent, so the same
+ * bits. Returns 0, or 1 when a target lies outside [0, 1] (the caller then redoes the
+ * block in its general loop, which reports it). */
+#define CYL_DEFINE_CATEGORICAL_SMALL(SUFFIX, T)                                          \
+CYL_CLONES static int cyl_categorical_logits_rows8_##SUFFIX(                             \
+    const T *y, const T *x, ptrdiff_t C, ptrdiff_t n, double keep, double spread,       \
+    cyl_acc *sums)                                                                       \
+{                                                                                        \
+    if (C > CYL_SMALL_CLASSES)                                                           \
+        return 1;                                                                        \
+    for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {                       \
+        double m[CYL_LANES], acc[CYL_LANES][CYL_LANES], cnt[CYL_LANES][CYL_LANES];         \
+        double xent[CYL_LANES][CYL_LANES], lognorm[CYL_LANES];                           \
+        T xt[CYL_SMALL_CLASSES * CYL_LANES], yt[CYL_SMALL_CLASSES * CYL_LANES];          \
+        const T *xr = x + r0 * C, *yr = y + r0 * C;                                      \
+        int bad = 0;                                                                     \
+        for (int r = 0; r < CYL_LANES; r++) {                                            \
+            m[r] = -INFINITY;                                                            \
+            for (int l = 0; l < CYL_LANES; l++)                                          \
+                acc[l][r] = cnt[l][r] = xent[l][r] = 0.0;                                \
+            for (ptrdiff_t k = 0; k < C; k++) {                                          \
+                xt[k * CYL_LANES + r] = xr[r * C + k];                                   \
+                yt[k * CYL_LANES + r] = yr[r * C + k];                                   \
+            }                                                                            \
+        }                                                                                \
+        for (ptrdiff_t k = 0; k < C; k++)                                                \
+            for (int r = 0; r < CYL_LANES; r++) {                                        \
+                double v = xt[k * CYL_LANES + r], yv = yt[k * CYL_LANES + r];            \
+                m[r] = v > m[r] ? v : m[r];                                              \
+                bad |= (yv < 0.0) | (yv > 1.0);                                          \
+            }                                                                            \
+        if (bad)                                                                         \
+            return 1;                                                                    \
+        for (ptrdiff_t k = 0; k < C; k++) {                                              \
+            int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                          \
+            for (int r = 0; r < CYL_LANES; r++) {                                        \
+                double v = xt[k * CYL_LANES + r];                                        \
+                double e = CYL_ROW_EXP_##SUFFIX(v, m[r]);                                \
+                acc[l][r] += cyl_unless(v == m[r], e);                                   \
+                cnt[l][r] += (double)(v == m[r]);                                        \
+            }                                                                            \
+        }                                                                                \
+        for (int r = 0; r < CYL_LANES; r++) {                                            \
+            double total = ((acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]))           \
+                         + ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));          \
+            double ties = ((cnt[0][r] + cnt[1][r]) + (cnt[2][r] + cnt[3][r]))            \
+                        + ((cnt[4][r] + cnt[5][r]) + (cnt[6][r] + cnt[7][r]));           \
+            lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p((ties - 1.0) + total);      \
+        }                                                                                \
+        for (ptrdiff_t k = 0; k < C; k++) {                                              \
+            int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                          \
+            for (int r = 0; r < CYL_LANES; r++) {                                        \
+                double v = xt[k * CYL_LANES + r], yv = yt[k * CYL_LANES + r];            \
+                double nls = cyl_unless(v == m[r], m[r] - v) + lognorm[r];               \
+                xent[l][r] += cyl_term(yv * keep + spread, nls);                         \
+            }                                                                            \
+        }                                                                                \
+        for (int r = 0; r < CYL_LANES; r++)                                              \
+            sums->part[r] += ((xent[0][r] + xent[1][r]) + (xent[2][r] + xent[3][r]))     \
+                           + ((xent[4][r] + xent[5][r]) + (xent[6][r] + xent[7][r]));    \
+        if (((r0 + 7) & 63) == 63)   /* as cyl_acc_add at offset r0 + 7 */               \
+            cyl_acc_fold(sums);                                                          \
+    }                                                                                    \
+    return 0;                                                                            \
+}
+
+CYL_DEFINE_CATEGORICAL_SMALL(f32, float)
+CYL_DEFINE_CATEGORICAL_SMALL(f64, double)
+
 #endif /* CYLOSS_ROWS_H */
