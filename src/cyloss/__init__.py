@@ -18,6 +18,7 @@ from cyloss.losses import (
     binary_crossentropy,
     categorical_crossentropy,
     get,
+    grad,
     huber,
     mae,
     mean_absolute_error,
@@ -25,6 +26,7 @@ from cyloss.losses import (
     mse,
     smooth_l1,
     sparse_categorical_crossentropy,
+    value_and_grad,
 )
 from cyloss._config import show_config
 from cyloss.accumulate import Accumulator
@@ -53,5 +55,7 @@ __all__ = [
     "SmoothL1",
     "LOSSES",
     "get",
+    "value_and_grad",
+    "grad",
     "Accumulator",
 ]

@@ -59,6 +59,25 @@ CYL_INLINE double cyl_regression(int kind, double y, double p, double param)
     }
 }
 
+/* Derivatives d l / d p of the elementwise formulas. Kinks follow PyTorch: MAE's is 0 at
+ * e = 0, Huber's and smooth L1's are continuous (e at |e| = delta; sign(e) for beta = 0).
+ * NaN propagates. */
+CYL_INLINE double cyl_sign(double e)
+{
+    return e > 0.0 ? 1.0 : (e < 0.0 ? -1.0 : e * 0.0);   /* sign(0) = 0, sign(NaN) = NaN */
+}
+
+CYL_INLINE double cyl_regression_grad(int kind, double y, double p, double param)
+{
+    double e = p - y, a = fabs(e);
+    switch (kind) {
+    case CYL_MSE: return 2.0 * e;
+    case CYL_MAE: return cyl_sign(e);
+    case CYL_HUBER: return a <= param ? e : param * cyl_sign(e);
+    default: return a < param ? e / param : cyl_sign(e);
+    }
+}
+
 /* --- binary cross-entropy ----------------------------------------------------------------
  * With a = pos_weight * y and b = 1 - y (after label smoothing):
  *   probabilities: l = a (-log p) + b (-log(1 - p)),  p clipped to [eps, 1 - eps]
@@ -116,6 +135,24 @@ CYL_INLINE double cyl_binary_f32(double y, double p, double pw, int from_logits,
     double ys = y * keep + half;
     return from_logits ? cyl_bce_logit_f32(pw * ys, 1.0 - ys, p)
                        : cyl_bce_prob(pw * ys, 1.0 - ys, cyl_clip(p, lo, hi));
+}
+
+/* d l / d p of one binary element (the derivative of cyl_binary and cyl_binary_f32):
+ *   logits:        -a sigmoid(-x) + b sigmoid(x), sigmoid(x) = 1 / (1 + e^-x) (exact 0 and
+ *                  1 at -+inf), each term 0 when its coefficient is;
+ *   probabilities: (-a / p + b / (1 - p)) where eps <= p <= 1 - eps, 0 where clipped
+ *                  (torch.clamp's gradient), NaN for NaN. */
+CYL_INLINE double cyl_binary_grad(double y, double p, double pw, int from_logits,
+                                  double keep, double half, double lo, double hi)
+{
+    double ys = y * keep + half;
+    double a = pw * ys, b = 1.0 - ys;
+    if (from_logits) {
+        double sp = 1.0 / (1.0 + cyl_exp(-p)), sn = 1.0 / (1.0 + cyl_exp(p));
+        return cyl_term(b, sp) - cyl_term(a, sn);
+    }
+    double g = cyl_term(b, 1.0 / (1.0 - p)) - cyl_term(a, 1.0 / p);
+    return p != p ? p : ((p >= lo) & (p <= hi) ? g : 0.0);
 }
 
 /* 1 where a binary datum is invalid (target outside [0, 1], or a probability outside

@@ -41,7 +41,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression, cyl_binary,
-    cyl_binary_f32,
+    cyl_binary_f32, cyl_regression_grad, cyl_binary_grad,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
@@ -232,7 +232,7 @@ cdef void _regression_block(
     int kind, double param,
     const floating[:, :] y_true, const floating[:, :] y_pred,
     const double[:] weight, bint has_weight,
-    floating[:] loss_out, bint write_out,
+    floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t i, width = y_pred.shape[1], m = end - start
@@ -243,7 +243,8 @@ cdef void _regression_block(
     cdef double l, w
     cdef cyl_acc acc, den
     cdef int lane
-    if (not has_weight and not write_out
+    cdef Py_ssize_t k
+    if (not has_weight and not write_out and not write_grad
             and ts1 == sizeof(floating) and ps1 == sizeof(floating)
             and ts0 == width * ts1 and ps0 == width * ps1):
         _set(blk, _regression_fast(kind, param, t, p, m, width), <double>m, m)
@@ -256,12 +257,19 @@ cdef void _regression_block(
         else:
             l = _regression_row(kind, param, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1,
                                 width)
+        w = weight[start + i] if has_weight else 1.0
         if has_weight:
-            w = weight[start + i]
             l = w * l
             cyl_acc_add(&den, i, m, w)
         if write_out:
             loss_out[start + i] = <floating>l
+        if write_grad:
+            # d (w_i mean_k f_ik) / d p_ik = w_i f'_ik / width; the reduction's scale is
+            # applied by the caller.
+            for k in range(width):
+                grad[start + i, k] = <floating>(w * cyl_regression_grad(
+                    kind, _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
+                    param) / width)
         cyl_acc_add(&acc, i, m, l)
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
 
@@ -270,17 +278,23 @@ def regression(
     int kind, double param,
     const floating[:, :] y_true, const floating[:, :] y_pred,
     weight, bint has_weight,
-    loss_out, bint write_out, int n_threads,
+    loss_out, bint write_out, int n_threads, grad_out=None,
 ):
     """Per-sample mean over the last axis of an elementwise regression loss."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
     cdef floating[:] out_view
+    cdef floating[:, :] g_view
+    cdef bint write_grad = grad_out is not None
     if has_weight:
         w_view = weight
     if write_out:
         out_view = loss_out
+    if write_grad:
+        g_view = grad_out
+        _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1],
+                 "grad_out shape differs from y_pred")
     cdef Py_ssize_t n = y_pred.shape[0]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
@@ -297,12 +311,12 @@ def regression(
             with nogil:
                 for b in range(n_blocks):
                     _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
-                                      out_view, write_out,
+                                      out_view, write_out, g_view, write_grad,
                                       b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
-                                  out_view, write_out,
+                                  out_view, write_out, g_view, write_grad,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
@@ -374,7 +388,7 @@ cdef void _binary_block(
     const floating[:, :] y_true, const floating[:, :] y_pred,
     const double[:] weight, bint has_weight,
     const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
-    floating[:] loss_out, bint write_out,
+    floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t i, width = y_pred.shape[1], m = end - start
@@ -386,7 +400,8 @@ cdef void _binary_block(
     cdef double l, y, x, w, total
     cdef cyl_acc acc, den
     cdef int bad = 0, lane
-    if (width == 1 and not has_weight and not write_out
+    cdef Py_ssize_t k
+    if (width == 1 and not has_weight and not write_out and not write_grad
             and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
         total = _binary_fast(t, p, m, pw0, from_logits, keep, half, lo, hi, &bad)
         if bad:
@@ -405,12 +420,17 @@ cdef void _binary_block(
         else:
             l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight, width,
                             from_logits, keep, half, lo, hi, &bad)
+        w = weight[start + i] if has_weight else 1.0
         if has_weight:
-            w = weight[start + i]
             l = w * l
             cyl_acc_add(&den, i, m, w)
         if write_out:
             loss_out[start + i] = <floating>l
+        if write_grad:
+            for k in range(width):
+                grad[start + i, k] = <floating>(w * cyl_binary_grad(
+                    _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
+                    pos_weight[k], from_logits, keep, half, lo, hi) / width)
         cyl_acc_add(&acc, i, m, l)
     if bad:
         _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
@@ -422,17 +442,23 @@ def binary(
     const floating[:, :] y_true, const floating[:, :] y_pred,
     weight, bint has_weight,
     const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
-    loss_out, bint write_out, int n_threads,
+    loss_out, bint write_out, int n_threads, grad_out=None,
 ):
     """Per-sample mean over the last axis of binary cross-entropy."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
     cdef floating[:] out_view
+    cdef floating[:, :] g_view
+    cdef bint write_grad = grad_out is not None
     if has_weight:
         w_view = weight
     if write_out:
         out_view = loss_out
+    if write_grad:
+        g_view = grad_out
+        _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1],
+                 "grad_out shape differs from y_pred")
     cdef Py_ssize_t n = y_pred.shape[0]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
@@ -450,12 +476,12 @@ def binary(
             with nogil:
                 for b in range(n_blocks):
                     _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
-                                  smoothing, lo, hi, out_view, write_out,
+                                  smoothing, lo, hi, out_view, write_out, g_view, write_grad,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
-                              smoothing, lo, hi, out_view, write_out,
+                              smoothing, lo, hi, out_view, write_out, g_view, write_grad,
                               b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:

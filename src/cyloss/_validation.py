@@ -199,6 +199,7 @@ class Prepared(NamedTuple):
     n_elements: int
     dtype: np.dtype
     insert_axis: Optional[int]     # where a column/class index goes in y_pred's index
+    pred_shape: tuple = ()         # y_pred's shape as given (before any squeeze)
 
 
 def locate(prep, i, k):
@@ -230,9 +231,11 @@ def elementwise(y_true, y_pred):
         # The common case (two float arrays of one shape), in a few hundred nanoseconds:
         # the rest of the checks below cannot fire for it.
         yt, yp = y_true, y_pred
+        pred_shape = yp.shape
     else:
         yt = as_array(y_true, "y_true")
         yp = as_array(y_pred, "y_pred")
+        pred_shape = yp.shape
         yt, yp = _squeeze_trailing(yt, yp)
         if yt.shape != yp.shape:
             raise ValueError(
@@ -250,7 +253,7 @@ def elementwise(y_true, y_pred):
     n = math.prod(sample_shape)
     return Prepared(
         yt.reshape(n, width), yp.reshape(n, width), None,
-        sample_shape, n, n * width, yp.dtype, insert_axis,
+        sample_shape, n, n * width, yp.dtype, insert_axis, pred_shape,
     )
 
 
@@ -391,6 +394,24 @@ def pos_weights(pos_weight, width):
             f"pos_weight of shape {w.shape} cannot be broadcast to the last axis of "
             f"y_pred (size {width})"
         ) from None
+
+
+def grad_buffer(grad_out, prep):
+    """The array the gradient goes to, and its view in the loop's (n, width) layout."""
+    if grad_out is None:
+        grad = np.empty(prep.pred_shape, dtype=prep.dtype)
+    else:
+        if not isinstance(grad_out, np.ndarray):
+            raise TypeError(f"grad_out must be a NumPy array; got {type(grad_out).__name__}")
+        if grad_out.shape != prep.pred_shape or grad_out.dtype != prep.dtype:
+            raise ValueError(
+                f"grad_out must have y_pred's shape {prep.pred_shape} and the compute dtype "
+                f"{prep.dtype}; got shape {grad_out.shape} and dtype {grad_out.dtype}"
+            )
+        if not grad_out.flags.c_contiguous or not grad_out.flags.writeable:
+            raise ValueError("grad_out must be a writeable C-contiguous array")
+        grad = grad_out
+    return grad, grad.reshape(prep.y_pred.shape)
 
 
 def clip_bounds(epsilon):

@@ -45,6 +45,8 @@ __all__ = [
     "SmoothL1",
     "LOSSES",
     "get",
+    "value_and_grad",
+    "grad",
 ]
 
 
@@ -76,17 +78,49 @@ def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None):
     return reduce_sums(num, den, count, reduction)
 
 
-def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_threads):
+# A gradient request: None (value only), or _GRAD / an array (value and gradient, the
+# array being the caller's grad_out).
+_GRAD = object()
+
+
+def _with_grad(value, result, reduction, grad, grad_view):
+    """Scale the loop's per-element derivatives by the reduction and pair them with value."""
+    num, den, count = result[0], result[1], result[2]
+    if reduction == "mean":
+        scale = 1.0 / count if count else 0.0
+    elif reduction == "weighted_mean":
+        scale = 1.0 / den if den != 0.0 else 0.0
+    else:
+        scale = 1.0
+    if scale == 0.0:
+        grad_view[...] = 0
+    elif scale != 1.0:
+        grad_view *= scale
+    return value, grad
+
+
+def _grad_args(grad_request, prep):
+    if grad_request is None:
+        return None, None
+    return V.grad_buffer(None if grad_request is _GRAD else grad_request, prep)
+
+
+def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_threads,
+                 grad_request=None):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     prep = V.elementwise(y_true, y_pred)
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     loss_out, write_out = _loss_out(reduction, prep)
+    grad, grad_view = _grad_args(grad_request, prep)
     result = _loops.regression(
         kind, param, prep.y_true, prep.y_pred, weight, has_weight, loss_out, write_out,
-        resolve_threads(n_threads, prep.n_elements),
+        resolve_threads(n_threads, prep.n_elements), grad_view,
     )
-    return _finish(result, reduction, loss_out, prep, "regression")
+    value = _finish(result, reduction, loss_out, prep, "regression")
+    if grad is None:
+        return value
+    return _with_grad(value, result, reduction, grad, grad_view)
 
 
 # --- functions ----------------------------------------------------------------------------
@@ -294,6 +328,12 @@ def binary_crossentropy(
     ...                                  from_logits=True))
     0.0
     """
+    return _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_weight,
+                   reduction, epsilon, n_threads)
+
+
+def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_weight,
+            reduction, epsilon, n_threads, grad_request=None):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     from_logits = V.check_from_logits(from_logits)
@@ -305,11 +345,15 @@ def binary_crossentropy(
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
+    grad, grad_view = _grad_args(grad_request, prep)
     result = _loops.binary(
         prep.y_true, prep.y_pred, weight, has_weight, pw, from_logits, smoothing, lo, hi,
-        loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
+        loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
     )
-    return _finish(result, reduction, loss_out, prep, "binary_crossentropy")
+    value = _finish(result, reduction, loss_out, prep, "binary_crossentropy")
+    if grad is None:
+        return value
+    return _with_grad(value, result, reduction, grad, grad_view)
 
 
 def mean_absolute_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
@@ -422,6 +466,41 @@ class Loss:
     def __call__(self, y_true, y_pred, sample_weight=None):
         return type(self)._function(y_true, y_pred, sample_weight=sample_weight,
                                     **self._call_options())
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, grad_out=None):
+        """The loss and its derivative with respect to ``y_pred``, in one pass.
+
+        ``value`` is exactly ``self(y_true, y_pred, sample_weight)``; ``grad`` has
+        ``y_pred``'s shape and the compute dtype and is ``d value / d y_pred`` (for
+        ``reduction="none"``, the derivative of the sum of the returned array), as
+        ``torch.autograd`` gives for the same expression. Kinks follow PyTorch: MAE's
+        derivative is 0 at zero error; Huber's and smooth L1's are continuous; clipped
+        probabilities get 0. ``grad_out`` (a writeable C-contiguous array of that shape
+        and dtype) receives the gradient instead of a new array.
+
+        Returns
+        -------
+        (float or ndarray, ndarray)
+
+        Examples
+        --------
+        >>> import numpy as np, cyloss
+        >>> value, grad = cyloss.MeanSquaredError().value_and_grad([0.0, 1.0], [1.0, 3.0])
+        >>> value, grad
+        (2.5, array([1., 2.]))
+        """
+        request = _GRAD if grad_out is None else grad_out
+        return self._value_and_grad(y_true, y_pred, sample_weight, request)
+
+    def grad(self, y_true, y_pred, sample_weight=None, grad_out=None):
+        """Only the gradient of :meth:`value_and_grad`."""
+        return self.value_and_grad(y_true, y_pred, sample_weight, grad_out)[1]
+
+    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+        raise NotImplementedError(
+            f"{type(self).__name__}.value_and_grad is not available yet: gradients exist "
+            "for MAE, MSE, Huber, smooth L1 and binary cross-entropy"
+        )
 
     def _call_options(self):
         return dict(self._options)
@@ -556,8 +635,27 @@ class BinaryCrossentropy(Loss):
             pos_weight=pw, epsilon=V.check_epsilon(epsilon),
         )
 
+    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+        o = self._options
+        return _binary(y_true, y_pred, o["from_logits"], o["label_smoothing"],
+                       o["pos_weight"], sample_weight, o["reduction"], o["epsilon"],
+                       o["n_threads"], request)
 
-class MeanAbsoluteError(Loss):
+
+class _Elementwise(Loss):
+    """Regression losses: one compiled loop, told which formula by ``_kind``."""
+
+    _kind = None
+    _param = None   # the option holding the formula's parameter, if any
+
+    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+        o = self._options
+        param = o[self._param] if self._param else 0.0
+        return _elementwise(self._kind, param, y_true, y_pred, sample_weight,
+                            o["reduction"], o["n_threads"], request)
+
+
+class MeanAbsoluteError(_Elementwise):
     """Mean absolute error as a Keras-style object; see :func:`mean_absolute_error`.
 
     Examples
@@ -569,12 +667,13 @@ class MeanAbsoluteError(Loss):
 
     _function = staticmethod(mean_absolute_error)
     _defaults = _defaults("mean_absolute_error")
+    _kind = _loops.MAE
 
     def __init__(self, *, reduction="mean", n_threads=None, name="mean_absolute_error"):
         super().__init__(name=name, reduction=reduction, n_threads=n_threads)
 
 
-class MeanSquaredError(Loss):
+class MeanSquaredError(_Elementwise):
     """Mean squared error as a Keras-style object; see :func:`mean_squared_error`.
 
     Examples
@@ -586,12 +685,13 @@ class MeanSquaredError(Loss):
 
     _function = staticmethod(mean_squared_error)
     _defaults = _defaults("mean_squared_error")
+    _kind = _loops.MSE
 
     def __init__(self, *, reduction="mean", n_threads=None, name="mean_squared_error"):
         super().__init__(name=name, reduction=reduction, n_threads=n_threads)
 
 
-class Huber(Loss):
+class Huber(_Elementwise):
     """Huber loss as a Keras-style object; see :func:`huber`.
 
     Examples
@@ -603,13 +703,14 @@ class Huber(Loss):
 
     _function = staticmethod(huber)
     _defaults = _defaults("huber", delta=1.0)
+    _kind, _param = _loops.HUBER, "delta"
 
     def __init__(self, *, delta=1.0, reduction="mean", n_threads=None, name="huber"):
         super().__init__(name=name, reduction=reduction, n_threads=n_threads,
                          delta=V.check_delta(delta))
 
 
-class SmoothL1(Loss):
+class SmoothL1(_Elementwise):
     """Smooth L1 loss as a Keras-style object; see :func:`smooth_l1`.
 
     Examples
@@ -621,6 +722,7 @@ class SmoothL1(Loss):
 
     _function = staticmethod(smooth_l1)
     _defaults = _defaults("smooth_l1", beta=1.0)
+    _kind, _param = _loops.SMOOTH_L1, "beta"
 
     def __init__(self, *, beta=1.0, reduction="mean", n_threads=None, name="smooth_l1"):
         super().__init__(name=name, reduction=reduction, n_threads=n_threads,
@@ -662,3 +764,41 @@ def get(identifier, **options):
     raise ValueError(
         f"unknown loss {identifier!r}; known: {', '.join(sorted([*LOSSES, *_ALIASES]))}"
     )
+
+
+def value_and_grad(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, **options):
+    """The value of a loss and its gradient with respect to ``y_pred``, in one pass.
+
+    ``loss`` is a loss object, or a name (``"huber"``, ``"mse"``, ``"BinaryCrossentropy"``,
+    ...) built with ``options``. See :meth:`Loss.value_and_grad`. Available for MAE, MSE,
+    Huber, smooth L1 and binary cross-entropy (every option and reduction).
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> value, grad = cyloss.value_and_grad("huber", [0.0, 0.0], [0.5, 3.0], delta=1.0)
+    >>> round(value, 4), grad
+    (1.3125, array([0.25, 0.5 ]))
+    """
+    if isinstance(loss, Loss):
+        if options:
+            raise ValueError(
+                "options belong to the loss object's constructor when a loss object is given"
+            )
+        obj = loss
+    else:
+        obj = get(loss, **options)
+    return obj.value_and_grad(y_true, y_pred, sample_weight=sample_weight, grad_out=grad_out)
+
+
+def grad(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, **options):
+    """Only the gradient of :func:`value_and_grad`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.grad("mae", [0.0, 0.0, 0.0], [1.0, 0.0, -2.0], reduction="sum")
+    array([ 1.,  0., -1.])
+    """
+    return value_and_grad(loss, y_true, y_pred, sample_weight=sample_weight,
+                          grad_out=grad_out, **options)[1]

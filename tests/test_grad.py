@@ -1,0 +1,182 @@
+"""value_and_grad / grad for the elementwise losses (MAE, MSE, Huber, smooth L1, binary
+cross-entropy): the value is the loss's own value, the gradient matches a 4th-order central
+finite difference of that value and, when torch is installed, torch.autograd in float64."""
+
+import numpy as np
+import pytest
+
+import cyloss
+
+# (name, options, make y_true, make y_pred); y_pred kept away from kinks and clip bounds so
+# that finite differences are meaningful.
+def _reg(rng, shape):
+    y = rng.normal(size=shape)
+    e = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.05, 2.5, size=shape)
+    return y, y + e
+
+
+def _bce_probs(rng, shape):
+    return rng.uniform(size=shape), rng.uniform(0.05, 0.95, size=shape)
+
+
+def _bce_logits(rng, shape):
+    return rng.uniform(size=shape), rng.normal(size=shape) * 3
+
+
+CASES = [
+    ("mean_absolute_error", {}, _reg),
+    ("mean_squared_error", {}, _reg),
+    ("huber", {"delta": 0.7}, _reg),
+    ("smooth_l1", {"beta": 0.4}, _reg),
+    ("smooth_l1", {"beta": 0.0}, _reg),
+    ("binary_crossentropy", {}, _bce_probs),
+    ("binary_crossentropy", {"label_smoothing": 0.2}, _bce_probs),
+    ("binary_crossentropy", {"from_logits": True}, _bce_logits),
+    ("binary_crossentropy", {"from_logits": True, "label_smoothing": 0.1,
+                             "pos_weight": [0.5, 2.0, 3.0]}, _bce_logits),
+    ("binary_crossentropy", {"pos_weight": 2.5}, _bce_probs),
+]
+REDUCTIONS = ["mean", "weighted_mean", "sum", "none"]
+
+
+def ids(case):
+    name, opts, _ = case
+    return name + "".join(f"-{k}={v}" for k, v in opts.items())
+
+
+def scalar(value):
+    return float(np.sum(value))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_gradient_matches_fourth_order_finite_differences(case, weighted, reduction):
+    name, opts, make = case
+    rng = np.random.default_rng(abs(hash((name, str(opts), weighted, reduction))) % 2**32)
+    y, p = make(rng, (6, 3))
+    sw = rng.uniform(0.2, 2.0, size=6) if weighted else None
+    fn = getattr(cyloss, name)
+    value, grad = cyloss.value_and_grad(name, y, p, sample_weight=sw, reduction=reduction,
+                                        **opts)
+    expected_value = fn(y, p, sample_weight=sw, reduction=reduction, **opts)
+    assert np.array_equal(np.asarray(value), np.asarray(expected_value))
+    assert grad.shape == p.shape and grad.dtype == np.float64
+    h = 1e-4
+    fd = np.empty_like(p)
+    for idx in np.ndindex(p.shape):
+        def at(delta):
+            q = p.copy()
+            q[idx] += delta
+            return scalar(fn(y, q, sample_weight=sw, reduction=reduction, **opts))
+        fd[idx] = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
+
+
+TORCH = [
+    ("mean_absolute_error", {}, lambda F, y, p, o: (p - y).abs().mean(dim=-1)),
+    ("mean_squared_error", {}, lambda F, y, p, o: ((p - y) ** 2).mean(dim=-1)),
+    ("huber", {"delta": 0.7},
+     lambda F, y, p, o: F.huber_loss(p, y, delta=0.7, reduction="none").mean(dim=-1)),
+    ("smooth_l1", {"beta": 0.4},
+     lambda F, y, p, o: F.smooth_l1_loss(p, y, beta=0.4, reduction="none").mean(dim=-1)),
+    ("binary_crossentropy", {"from_logits": True, "pos_weight": [0.5, 2.0, 3.0]},
+     lambda F, y, p, o: F.binary_cross_entropy_with_logits(
+         p, y, pos_weight=o["pw"], reduction="none").mean(dim=-1)),
+    ("binary_crossentropy", {},
+     lambda F, y, p, o: F.binary_cross_entropy(p, y, reduction="none").mean(dim=-1)),
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", TORCH, ids=lambda c: c[0] + str(c[1]))
+def test_gradient_matches_torch_autograd(case, reduction):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    name, opts, torch_loss = case
+    rng = np.random.default_rng(5)
+    if name == "binary_crossentropy" and opts.get("from_logits"):
+        y, p = _bce_logits(rng, (40, 3))
+    elif name == "binary_crossentropy":
+        y, p = _bce_probs(rng, (40, 3))
+    else:
+        y, p = _reg(rng, (40, 3))
+    sw = rng.uniform(0.2, 2.0, size=40)
+    value, grad = cyloss.value_and_grad(name, y, p, sample_weight=sw, reduction=reduction,
+                                        **opts)
+    tp = torch.tensor(p, dtype=torch.float64, requires_grad=True)
+    ty = torch.tensor(y, dtype=torch.float64)
+    tw = torch.tensor(sw, dtype=torch.float64)
+    o = {"pw": torch.tensor(opts.get("pos_weight", [1.0]), dtype=torch.float64)}
+    per = torch_loss(F, ty, tp, o) * tw
+    total = {"mean": per.sum() / 40, "weighted_mean": per.sum() / tw.sum(),
+             "sum": per.sum(), "none": per.sum()}[reduction]
+    total.backward()
+    np.testing.assert_allclose(grad, tp.grad.numpy(), rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(np.sum(value), total.item() if reduction != "none"
+                               else per.sum().item(), rtol=1e-12)
+
+
+def test_kinks_follow_pytorch():
+    # MAE: 0 at zero error; Huber and smooth L1: continuous at the switch.
+    g = cyloss.grad("mae", [1.0, 1.0, 1.0], [1.0, 2.0, 0.0], reduction="sum")
+    assert list(g) == [0.0, 1.0, -1.0]
+    g = cyloss.grad("huber", [0.0, 0.0], [0.7, -0.7], delta=0.7, reduction="sum")
+    assert list(g) == [0.7, -0.7]
+    g = cyloss.grad("smooth_l1", [0.0, 0.0], [0.4, 0.0], beta=0.4, reduction="sum")
+    assert list(g) == [1.0, 0.0]
+
+
+def test_clipped_probabilities_get_zero_gradient_and_infinite_logits_stay_finite():
+    g = cyloss.grad("binary_crossentropy", [1.0, 0.0, 1.0], [1.0, 0.0, 0.5], reduction="sum")
+    assert g[0] == 0.0 and g[1] == 0.0 and g[2] == pytest.approx(-2.0)
+    g = cyloss.grad("binary_crossentropy", [1.0, 0.0, 0.0, 1.0],
+                    [np.inf, -np.inf, np.inf, -np.inf], from_logits=True, reduction="sum")
+    assert list(g) == [0.0, 0.0, 1.0, -1.0]
+
+
+def test_grad_out_is_reused_and_checked():
+    rng = np.random.default_rng(1)
+    y, p = _reg(rng, (100, 4))
+    buf = np.empty_like(p)
+    value, grad = cyloss.MeanSquaredError().value_and_grad(y, p, grad_out=buf)
+    assert grad is buf and np.shares_memory(grad, buf)
+    np.testing.assert_allclose(buf, 2 * (p - y) / p.size, rtol=1e-15)
+    with pytest.raises(ValueError, match="grad_out"):
+        cyloss.value_and_grad("mse", y, p, grad_out=np.empty((100, 3)))
+    with pytest.raises(ValueError, match="grad_out"):
+        cyloss.value_and_grad("mse", y, p, grad_out=np.empty((100, 4), np.float32))
+    with pytest.raises(ValueError, match="grad_out"):
+        cyloss.value_and_grad("mse", y, p, grad_out=np.empty((4, 100)).T)
+
+
+def test_keras_squeeze_keeps_y_pred_shape_and_dtype():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=50)
+    p = rng.normal(size=(50, 1)).astype(np.float32)
+    value, grad = cyloss.value_and_grad("mse", y, p)
+    assert grad.shape == (50, 1) and grad.dtype == np.float32
+    np.testing.assert_allclose(grad[:, 0], 2 * (p[:, 0] - y) / 50, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,opts", [("huber", {"delta": 0.5}),
+                                       ("binary_crossentropy", {"from_logits": True})])
+def test_gradient_is_identical_for_every_thread_count(name, opts):
+    rng = np.random.default_rng(3)
+    y = rng.uniform(size=300_000)
+    p = rng.normal(size=300_000)
+    results = [cyloss.value_and_grad(name, y, p, n_threads=k, **opts) for k in (1, 2, 3, 7)]
+    for value, grad in results[1:]:
+        assert value == results[0][0]
+        assert grad.tobytes() == results[0][1].tobytes()
+
+
+def test_zero_denominator_gives_zero_gradient():
+    value, grad = cyloss.value_and_grad("mse", [1.0, 2.0], [0.0, 0.0],
+                                        sample_weight=[0.0, 0.0], reduction="weighted_mean")
+    assert value == 0.0 and list(grad) == [0.0, 0.0]
+
+
+def test_a_loss_object_and_options_together_are_refused():
+    with pytest.raises(ValueError, match="constructor"):
+        cyloss.value_and_grad(cyloss.Huber(), [0.0], [1.0], delta=2.0)
