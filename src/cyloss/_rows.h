@@ -227,7 +227,46 @@ CYL_DEFINE_ROWS(f64, double)
  * sum *sums (as cyl_acc_add would, row by row) and returns 0, or returns 1 when a label
  * lies outside [0, C), so that the caller's general loop can report it (*sums is then
  * partly filled: the caller starts it afresh). */
-#define CYL_SMALL_CLASSES 32   /* the most classes the cross-row kernel takes */
+#define CYL_SMALL_CLASSES 32   /* the most classes the cross-row kernels take */
+
+/* For eight rows held transposed in xt (class k of row r at xt[k * 8 + r]): each row's
+ * maximum m[r] and lognorm[r], by the operations and order of cyl_row_logits. Shared by
+ * the sparse and categorical cross-row kernels. */
+#define CYL_DEFINE_ROWS8_LOGNORM(SUFFIX, T)                                              \
+CYL_INLINE void cyl_rows8_lognorm_##SUFFIX(const T *xt, ptrdiff_t C, double *m,          \
+                                           double *lognorm)                              \
+{                                                                                        \
+    double acc[CYL_LANES][CYL_LANES], cnt[CYL_LANES][CYL_LANES];                         \
+    for (int r = 0; r < CYL_LANES; r++) {                                                \
+        m[r] = -INFINITY;                                                                \
+        for (int l = 0; l < CYL_LANES; l++)                                              \
+            acc[l][r] = cnt[l][r] = 0.0;                                                 \
+    }                                                                                    \
+    for (ptrdiff_t k = 0; k < C; k++)                                                    \
+        for (int r = 0; r < CYL_LANES; r++) {                                            \
+            double v = xt[k * CYL_LANES + r];                                            \
+            m[r] = v > m[r] ? v : m[r];                                                  \
+        }                                                                                \
+    for (ptrdiff_t k = 0; k < C; k++) {                                                  \
+        int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                              \
+        for (int r = 0; r < CYL_LANES; r++) {                                            \
+            double v = xt[k * CYL_LANES + r];                                            \
+            double e = CYL_ROW_EXP_##SUFFIX(v, m[r]);                                    \
+            acc[l][r] += cyl_unless(v == m[r], e);                                       \
+            cnt[l][r] += (double)(v == m[r]);                                            \
+        }                                                                                \
+    }                                                                                    \
+    for (int r = 0; r < CYL_LANES; r++) {                                                \
+        double total = ((acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]))               \
+                     + ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));              \
+        double ties = ((cnt[0][r] + cnt[1][r]) + (cnt[2][r] + cnt[3][r]))                \
+                    + ((cnt[4][r] + cnt[5][r]) + (cnt[6][r] + cnt[7][r]));               \
+        lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p((ties - 1.0) + total);          \
+    }                                                                                    \
+}
+
+CYL_DEFINE_ROWS8_LOGNORM(f32, float)
+CYL_DEFINE_ROWS8_LOGNORM(f64, double)
 
 #define CYL_DEFINE_SPARSE_SMALL(SUFFIX, T)                                               \
 CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                                  \
@@ -236,47 +275,25 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
     if (C > CYL_SMALL_CLASSES)                                                           \
         return 1;                                                                        \
     for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {                       \
-        double m[CYL_LANES], acc[CYL_LANES][CYL_LANES], cnt[CYL_LANES][CYL_LANES];         \
+        double m[CYL_LANES], lognorm[CYL_LANES];                                         \
         int bad = 0;                                                                     \
         for (int r = 0; r < CYL_LANES; r++) {                                            \
             int64_t lab = labels[r0 + r];                                                \
             bad |= (lab < 0) | (lab >= C);                                               \
-            m[r] = -INFINITY;                                                            \
-            for (int l = 0; l < CYL_LANES; l++)                                          \
-                acc[l][r] = cnt[l][r] = 0.0;                                             \
         }                                                                                \
         if (bad)                                                                         \
             return 1;                                                                    \
         const T *xr = x + r0 * C;                                                        \
-        /* Transposed into (class, row) order so that the loops below read eight rows   \
-         * with one contiguous vector load instead of a strided gather. */               \
+        /* Transposed into (class, row) order so that the loops read eight rows with    \
+         * one contiguous vector load instead of a strided gather. */                    \
         T xt[CYL_SMALL_CLASSES * CYL_LANES];                                             \
         for (int r = 0; r < CYL_LANES; r++)                                              \
             for (ptrdiff_t k = 0; k < C; k++)                                            \
                 xt[k * CYL_LANES + r] = xr[r * C + k];                                   \
-        for (ptrdiff_t k = 0; k < C; k++)                                                \
-            for (int r = 0; r < CYL_LANES; r++) {                                        \
-                double v = xt[k * CYL_LANES + r];                                        \
-                m[r] = v > m[r] ? v : m[r];                                              \
-            }                                                                            \
-        for (ptrdiff_t k = 0; k < C; k++) {                                              \
-            int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                          \
-            for (int r = 0; r < CYL_LANES; r++) {                                        \
-                double v = xt[k * CYL_LANES + r];                                        \
-                double e = CYL_ROW_EXP_##SUFFIX(v, m[r]);                                \
-                acc[l][r] += cyl_unless(v == m[r], e);                                   \
-                cnt[l][r] += (double)(v == m[r]);                                        \
-            }                                                                            \
-        }                                                                                \
+        cyl_rows8_lognorm_##SUFFIX(xt, C, m, lognorm);                                   \
         for (int r = 0; r < CYL_LANES; r++) {                                            \
-            double total = ((acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]))           \
-                         + ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));          \
-            double ties = ((cnt[0][r] + cnt[1][r]) + (cnt[2][r] + cnt[3][r]))            \
-                        + ((cnt[4][r] + cnt[5][r]) + (cnt[6][r] + cnt[7][r]));           \
-            double lognorm = m[r] == -INFINITY ? NAN : cyl_log1p((ties - 1.0) + total);  \
             double xl = xr[r * C + labels[r0 + r]];                                      \
-            double nll = cyl_unless(xl == m[r], m[r] - xl) + lognorm;                    \
-            sums->part[r] += nll;                                                        \
+            sums->part[r] += cyl_unless(xl == m[r], m[r] - xl) + lognorm[r];             \
         }                                                                                \
         if (((r0 + 7) & 63) == 63)   /* as cyl_acc_add at offset r0 + 7 */               \
             cyl_acc_fold(sums);                                                          \
@@ -300,44 +317,23 @@ CYL_CLONES static int cyl_categorical_logits_rows8_##SUFFIX(                    
     if (C > CYL_SMALL_CLASSES)                                                           \
         return 1;                                                                        \
     for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {                       \
-        double m[CYL_LANES], acc[CYL_LANES][CYL_LANES], cnt[CYL_LANES][CYL_LANES];         \
-        double xent[CYL_LANES][CYL_LANES], lognorm[CYL_LANES];                           \
+        double m[CYL_LANES], lognorm[CYL_LANES], xent[CYL_LANES][CYL_LANES];             \
         T xt[CYL_SMALL_CLASSES * CYL_LANES], yt[CYL_SMALL_CLASSES * CYL_LANES];          \
         const T *xr = x + r0 * C, *yr = y + r0 * C;                                      \
         int bad = 0;                                                                     \
-        for (int r = 0; r < CYL_LANES; r++) {                                            \
-            m[r] = -INFINITY;                                                            \
-            for (int l = 0; l < CYL_LANES; l++)                                          \
-                acc[l][r] = cnt[l][r] = xent[l][r] = 0.0;                                \
+        for (int r = 0; r < CYL_LANES; r++)                                              \
             for (ptrdiff_t k = 0; k < C; k++) {                                          \
+                double yv = yr[r * C + k];                                               \
+                bad |= (yv < 0.0) | (yv > 1.0);                                          \
                 xt[k * CYL_LANES + r] = xr[r * C + k];                                   \
                 yt[k * CYL_LANES + r] = yr[r * C + k];                                   \
             }                                                                            \
-        }                                                                                \
-        for (ptrdiff_t k = 0; k < C; k++)                                                \
-            for (int r = 0; r < CYL_LANES; r++) {                                        \
-                double v = xt[k * CYL_LANES + r], yv = yt[k * CYL_LANES + r];            \
-                m[r] = v > m[r] ? v : m[r];                                              \
-                bad |= (yv < 0.0) | (yv > 1.0);                                          \
-            }                                                                            \
         if (bad)                                                                         \
             return 1;                                                                    \
-        for (ptrdiff_t k = 0; k < C; k++) {                                              \
-            int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                          \
-            for (int r = 0; r < CYL_LANES; r++) {                                        \
-                double v = xt[k * CYL_LANES + r];                                        \
-                double e = CYL_ROW_EXP_##SUFFIX(v, m[r]);                                \
-                acc[l][r] += cyl_unless(v == m[r], e);                                   \
-                cnt[l][r] += (double)(v == m[r]);                                        \
-            }                                                                            \
-        }                                                                                \
-        for (int r = 0; r < CYL_LANES; r++) {                                            \
-            double total = ((acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r]))           \
-                         + ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));          \
-            double ties = ((cnt[0][r] + cnt[1][r]) + (cnt[2][r] + cnt[3][r]))            \
-                        + ((cnt[4][r] + cnt[5][r]) + (cnt[6][r] + cnt[7][r]));           \
-            lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p((ties - 1.0) + total);      \
-        }                                                                                \
+        cyl_rows8_lognorm_##SUFFIX(xt, C, m, lognorm);                                   \
+        for (int r = 0; r < CYL_LANES; r++)                                              \
+            for (int l = 0; l < CYL_LANES; l++)                                          \
+                xent[l][r] = 0.0;                                                        \
         for (ptrdiff_t k = 0; k < C; k++) {                                              \
             int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                          \
             for (int r = 0; r < CYL_LANES; r++) {                                        \
