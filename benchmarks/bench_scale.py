@@ -92,7 +92,7 @@ def run(args):
     elements = int(float(args.elements))
     results = []
     with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
-                                  processes=True, dashboard_address=None) as cluster, \
+                                  processes=True, dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         worker_threads = client.run(lambda: os.environ.get("OMP_NUM_THREADS"))
         for name, loss, make, shapes in workloads(elements, args.chunks, args.seed):

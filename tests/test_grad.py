@@ -180,3 +180,66 @@ def test_zero_denominator_gives_zero_gradient():
 def test_a_loss_object_and_options_together_are_refused():
     with pytest.raises(ValueError, match="constructor"):
         cyloss.value_and_grad(cyloss.Huber(), [0.0], [1.0], delta=2.0)
+
+
+SPARSE_OPTIONS = [
+    {},
+    {"label_smoothing": 0.2},
+    {"class_weight": [0.5, 2.0, 1.0, 3.0]},
+    {"class_weight": [0.5, 2.0, 1.0, 3.0], "label_smoothing": 0.1, "ignore_index": 1},
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("opts", SPARSE_OPTIONS, ids=str)
+def test_sparse_logits_gradient_matches_torch_autograd(opts, reduction):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(30, 4)) * 2
+    labels = rng.integers(0, 4, size=30)
+    sw = rng.uniform(0.2, 2.0, size=30)
+    value, grad = cyloss.value_and_grad("sparse_categorical_crossentropy", labels, x,
+                                        from_logits=True, sample_weight=sw,
+                                        reduction=reduction, **opts)
+    tx = torch.tensor(x, requires_grad=True)
+    cw = opts.get("class_weight")
+    per = torch.nn.functional.cross_entropy(
+        tx, torch.tensor(labels), reduction="none",
+        weight=None if cw is None else torch.tensor(cw, dtype=torch.float64),
+        ignore_index=opts.get("ignore_index", -100),
+        label_smoothing=opts.get("label_smoothing", 0.0)) * torch.tensor(sw)
+    counted = labels != opts.get("ignore_index", -100)
+    v = np.ones(30) if cw is None else np.asarray(cw)[labels]
+    den = {"mean": counted.sum(), "weighted_mean": (sw * v)[counted].sum(),
+           "sum": 1.0, "none": 1.0}[reduction]
+    (per.sum() / float(den)).backward()
+    np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-10, atol=1e-15)
+    if opts.get("ignore_index") is not None:
+        assert np.all(grad[~counted] == 0.0)
+
+
+@pytest.mark.parametrize("opts", SPARSE_OPTIONS[:3], ids=str)
+def test_sparse_logits_gradient_matches_finite_differences_on_any_class_axis(opts):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3, 4, 5))            # classes on axis 1
+    labels = rng.integers(0, 4, size=(3, 5))
+    kw = dict(from_logits=True, axis=1, **opts)
+    _, grad = cyloss.value_and_grad("sparse_categorical_crossentropy", labels, x, **kw)
+    h = 1e-4
+    fd = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        def at(d):
+            q = x.copy()
+            q[idx] += d
+            return cyloss.sparse_categorical_crossentropy(labels, q, **kw)
+        fd[idx] = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-10)
+
+
+def test_sparse_gradient_infinite_logits_and_probabilities_refusal():
+    g = cyloss.grad("sparse_categorical_crossentropy", [0, 0], [[np.inf, 0.0, 0.0],
+                                                               [np.inf, np.inf, 0.0]],
+                    from_logits=True, reduction="sum")
+    np.testing.assert_array_equal(g, [[0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]])
+    with pytest.raises(NotImplementedError, match="from_logits"):
+        cyloss.grad("sparse_categorical_crossentropy", [0], [[0.5, 0.5]])

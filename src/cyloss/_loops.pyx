@@ -709,6 +709,19 @@ def categorical(
 #   s (lse - mean_k x_k) = (s/C) (C lognorm + sum_{k != argmax} (m - x_k)),
 # so no one-hot row and no log-probability row is ever built.
 
+cdef inline double _cw_total(const double* cw, Py_ssize_t n_classes) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double total = 0.0
+    for k in range(n_classes):
+        total += cw[k]
+    return total
+
+
+cdef inline double _unless_equal(double v, double m) noexcept nogil:
+    # m - v, taken as 0 where v == m (as the row kernels do: no inf - inf)
+    return 0.0 if v == m else m - v
+
+
 cdef inline int _sparse_rows8(const floating* x, Py_ssize_t n_classes, const int64_t* labels,
                               Py_ssize_t n, cyl_acc* sums) noexcept nogil:
     if floating is float:
@@ -723,7 +736,7 @@ cdef void _sparse_block(
     const double[:] class_weight, bint has_class_weight,
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
-    floating[:] loss_out, bint write_out,
+    floating[:] loss_out, bint write_out, floating[:, :, :] grad, bint write_grad,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
@@ -739,8 +752,11 @@ cdef void _sparse_block(
     cdef Py_ssize_t first = 0
     cyl_acc_init(&acc)
     cyl_acc_init(&den)
+    cdef Py_ssize_t k
+    cdef double qsum, cwk, qk
+    cdef double cw_sum = _cw_total(cw_row, n_classes) if has_class_weight else 0.0
     if (from_logits and not has_ignore and not has_class_weight and smoothing == 0.0
-            and not has_weight and not write_out and inner == 1
+            and not has_weight and not write_out and not write_grad and inner == 1
             and n_classes <= SMALL_CLASSES and psb == sizeof(floating)
             and y_pred.strides[0] == n_classes * psb
             and labels.strides[0] == sizeof(int64_t)):
@@ -761,6 +777,10 @@ cdef void _sparse_block(
         if has_ignore and label == ignore_index:
             if write_out:
                 loss_out[si] = 0
+            if write_grad:
+                a, c = _split(si, inner)
+                for k in range(n_classes):
+                    grad[a, k, c] = 0
             continue
         if label < 0 or label >= n_classes:
             _fail(blk, ERR_LABEL, si, label)
@@ -796,6 +816,16 @@ cdef void _sparse_block(
         l = w * l
         if write_out:
             loss_out[si] = <floating>l
+        if write_grad:
+            # d/dx_k sum_j cw_j q_j (-log softmax(x)_j) = p_k Q - cw_k q_k, Q = sum_j cw_j q_j
+            # (from logits; the caller refuses gradients from probabilities for now).
+            qsum = keep * cw + (spread * cw_sum if has_class_weight else smoothing)
+            for k in range(n_classes):
+                cwk = cw_row[k] if has_class_weight else 1.0
+                qk = spread + (keep if k == label else 0.0)
+                grad[a, k, c] = <floating>(w * (
+                    cyl_exp(-(_unless_equal(_at(xr, k * psb)[0], mx) + lognorm)) * qsum
+                    - cwk * qk))
         cyl_acc_add(&acc, i, m_samples, l)
         cyl_acc_add(&den, i, m_samples, w * cw)
         count += 1
@@ -808,17 +838,24 @@ def sparse(
     class_weight, bint has_class_weight,
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
-    loss_out, bint write_out, int n_threads,
+    loss_out, bint write_out, int n_threads, grad_out=None,
 ):
     """Sparse (integer-label) cross-entropy over y_pred viewed as (outer, classes, inner)."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
     cdef floating[:] out_view
+    cdef floating[:, :, :] g_view
+    cdef bint write_grad = grad_out is not None
     if has_weight:
         w_view = weight
     if write_out:
         out_view = loss_out
+    if write_grad:
+        _require(from_logits, "gradients from probabilities are not available")
+        g_view = grad_out
+        _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1]
+                 and g_view.shape[2] == y_pred.shape[2], "grad_out shape differs from y_pred")
     cdef const double[:] cw_view
     if has_class_weight:
         cw_view = class_weight
@@ -843,13 +880,13 @@ def sparse(
                 for b in range(n_blocks):
                     _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                                   has_ignore, ignore_index, from_logits, smoothing, lo, hi,
-                                  out_view, write_out,
+                                  out_view, write_out, g_view, write_grad,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                               has_ignore, ignore_index, from_logits, smoothing, lo, hi,
-                              out_view, write_out,
+                              out_view, write_out, g_view, write_grad,
                               b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:

@@ -345,7 +345,7 @@ def sparse(y_true, y_pred, axis):
     n = layout[0] * layout[2]
     return Prepared(
         None, _cast(yp, dtype).reshape(layout), labels,
-        sample_shape, n, yp.size, dtype, axis,
+        sample_shape, n, yp.size, dtype, axis, yp.shape,
     )
 
 

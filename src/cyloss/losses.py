@@ -258,6 +258,12 @@ def sparse_categorical_crossentropy(
     ...                                              ignore_index=-100), 6)
     0.239545
     """
+    return _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight,
+                   label_smoothing, sample_weight, reduction, epsilon, n_threads)
+
+
+def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label_smoothing,
+            sample_weight, reduction, epsilon, n_threads, grad_request=None):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     from_logits = V.check_from_logits(from_logits)
@@ -265,19 +271,28 @@ def sparse_categorical_crossentropy(
     epsilon = V.check_epsilon(epsilon)
     ignore_index = V.check_ignore_index(ignore_index)
     class_weight = V.check_class_weight(class_weight)
+    if grad_request is not None and not from_logits:
+        raise NotImplementedError(
+            "sparse_categorical_crossentropy gradients are available from logits "
+            "(from_logits=True) only, for now"
+        )
     prep = V.sparse(y_true, y_pred, V.check_axis(axis))
     cw, has_cw = V.class_weights(class_weight, prep.y_pred.shape[1])
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
+    grad, grad_view = _grad_args(grad_request, prep)
     result = _loops.sparse(
         prep.labels, prep.y_pred, weight, has_weight, cw, has_cw,
         ignore_index is not None, ignore_index if ignore_index is not None else 0,
         from_logits, smoothing, lo, hi,
-        loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
+        loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
     )
-    return _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
-                   ignore_index)
+    value = _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
+                    ignore_index)
+    if grad is None:
+        return value
+    return _with_grad(value, result, reduction, grad, grad_view)
 
 
 def binary_crossentropy(
@@ -499,7 +514,8 @@ class Loss:
     def _value_and_grad(self, y_true, y_pred, sample_weight, request):
         raise NotImplementedError(
             f"{type(self).__name__}.value_and_grad is not available yet: gradients exist "
-            "for MAE, MSE, Huber, smooth L1 and binary cross-entropy"
+            "for MAE, MSE, Huber, smooth L1, binary cross-entropy and sparse "
+            "cross-entropy from logits"
         )
 
     def _call_options(self):
@@ -605,6 +621,12 @@ class SparseCategoricalCrossentropy(Loss):
             label_smoothing=V.check_label_smoothing(label_smoothing),
             epsilon=V.check_epsilon(epsilon),
         )
+
+    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+        o = self._options
+        return _sparse(y_true, y_pred, o["from_logits"], o["axis"], o["ignore_index"],
+                       o["class_weight"], o["label_smoothing"], sample_weight,
+                       o["reduction"], o["epsilon"], o["n_threads"], request)
 
 
 class BinaryCrossentropy(Loss):
@@ -771,7 +793,8 @@ def value_and_grad(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, *
 
     ``loss`` is a loss object, or a name (``"huber"``, ``"mse"``, ``"BinaryCrossentropy"``,
     ...) built with ``options``. See :meth:`Loss.value_and_grad`. Available for MAE, MSE,
-    Huber, smooth L1 and binary cross-entropy (every option and reduction).
+    Huber, smooth L1, binary cross-entropy (every option and reduction) and sparse
+    cross-entropy from logits (every option).
 
     Examples
     --------
