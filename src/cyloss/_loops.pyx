@@ -4,8 +4,10 @@ Design
 ------
 The package has four layers, each in its own file:
 
-1. ``_kernels.pxd``  inline scalar formulas in double (one per loss, plus the stable
-   primitives);
+1. kernels in C, declared for Cython in ``_kernels.pxd``: ``_kernels.h`` (one branch-free
+   formula per loss and its derivative), ``_vecmath.h`` (exp/log/log1p that vectorise),
+   ``_fastpaths.h`` (compensated sums, contiguous block sums), ``_rows.h`` (row
+   operations of the class losses, cross-row kernels for few classes);
 2. ``_loops.pyx``    (this file) loops over typed memoryviews that call only those
    kernels, release the GIL and run blocks of samples in an OpenMP ``prange``;
 3. ``_validation.py`` shapes, dtypes, parameters and every error message;
