@@ -250,3 +250,49 @@ def test_sparse_gradient_infinite_logits_and_probabilities_refusal():
     np.testing.assert_array_equal(g, [[0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]])
     with pytest.raises(NotImplementedError, match="from_logits"):
         cyloss.grad("sparse_categorical_crossentropy", [0], [[0.5, 0.5]])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.15])
+def test_categorical_logits_gradient_matches_torch_autograd(smoothing, reduction):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(25, 5)) * 2
+    y = rng.dirichlet(np.ones(5), size=25)
+    y[::4] *= 0.5                                   # soft targets that do not sum to 1
+    sw = rng.uniform(0.2, 2.0, size=25)
+    value, grad = cyloss.value_and_grad("categorical_crossentropy", y, x, from_logits=True,
+                                        label_smoothing=smoothing, sample_weight=sw,
+                                        reduction=reduction)
+    tx = torch.tensor(x, requires_grad=True)
+    per = torch.nn.functional.cross_entropy(tx, torch.tensor(y), reduction="none",
+                                            label_smoothing=smoothing) * torch.tensor(sw)
+    den = {"mean": 25.0, "weighted_mean": sw.sum(), "sum": 1.0, "none": 1.0}[reduction]
+    (per.sum() / den).backward()
+    np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_categorical_logits_gradient_matches_finite_differences_on_axis_0():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(4, 6))                     # classes on axis 0
+    y = rng.dirichlet(np.ones(4), size=6).T
+    kw = dict(from_logits=True, axis=0, label_smoothing=0.1)
+    _, grad = cyloss.value_and_grad("categorical_crossentropy", y, x, **kw)
+    h = 1e-4
+    fd = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        def at(d):
+            q = x.copy()
+            q[idx] += d
+            return cyloss.categorical_crossentropy(y, q, **kw)
+        fd[idx] = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-10)
+
+
+def test_categorical_gradient_with_minus_inf_logits_on_zero_targets():
+    # Classes with target 0 at logit -inf contribute nothing and get gradient 0.
+    g = cyloss.grad("categorical_crossentropy", [[1.0, 0.0, 0.0]], [[0.0, 0.0, -np.inf]],
+                    from_logits=True, reduction="sum")
+    np.testing.assert_allclose(g, [[-0.5, 0.5, 0.0]], rtol=1e-15)
+    with pytest.raises(NotImplementedError, match="from_logits"):
+        cyloss.grad("categorical_crossentropy", [[1.0, 0.0]], [[0.5, 0.5]])

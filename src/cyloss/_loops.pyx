@@ -579,6 +579,11 @@ cdef inline Py_ssize_t _first_negative(const floating* x, Py_ssize_t sb,
     return 0
 
 
+cdef inline double _unless_equal(double v, double m) noexcept nogil:
+    # m - v, taken as 0 where v == m (as the row kernels do: no inf - inf)
+    return 0.0 if v == m else m - v
+
+
 cdef inline (Py_ssize_t, Py_ssize_t) _split(Py_ssize_t i, Py_ssize_t inner) noexcept nogil:
     # Sample i -> (outer, inner) position; the class axis is usually last (inner == 1),
     # and a 64-bit division per row is worth skipping then.
@@ -600,10 +605,13 @@ cdef void _categorical_block(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
     const double[:] weight, bint has_weight, bint from_logits, double smoothing,
     double lo, double hi, floating[:] loss_out, bint write_out,
+    floating[:, :, :] grad, bint write_grad,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
     cdef Py_ssize_t ysb = y_true.strides[1], psb = y_pred.strides[1]
+    cdef Py_ssize_t k
+    cdef double qsum
     cdef Py_ssize_t i, si, a, c, m_samples = end - start
     cdef const floating* yr
     cdef const floating* xr
@@ -614,7 +622,7 @@ cdef void _categorical_block(
     cdef Py_ssize_t first = 0
     cyl_acc_init(&acc)
     cyl_acc_init(&den)
-    if (from_logits and not has_weight and not write_out and inner == 1
+    if (from_logits and not has_weight and not write_out and not write_grad and inner == 1
             and n_classes <= SMALL_CLASSES and psb == sizeof(floating)
             and ysb == sizeof(floating) and y_pred.strides[0] == n_classes * psb
             and y_true.strides[0] == n_classes * ysb):
@@ -649,12 +657,22 @@ cdef void _categorical_block(
             if total == 0.0:
                 _fail(blk, ERR_ROW_ZERO, si, -1)
                 return
+        w = weight[si] if has_weight else 1.0
         if has_weight:
-            w = weight[si]
             l = w * l
             cyl_acc_add(&den, i, m_samples, w)
         if write_out:
             loss_out[si] = <floating>l
+        if write_grad:
+            # d/dx_k sum_j q_j (-log softmax(x)_j) = p_k Q - q_k, Q = sum_j q_j (from
+            # logits; the caller refuses gradients from probabilities for now).
+            qsum = 0.0
+            for k in range(n_classes):
+                qsum += _at(yr, k * ysb)[0] * keep + spread
+            for k in range(n_classes):
+                grad[a, k, c] = <floating>(w * (
+                    cyl_exp(-(_unless_equal(_at(xr, k * psb)[0], mx) + lognorm)) * qsum
+                    - (_at(yr, k * ysb)[0] * keep + spread)))
         cyl_acc_add(&acc, i, m_samples, l)
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m_samples,
          m_samples)
@@ -663,17 +681,24 @@ cdef void _categorical_block(
 def categorical(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
     weight, bint has_weight, bint from_logits, double smoothing,
-    double lo, double hi, loss_out, bint write_out, int n_threads,
+    double lo, double hi, loss_out, bint write_out, int n_threads, grad_out=None,
 ):
     """Categorical cross-entropy over arrays viewed as (outer, classes, inner)."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
     cdef floating[:] out_view
+    cdef floating[:, :, :] g_view
+    cdef bint write_grad = grad_out is not None
     if has_weight:
         w_view = weight
     if write_out:
         out_view = loss_out
+    if write_grad:
+        _require(from_logits, "gradients from probabilities are not available")
+        g_view = grad_out
+        _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1]
+                 and g_view.shape[2] == y_pred.shape[2], "grad_out shape differs from y_pred")
     cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
@@ -692,12 +717,12 @@ def categorical(
             with nogil:
                 for b in range(n_blocks):
                     _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
-                                       lo, hi, out_view, write_out,
+                                       lo, hi, out_view, write_out, g_view, write_grad,
                                        b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
-                                   lo, hi, out_view, write_out,
+                                   lo, hi, out_view, write_out, g_view, write_grad,
                                    b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
@@ -717,11 +742,6 @@ cdef inline double _cw_total(const double* cw, Py_ssize_t n_classes) noexcept no
     for k in range(n_classes):
         total += cw[k]
     return total
-
-
-cdef inline double _unless_equal(double v, double m) noexcept nogil:
-    # m - v, taken as 0 where v == m (as the row kernels do: no inf - inf)
-    return 0.0 if v == m else m - v
 
 
 cdef inline int _sparse_rows8(const floating* x, Py_ssize_t n_classes, const int64_t* labels,

@@ -287,7 +287,7 @@ def categorical(y_true, y_pred, axis):
     n = layout[0] * layout[2]
     return Prepared(
         _cast(yt, dtype).reshape(layout), _cast(yp, dtype).reshape(layout), None,
-        sample_shape, n, yp.size, dtype, axis,
+        sample_shape, n, yp.size, dtype, axis, yp.shape,
     )
 
 

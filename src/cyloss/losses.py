@@ -184,20 +184,35 @@ def categorical_crossentropy(
     ...                                 from_logits=True, reduction="none").round(6)
     array([0.000247, 0.000247])
     """
+    return _categorical(y_true, y_pred, from_logits, label_smoothing, axis, sample_weight,
+                        reduction, epsilon, n_threads)
+
+
+def _categorical(y_true, y_pred, from_logits, label_smoothing, axis, sample_weight,
+                 reduction, epsilon, n_threads, grad_request=None):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     from_logits = V.check_from_logits(from_logits)
     smoothing = V.check_label_smoothing(label_smoothing)
     epsilon = V.check_epsilon(epsilon)
+    if grad_request is not None and not from_logits:
+        raise NotImplementedError(
+            "categorical_crossentropy gradients are available from logits "
+            "(from_logits=True) only, for now"
+        )
     prep = V.categorical(y_true, y_pred, V.check_axis(axis))
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
+    grad, grad_view = _grad_args(grad_request, prep)
     result = _loops.categorical(
         prep.y_true, prep.y_pred, weight, has_weight, from_logits, smoothing, lo, hi,
-        loss_out, write_out, resolve_threads(n_threads, prep.n_elements),
+        loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
     )
-    return _finish(result, reduction, loss_out, prep, "categorical_crossentropy")
+    value = _finish(result, reduction, loss_out, prep, "categorical_crossentropy")
+    if grad is None:
+        return value
+    return _with_grad(value, result, reduction, grad, grad_view)
 
 
 def sparse_categorical_crossentropy(
@@ -513,9 +528,7 @@ class Loss:
 
     def _value_and_grad(self, y_true, y_pred, sample_weight, request):
         raise NotImplementedError(
-            f"{type(self).__name__}.value_and_grad is not available yet: gradients exist "
-            "for MAE, MSE, Huber, smooth L1, binary cross-entropy and sparse "
-            "cross-entropy from logits"
+            f"{type(self).__name__}.value_and_grad is not available yet"
         )
 
     def _call_options(self):
@@ -592,6 +605,12 @@ class CategoricalCrossentropy(Loss):
             label_smoothing=V.check_label_smoothing(label_smoothing),
             axis=V.check_axis(axis), epsilon=V.check_epsilon(epsilon),
         )
+
+    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+        o = self._options
+        return _categorical(y_true, y_pred, o["from_logits"], o["label_smoothing"],
+                            o["axis"], sample_weight, o["reduction"], o["epsilon"],
+                            o["n_threads"], request)
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -792,9 +811,9 @@ def value_and_grad(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, *
     """The value of a loss and its gradient with respect to ``y_pred``, in one pass.
 
     ``loss`` is a loss object, or a name (``"huber"``, ``"mse"``, ``"BinaryCrossentropy"``,
-    ...) built with ``options``. See :meth:`Loss.value_and_grad`. Available for MAE, MSE,
-    Huber, smooth L1, binary cross-entropy (every option and reduction) and sparse
-    cross-entropy from logits (every option).
+    ...) built with ``options``. See :meth:`Loss.value_and_grad`. Available for every loss
+    and option, except the categorical and sparse cross-entropies from probabilities
+    (``NotImplementedError`` for now).
 
     Examples
     --------
