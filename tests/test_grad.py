@@ -45,6 +45,18 @@ CASES = [
 REDUCTIONS = ["mean", "weighted_mean", "sum", "none"]
 
 
+def central_difference(f, x, h=1e-4):
+    """d f / d x by 4th-order central differences, one element of x at a time."""
+    fd = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        def at(delta):
+            q = x.copy()
+            q[idx] += delta
+            return f(q)
+        fd[idx] = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+    return fd
+
+
 def ids(case):
     name, opts, _ = case
     return name + "".join(f"-{k}={v}" for k, v in opts.items())
@@ -69,14 +81,8 @@ def test_gradient_matches_fourth_order_finite_differences(case, weighted, reduct
     expected_value = fn(y, p, sample_weight=sw, reduction=reduction, **opts)
     assert np.array_equal(np.asarray(value), np.asarray(expected_value))
     assert grad.shape == p.shape and grad.dtype == np.float64
-    h = 1e-4
-    fd = np.empty_like(p)
-    for idx in np.ndindex(p.shape):
-        def at(delta):
-            q = p.copy()
-            q[idx] += delta
-            return scalar(fn(y, q, sample_weight=sw, reduction=reduction, **opts))
-        fd[idx] = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+    fd = central_difference(
+        lambda q: scalar(fn(y, q, sample_weight=sw, reduction=reduction, **opts)), p)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
 
 
@@ -232,14 +238,8 @@ def test_sparse_logits_gradient_matches_finite_differences_on_any_class_axis(opt
     labels = rng.integers(0, 4, size=(3, 5))
     kw = dict(from_logits=True, axis=1, **opts)
     _, grad = cyloss.value_and_grad("sparse_categorical_crossentropy", labels, x, **kw)
-    h = 1e-4
-    fd = np.empty_like(x)
-    for idx in np.ndindex(x.shape):
-        def at(d):
-            q = x.copy()
-            q[idx] += d
-            return cyloss.sparse_categorical_crossentropy(labels, q, **kw)
-        fd[idx] = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+    fd = central_difference(lambda q: cyloss.sparse_categorical_crossentropy(labels, q, **kw),
+                            x)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-10)
 
 
@@ -278,14 +278,7 @@ def test_categorical_logits_gradient_matches_finite_differences_on_axis_0():
     y = rng.dirichlet(np.ones(4), size=6).T
     kw = dict(from_logits=True, axis=0, label_smoothing=0.1)
     _, grad = cyloss.value_and_grad("categorical_crossentropy", y, x, **kw)
-    h = 1e-4
-    fd = np.empty_like(x)
-    for idx in np.ndindex(x.shape):
-        def at(d):
-            q = x.copy()
-            q[idx] += d
-            return cyloss.categorical_crossentropy(y, q, **kw)
-        fd[idx] = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+    fd = central_difference(lambda q: cyloss.categorical_crossentropy(y, q, **kw), x)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-10)
 
 

@@ -96,13 +96,18 @@ CYL_INLINE double cyl_bce_prob(double a, double b, double p)
  * code). |x| = inf gives log1p(0) = 0. */
 CYL_INLINE double cyl_softplus_tail(double x) { return cyl_log1p(cyl_exp(-fabs(x))); }
 
-CYL_INLINE double cyl_bce_logit(double a, double b, double x)
+/* a softplus(-x) + b softplus(x) given tail = log1p(e^-|x|):
+ * softplus(+-x) = max(+-x, 0) + tail. */
+CYL_INLINE double cyl_bce_logit_tail(double a, double b, double x, double tail)
 {
-    /* softplus(+-x) = max(+-x, 0) + log1p(e^-|x|) */
-    double tail = cyl_softplus_tail(x);
     double pos = x > 0.0 ? x : 0.0;
     double neg = x < 0.0 ? -x : 0.0;
     return cyl_term(a, neg + tail) + cyl_term(b, pos + tail);
+}
+
+CYL_INLINE double cyl_bce_logit(double a, double b, double x)
+{
+    return cyl_bce_logit_tail(a, b, x, cyl_softplus_tail(x));
 }
 
 /* One element of binary cross-entropy: smoothing, then the probability or logit form. */
@@ -123,10 +128,7 @@ CYL_INLINE double cyl_softplus_tail_f32(double x)
 
 CYL_INLINE double cyl_bce_logit_f32(double a, double b, double x)
 {
-    double tail = cyl_softplus_tail_f32(x);
-    double pos = x > 0.0 ? x : 0.0;
-    double neg = x < 0.0 ? -x : 0.0;
-    return cyl_term(a, neg + tail) + cyl_term(b, pos + tail);
+    return cyl_bce_logit_tail(a, b, x, cyl_softplus_tail_f32(x));
 }
 
 CYL_INLINE double cyl_binary_f32(double y, double p, double pw, int from_logits,

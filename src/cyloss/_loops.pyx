@@ -52,7 +52,7 @@ from cyloss._kernels cimport (
     cyl_row_prob_soft_xent_f64, cyl_row_prob_nll_sum_f32, cyl_row_prob_nll_sum_f64,
     cyl_sparse_logits_rows8_f32, cyl_sparse_logits_rows8_f64,
     cyl_categorical_logits_rows8_f32, cyl_categorical_logits_rows8_f64,
-    cyl_acc, cyl_acc_init, cyl_acc_add, cyl_acc_total, cyl_two_sum_add,
+    cyl_acc, cyl_acc_init, cyl_acc_add, cyl_acc_total, cyl_two_sum_add, cyl_unless,
 )
 
 # Error codes, mirrored in _validation.py which turns them into messages.
@@ -579,11 +579,6 @@ cdef inline Py_ssize_t _first_negative(const floating* x, Py_ssize_t sb,
     return 0
 
 
-cdef inline double _unless_equal(double v, double m) noexcept nogil:
-    # m - v, taken as 0 where v == m (as the row kernels do: no inf - inf)
-    return 0.0 if v == m else m - v
-
-
 cdef inline (Py_ssize_t, Py_ssize_t) _split(Py_ssize_t i, Py_ssize_t inner) noexcept nogil:
     # Sample i -> (outer, inner) position; the class axis is usually last (inner == 1),
     # and a 64-bit division per row is worth skipping then.
@@ -671,7 +666,8 @@ cdef void _categorical_block(
                 qsum += _at(yr, k * ysb)[0] * keep + spread
             for k in range(n_classes):
                 grad[a, k, c] = <floating>(w * (
-                    cyl_exp(-(_unless_equal(_at(xr, k * psb)[0], mx) + lognorm)) * qsum
+                    cyl_exp(-(cyl_unless(_at(xr, k * psb)[0] == mx, mx - _at(xr, k * psb)[0])
+                               + lognorm)) * qsum
                     - (_at(yr, k * ysb)[0] * keep + spread)))
         cyl_acc_add(&acc, i, m_samples, l)
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m_samples,
@@ -814,7 +810,7 @@ cdef void _sparse_block(
         if from_logits:
             lognorm = _row_logits(xr, psb, n_classes, &mx)
             xl = _at(xr, label * psb)[0]
-            nll = (0.0 if xl == mx else mx - xl) + lognorm
+            nll = cyl_unless(xl == mx, mx - xl) + lognorm
             if smoothing != 0.0:
                 if has_class_weight:
                     smooth = _row_weighted_nls(xr, psb, n_classes, cw_row, mx, lognorm)
@@ -846,7 +842,8 @@ cdef void _sparse_block(
                 cwk = cw_row[k] if has_class_weight else 1.0
                 qk = spread + (keep if k == label else 0.0)
                 grad[a, k, c] = <floating>(w * (
-                    cyl_exp(-(_unless_equal(_at(xr, k * psb)[0], mx) + lognorm)) * qsum
+                    cyl_exp(-(cyl_unless(_at(xr, k * psb)[0] == mx, mx - _at(xr, k * psb)[0])
+                               + lognorm)) * qsum
                     - cwk * qk))
         cyl_acc_add(&acc, i, m_samples, l)
         cyl_acc_add(&den, i, m_samples, w * cw)

@@ -67,15 +67,22 @@ def reduce_sums(num, den, count, reduction):
     raise ValueError(f"reduction {reduction!r} cannot be computed from sums")
 
 
-def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None):
+def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
+            grad=None, grad_view=None):
+    """The loop's result as the caller's value, or ``(value, grad)`` when a gradient was
+    requested (``grad`` the array returned, ``grad_view`` its loop-layout view)."""
     num, den, count, err, err_i, err_k = result
     if err:
         V.raise_data_error(err, err_i, err_k, prep, loss_name, ignore_index)
     if reduction == "none":
-        return loss_out.reshape(prep.sample_shape)
-    if reduction is V.PARTIAL:
-        return float(num), float(den), int(count)
-    return reduce_sums(num, den, count, reduction)
+        value = loss_out.reshape(prep.sample_shape)
+    elif reduction is V.PARTIAL:
+        value = float(num), float(den), int(count)
+    else:
+        value = reduce_sums(num, den, count, reduction)
+    if grad is None:
+        return value
+    return _with_grad(value, result, reduction, grad, grad_view)
 
 
 # A gradient request: None (value only), or _GRAD / an array (value and gradient, the
@@ -117,10 +124,8 @@ def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_thread
         kind, param, prep.y_true, prep.y_pred, weight, has_weight, loss_out, write_out,
         resolve_threads(n_threads, prep.n_elements), grad_view,
     )
-    value = _finish(result, reduction, loss_out, prep, "regression")
-    if grad is None:
-        return value
-    return _with_grad(value, result, reduction, grad, grad_view)
+    return _finish(result, reduction, loss_out, prep, "regression", grad=grad,
+                   grad_view=grad_view)
 
 
 # --- functions ----------------------------------------------------------------------------
@@ -209,10 +214,8 @@ def _categorical(y_true, y_pred, from_logits, label_smoothing, axis, sample_weig
         prep.y_true, prep.y_pred, weight, has_weight, from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
     )
-    value = _finish(result, reduction, loss_out, prep, "categorical_crossentropy")
-    if grad is None:
-        return value
-    return _with_grad(value, result, reduction, grad, grad_view)
+    return _finish(result, reduction, loss_out, prep, "categorical_crossentropy",
+                   grad=grad, grad_view=grad_view)
 
 
 def sparse_categorical_crossentropy(
@@ -303,11 +306,8 @@ def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label
         from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
     )
-    value = _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
-                    ignore_index)
-    if grad is None:
-        return value
-    return _with_grad(value, result, reduction, grad, grad_view)
+    return _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
+                   ignore_index, grad=grad, grad_view=grad_view)
 
 
 def binary_crossentropy(
@@ -380,10 +380,8 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
         prep.y_true, prep.y_pred, weight, has_weight, pw, from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
     )
-    value = _finish(result, reduction, loss_out, prep, "binary_crossentropy")
-    if grad is None:
-        return value
-    return _with_grad(value, result, reduction, grad, grad_view)
+    return _finish(result, reduction, loss_out, prep, "binary_crossentropy", grad=grad,
+                   grad_view=grad_view)
 
 
 def mean_absolute_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
