@@ -19,6 +19,7 @@ from cyloss.losses import (
     categorical_crossentropy,
     get,
     grad,
+    grad_hess,
     huber,
     mae,
     mean_absolute_error,
@@ -57,5 +58,6 @@ __all__ = [
     "get",
     "value_and_grad",
     "grad",
+    "grad_hess",
     "Accumulator",
 ]

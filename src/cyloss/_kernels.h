@@ -78,6 +78,22 @@ CYL_INLINE double cyl_regression_grad(int kind, double y, double p, double param
     }
 }
 
+/* Second derivatives d2 l / d p2 for gradient boosting, with scikit-learn's conventions
+ * where the exact one is 0 almost everywhere: MAE (and smooth L1 with beta = 0, which is
+ * L1) take 1, so that Newton steps stay defined; Huber and smooth L1 are exact (0 on the
+ * linear arms). NaN propagates. */
+CYL_INLINE double cyl_regression_hess(int kind, double y, double p, double param)
+{
+    double e = p - y, a = fabs(e), h;
+    switch (kind) {
+    case CYL_MSE: h = 2.0; break;
+    case CYL_MAE: h = 1.0; break;
+    case CYL_HUBER: h = a <= param ? 1.0 : 0.0; break;
+    default: h = param == 0.0 ? 1.0 : (a < param ? 1.0 / param : 0.0); break;
+    }
+    return e != e ? e : h;
+}
+
 /* --- binary cross-entropy ----------------------------------------------------------------
  * With a = pos_weight * y and b = 1 - y (after label smoothing):
  *   probabilities: l = a (-log p) + b (-log(1 - p)),  p clipped to [eps, 1 - eps]
@@ -155,6 +171,16 @@ CYL_INLINE double cyl_binary_grad(double y, double p, double pw, int from_logits
     }
     double g = cyl_term(b, 1.0 / (1.0 - p)) - cyl_term(a, 1.0 / p);
     return p != p ? p : ((p >= lo) & (p <= hi) ? g : 0.0);
+}
+
+/* d2 l / d x2 from logits: (a + b) sigmoid(x) sigmoid(-x), the weights as in
+ * cyl_binary_grad. */
+CYL_INLINE double cyl_binary_logit_hess(double y, double x, double pw, double keep,
+                                        double half)
+{
+    double ys = y * keep + half;
+    double sp = 1.0 / (1.0 + cyl_exp(-x)), sn = 1.0 / (1.0 + cyl_exp(x));
+    return cyl_term(pw * ys + (1.0 - ys), sp * sn);
 }
 
 /* 1 where a binary datum is invalid (target outside [0, 1], or a probability outside

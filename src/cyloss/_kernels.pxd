@@ -23,6 +23,7 @@ cdef extern from "_rows.h" nogil:
     int CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1
     double cyl_regression(int kind, double y, double p, double param) noexcept
     double cyl_regression_grad(int kind, double y, double p, double param) noexcept
+    double cyl_regression_hess(int kind, double y, double p, double param) noexcept
     double cyl_bce_prob(double a, double b, double p) noexcept
     double cyl_softplus_tail(double x) noexcept               # log1p(e^-|x|)
     double cyl_bce_logit(double a, double b, double x) noexcept
@@ -32,6 +33,8 @@ cdef extern from "_rows.h" nogil:
                           double half, double lo, double hi) noexcept
     double cyl_binary_grad(double y, double p, double pw, int from_logits, double keep,
                            double half, double lo, double hi) noexcept
+    double cyl_binary_logit_hess(double y, double x, double pw, double keep,
+                                 double half) noexcept
     int cyl_binary_bad(double y, double p, int from_logits) noexcept
 
     # _fastpaths.h: compensated sums over samples, and block sums over contiguous inputs

@@ -21,22 +21,25 @@ _W = npt.NDArray[np.float64] | None
 def regression(
     kind: int, param: float, y_true: _F, y_pred: _F, weight: _W, has_weight: bool,
     loss_out: _F | None, write_out: bool, n_threads: int,
+    grad_out: _F | None = ..., hess_out: _F | None = ...,
 ) -> _Result: ...
 def binary(
     y_true: _F, y_pred: _F, weight: _W, has_weight: bool,
     pos_weight: npt.NDArray[np.float64], from_logits: bool, smoothing: float,
     lo: float, hi: float, loss_out: _F | None, write_out: bool, n_threads: int,
+    grad_out: _F | None = ..., hess_out: _F | None = ...,
 ) -> _Result: ...
 def categorical(
     y_true: _F, y_pred: _F, weight: _W, has_weight: bool, from_logits: bool,
     smoothing: float, lo: float, hi: float, loss_out: _F | None, write_out: bool,
-    n_threads: int,
+    n_threads: int, grad_out: _F | None = ..., hess_out: _F | None = ...,
 ) -> _Result: ...
 def sparse(
     labels: npt.NDArray[np.int64], y_pred: _F, weight: _W, has_weight: bool,
     class_weight: _W, has_class_weight: bool, has_ignore: bool, ignore_index: int,
     from_logits: bool, smoothing: float, lo: float, hi: float, loss_out: _F | None,
     write_out: bool, n_threads: int,
+    grad_out: _F | None = ..., hess_out: _F | None = ...,
 ) -> _Result: ...
 def simd_path() -> str: ...
 def vecmath(name: str, x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None: ...

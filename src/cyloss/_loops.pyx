@@ -41,9 +41,12 @@ from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
+from libc.math cimport expm1
 from cyloss._kernels cimport (
-    cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression, cyl_binary,
-    cyl_binary_f32, cyl_regression_grad, cyl_binary_grad,
+    cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
+    cyl_binary,
+    cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_regression_hess,
+    cyl_binary_logit_hess,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
@@ -235,6 +238,7 @@ cdef void _regression_block(
     const floating[:, :] y_true, const floating[:, :] y_pred,
     const double[:] weight, bint has_weight,
     floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
+    floating[:, :] hess, bint write_hess,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t i, width = y_pred.shape[1], m = end - start
@@ -272,6 +276,10 @@ cdef void _regression_block(
                 grad[start + i, k] = <floating>(w * cyl_regression_grad(
                     kind, _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
                     param) / width)
+                if write_hess:
+                    hess[start + i, k] = <floating>(w * cyl_regression_hess(
+                        kind, _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
+                        param) / width)
         cyl_acc_add(&acc, i, m, l)
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
 
@@ -280,15 +288,16 @@ def regression(
     int kind, double param,
     const floating[:, :] y_true, const floating[:, :] y_pred,
     weight, bint has_weight,
-    loss_out, bint write_out, int n_threads, grad_out=None,
+    loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
 ):
     """Per-sample mean over the last axis of an elementwise regression loss."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
     cdef floating[:] out_view
-    cdef floating[:, :] g_view
+    cdef floating[:, :] g_view, h_view
     cdef bint write_grad = grad_out is not None
+    cdef bint write_hess = hess_out is not None
     if has_weight:
         w_view = weight
     if write_out:
@@ -297,6 +306,11 @@ def regression(
         g_view = grad_out
         _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1],
                  "grad_out shape differs from y_pred")
+    if write_hess:
+        _require(write_grad, "hess_out needs grad_out")
+        h_view = hess_out
+        _require(h_view.shape[0] == y_pred.shape[0] and h_view.shape[1] == y_pred.shape[1],
+                 "hess_out shape differs from y_pred")
     cdef Py_ssize_t n = y_pred.shape[0]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
@@ -313,12 +327,14 @@ def regression(
             with nogil:
                 for b in range(n_blocks):
                     _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
-                                      out_view, write_out, g_view, write_grad,
+                                      out_view, write_out, g_view, write_grad, h_view,
+                                      write_hess,
                                       b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
-                                  out_view, write_out, g_view, write_grad,
+                                  out_view, write_out, g_view, write_grad, h_view,
+                                  write_hess,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
@@ -391,6 +407,7 @@ cdef void _binary_block(
     const double[:] weight, bint has_weight,
     const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
     floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
+    floating[:, :] hess, bint write_hess,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t i, width = y_pred.shape[1], m = end - start
@@ -433,6 +450,10 @@ cdef void _binary_block(
                 grad[start + i, k] = <floating>(w * cyl_binary_grad(
                     _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
                     pos_weight[k], from_logits, keep, half, lo, hi) / width)
+                if write_hess:
+                    hess[start + i, k] = <floating>(w * cyl_binary_logit_hess(
+                        _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
+                        pos_weight[k], keep, half) / width)
         cyl_acc_add(&acc, i, m, l)
     if bad:
         _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
@@ -444,15 +465,16 @@ def binary(
     const floating[:, :] y_true, const floating[:, :] y_pred,
     weight, bint has_weight,
     const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
-    loss_out, bint write_out, int n_threads, grad_out=None,
+    loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
 ):
     """Per-sample mean over the last axis of binary cross-entropy."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
     cdef floating[:] out_view
-    cdef floating[:, :] g_view
+    cdef floating[:, :] g_view, h_view
     cdef bint write_grad = grad_out is not None
+    cdef bint write_hess = hess_out is not None
     if has_weight:
         w_view = weight
     if write_out:
@@ -461,6 +483,11 @@ def binary(
         g_view = grad_out
         _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1],
                  "grad_out shape differs from y_pred")
+    if write_hess:
+        _require(write_grad and from_logits, "hess_out needs grad_out and logits")
+        h_view = hess_out
+        _require(h_view.shape[0] == y_pred.shape[0] and h_view.shape[1] == y_pred.shape[1],
+                 "hess_out shape differs from y_pred")
     cdef Py_ssize_t n = y_pred.shape[0]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
@@ -478,12 +505,14 @@ def binary(
             with nogil:
                 for b in range(n_blocks):
                     _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
-                                  smoothing, lo, hi, out_view, write_out, g_view, write_grad,
+                                  smoothing, lo, hi, out_view, write_out, g_view,
+                                  write_grad, h_view, write_hess,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
                               smoothing, lo, hi, out_view, write_out, g_view, write_grad,
+                              h_view, write_hess,
                               b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
@@ -587,6 +616,62 @@ cdef inline (Py_ssize_t, Py_ssize_t) _split(Py_ssize_t i, Py_ssize_t inner) noex
     return i // inner, i % inner
 
 
+cdef inline double _target(const floating* yr, Py_ssize_t ysb, int64_t label, const double* cw,
+                           double keep, double spread, Py_ssize_t k) noexcept nogil:
+    # cw_k q_k: q the smoothed target row yr, or (yr NULL) the smoothed one-hot of label;
+    # cw the class weights (NULL: all 1).
+    cdef double q
+    if yr != NULL:
+        q = _at(yr, k * ysb)[0] * keep + spread
+    else:
+        q = spread + (keep if k == label else 0.0)
+    return q * cw[k] if cw != NULL else q
+
+
+cdef inline void _logit_grad_row(
+    const floating* xr, Py_ssize_t psb, Py_ssize_t n_classes, const floating* yr,
+    Py_ssize_t ysb, int64_t label, const double* cw, double keep, double spread,
+    double qsum, double mx, double lognorm, double w, floating[:, :, :] grad,
+    floating[:, :, :] hess, bint write_hess, Py_ssize_t a, Py_ssize_t c,
+) noexcept nogil:
+    # d l / d x_k = p_k Q - cw_k q_k and d2 l / d x_k2 = Q p_k (1 - p_k), Q = sum_k cw_k q_k;
+    # 1 - p_k as -expm1(log p_k), exact also where p_k is near 1.
+    cdef Py_ssize_t k
+    cdef double logp, pk
+    for k in range(n_classes):
+        logp = -(cyl_unless(_at(xr, k * psb)[0] == mx, mx - _at(xr, k * psb)[0]) + lognorm)
+        pk = cyl_exp(logp)
+        grad[a, k, c] = <floating>(w * (pk * qsum - _target(yr, ysb, label, cw, keep,
+                                                             spread, k)))
+        if write_hess:
+            hess[a, k, c] = <floating>(w * (qsum * pk * -expm1(logp)))
+
+
+cdef inline void _prob_grad_row(
+    const floating* xr, Py_ssize_t psb, Py_ssize_t n_classes, const floating* yr,
+    Py_ssize_t ysb, int64_t label, const double* cw, double keep, double spread,
+    double total, double lo, double hi, double w, floating[:, :, :] grad,
+    Py_ssize_t a, Py_ssize_t c,
+) noexcept nogil:
+    # l = -sum_k cw_k q_k log clip(r_k, lo, hi), r = x / total. The clip passes the
+    # gradient where lo <= r_k <= hi (m_k = 1; PyTorch's clamp), so
+    #   d l / d x_j = (sum_k m_k cw_k q_k - m_j cw_j q_j / r_j) / total;
+    # a NaN ratio makes the whole row NaN.
+    cdef Py_ssize_t k
+    cdef double r, kept = 0.0
+    for k in range(n_classes):
+        r = _at(xr, k * psb)[0] / total
+        if lo <= r <= hi:
+            kept += _target(yr, ysb, label, cw, keep, spread, k)
+        elif r != r:
+            kept += r
+    for k in range(n_classes):
+        r = _at(xr, k * psb)[0] / total
+        grad[a, k, c] = <floating>(w * (
+            kept - (_target(yr, ysb, label, cw, keep, spread, k) / r if lo <= r <= hi
+                    else 0.0)) / total)
+
+
 cdef inline int _categorical_rows8(const floating* y, const floating* x, Py_ssize_t n_classes,
                                    Py_ssize_t n, double keep, double spread,
                                    cyl_acc* sums) noexcept nogil:
@@ -600,7 +685,7 @@ cdef void _categorical_block(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
     const double[:] weight, bint has_weight, bint from_logits, double smoothing,
     double lo, double hi, floating[:] loss_out, bint write_out,
-    floating[:, :, :] grad, bint write_grad,
+    floating[:, :, :] grad, bint write_grad, floating[:, :, :] hess, bint write_hess,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
@@ -658,17 +743,16 @@ cdef void _categorical_block(
             cyl_acc_add(&den, i, m_samples, w)
         if write_out:
             loss_out[si] = <floating>l
-        if write_grad:
-            # d/dx_k sum_j q_j (-log softmax(x)_j) = p_k Q - q_k, Q = sum_j q_j (from
-            # logits; the caller refuses gradients from probabilities for now).
+        if write_grad and from_logits:
+            # d/dx_k sum_j q_j (-log softmax(x)_j) = p_k Q - q_k, Q = sum_j q_j.
             qsum = 0.0
             for k in range(n_classes):
                 qsum += _at(yr, k * ysb)[0] * keep + spread
-            for k in range(n_classes):
-                grad[a, k, c] = <floating>(w * (
-                    cyl_exp(-(cyl_unless(_at(xr, k * psb)[0] == mx, mx - _at(xr, k * psb)[0])
-                               + lognorm)) * qsum
-                    - (_at(yr, k * ysb)[0] * keep + spread)))
+            _logit_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread, qsum, mx,
+                            lognorm, w, grad, hess, write_hess, a, c)
+        elif write_grad:
+            _prob_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread, total, lo,
+                           hi, w, grad, a, c)
         cyl_acc_add(&acc, i, m_samples, l)
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m_samples,
          m_samples)
@@ -678,23 +762,29 @@ def categorical(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
     weight, bint has_weight, bint from_logits, double smoothing,
     double lo, double hi, loss_out, bint write_out, int n_threads, grad_out=None,
+    hess_out=None,
 ):
     """Categorical cross-entropy over arrays viewed as (outer, classes, inner)."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
     cdef floating[:] out_view
-    cdef floating[:, :, :] g_view
+    cdef floating[:, :, :] g_view, h_view
     cdef bint write_grad = grad_out is not None
+    cdef bint write_hess = hess_out is not None
     if has_weight:
         w_view = weight
     if write_out:
         out_view = loss_out
     if write_grad:
-        _require(from_logits, "gradients from probabilities are not available")
         g_view = grad_out
         _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1]
                  and g_view.shape[2] == y_pred.shape[2], "grad_out shape differs from y_pred")
+    if write_hess:
+        _require(write_grad and from_logits, "hess_out needs grad_out and logits")
+        h_view = hess_out
+        _require(h_view.shape[0] == y_pred.shape[0] and h_view.shape[1] == y_pred.shape[1]
+                 and h_view.shape[2] == y_pred.shape[2], "hess_out shape differs from y_pred")
     cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
@@ -714,11 +804,13 @@ def categorical(
                 for b in range(n_blocks):
                     _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
                                        lo, hi, out_view, write_out, g_view, write_grad,
+                                       h_view, write_hess,
                                        b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
                                    lo, hi, out_view, write_out, g_view, write_grad,
+                                   h_view, write_hess,
                                    b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
@@ -755,6 +847,7 @@ cdef void _sparse_block(
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
     floating[:] loss_out, bint write_out, floating[:, :, :] grad, bint write_grad,
+    floating[:, :, :] hess, bint write_hess,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
@@ -770,8 +863,7 @@ cdef void _sparse_block(
     cdef Py_ssize_t first = 0
     cyl_acc_init(&acc)
     cyl_acc_init(&den)
-    cdef Py_ssize_t k
-    cdef double qsum, cwk, qk
+    cdef double qsum
     cdef double cw_sum = _cw_total(cw_row, n_classes) if has_class_weight else 0.0
     if (from_logits and not has_ignore and not has_class_weight and smoothing == 0.0
             and not has_weight and not write_out and not write_grad and inner == 1
@@ -799,6 +891,8 @@ cdef void _sparse_block(
                 a, c = _split(si, inner)
                 for k in range(n_classes):
                     grad[a, k, c] = 0
+                    if write_hess:
+                        hess[a, k, c] = 0
             continue
         if label < 0 or label >= n_classes:
             _fail(blk, ERR_LABEL, si, label)
@@ -834,17 +928,15 @@ cdef void _sparse_block(
         l = w * l
         if write_out:
             loss_out[si] = <floating>l
-        if write_grad:
-            # d/dx_k sum_j cw_j q_j (-log softmax(x)_j) = p_k Q - cw_k q_k, Q = sum_j cw_j q_j
-            # (from logits; the caller refuses gradients from probabilities for now).
+        if write_grad and from_logits:
+            # d/dx_k sum_j cw_j q_j (-log softmax(x)_j) = p_k Q - cw_k q_k,
+            # Q = sum_j cw_j q_j.
             qsum = keep * cw + (spread * cw_sum if has_class_weight else smoothing)
-            for k in range(n_classes):
-                cwk = cw_row[k] if has_class_weight else 1.0
-                qk = spread + (keep if k == label else 0.0)
-                grad[a, k, c] = <floating>(w * (
-                    cyl_exp(-(cyl_unless(_at(xr, k * psb)[0] == mx, mx - _at(xr, k * psb)[0])
-                               + lognorm)) * qsum
-                    - cwk * qk))
+            _logit_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep, spread, qsum,
+                            mx, lognorm, w, grad, hess, write_hess, a, c)
+        elif write_grad:
+            _prob_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep, spread, total,
+                           lo, hi, w, grad, a, c)
         cyl_acc_add(&acc, i, m_samples, l)
         cyl_acc_add(&den, i, m_samples, w * cw)
         count += 1
@@ -857,24 +949,29 @@ def sparse(
     class_weight, bint has_class_weight,
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
-    loss_out, bint write_out, int n_threads, grad_out=None,
+    loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
 ):
     """Sparse (integer-label) cross-entropy over y_pred viewed as (outer, classes, inner)."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
     cdef floating[:] out_view
-    cdef floating[:, :, :] g_view
+    cdef floating[:, :, :] g_view, h_view
     cdef bint write_grad = grad_out is not None
+    cdef bint write_hess = hess_out is not None
     if has_weight:
         w_view = weight
     if write_out:
         out_view = loss_out
     if write_grad:
-        _require(from_logits, "gradients from probabilities are not available")
         g_view = grad_out
         _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1]
                  and g_view.shape[2] == y_pred.shape[2], "grad_out shape differs from y_pred")
+    if write_hess:
+        _require(write_grad and from_logits, "hess_out needs grad_out and logits")
+        h_view = hess_out
+        _require(h_view.shape[0] == y_pred.shape[0] and h_view.shape[1] == y_pred.shape[1]
+                 and h_view.shape[2] == y_pred.shape[2], "hess_out shape differs from y_pred")
     cdef const double[:] cw_view
     if has_class_weight:
         cw_view = class_weight
@@ -899,13 +996,13 @@ def sparse(
                 for b in range(n_blocks):
                     _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                                   has_ignore, ignore_index, from_logits, smoothing, lo, hi,
-                                  out_view, write_out, g_view, write_grad,
+                                  out_view, write_out, g_view, write_grad, h_view, write_hess,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
                 _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                               has_ignore, ignore_index, from_logits, smoothing, lo, hi,
-                              out_view, write_out, g_view, write_grad,
+                              out_view, write_out, g_view, write_grad, h_view, write_hess,
                               b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:

@@ -396,20 +396,21 @@ def pos_weights(pos_weight, width):
         ) from None
 
 
-def grad_buffer(grad_out, prep):
-    """The array the gradient goes to, and its view in the loop's (n, width) layout."""
+def grad_buffer(grad_out, prep, name="grad_out"):
+    """The array a derivative goes to (``grad_out`` / ``hess_out``, or a new one), and its
+    view in the loop's layout."""
     if grad_out is None:
         grad = np.empty(prep.pred_shape, dtype=prep.dtype)
     else:
         if not isinstance(grad_out, np.ndarray):
-            raise TypeError(f"grad_out must be a NumPy array; got {type(grad_out).__name__}")
+            raise TypeError(f"{name} must be a NumPy array; got {type(grad_out).__name__}")
         if grad_out.shape != prep.pred_shape or grad_out.dtype != prep.dtype:
             raise ValueError(
-                f"grad_out must have y_pred's shape {prep.pred_shape} and the compute dtype "
+                f"{name} must have y_pred's shape {prep.pred_shape} and the compute dtype "
                 f"{prep.dtype}; got shape {grad_out.shape} and dtype {grad_out.dtype}"
             )
         if not grad_out.flags.c_contiguous or not grad_out.flags.writeable:
-            raise ValueError("grad_out must be a writeable C-contiguous array")
+            raise ValueError(f"{name} must be a writeable C-contiguous array")
         grad = grad_out
     return grad, grad.reshape(prep.y_pred.shape)
 

@@ -47,6 +47,7 @@ __all__ = [
     "get",
     "value_and_grad",
     "grad",
+    "grad_hess",
 ]
 
 
@@ -68,9 +69,10 @@ def reduce_sums(num, den, count, reduction):
 
 
 def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
-            grad=None, grad_view=None):
+            grad=None, grad_view=None, hess=None, hess_view=None):
     """The loop's result as the caller's value, or ``(value, grad)`` when a gradient was
-    requested (``grad`` the array returned, ``grad_view`` its loop-layout view)."""
+    requested (``grad`` the array returned, ``grad_view`` its loop-layout view), or
+    ``(value, grad, hess)`` with the Hessian diagonal."""
     num, den, count, err, err_i, err_k = result
     if err:
         V.raise_data_error(err, err_i, err_k, prep, loss_name, ignore_index)
@@ -82,50 +84,65 @@ def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
         value = reduce_sums(num, den, count, reduction)
     if grad is None:
         return value
-    return _with_grad(value, result, reduction, grad, grad_view)
+    scale = _grad_scale(result, reduction)
+    _scale(grad_view, scale)
+    if hess is None:
+        return value, grad
+    _scale(hess_view, scale)
+    return value, grad, hess
 
 
-# A gradient request: None (value only), or _GRAD / an array (value and gradient, the
-# array being the caller's grad_out).
+# A derivative request: None (not wanted), or _GRAD / an array (wanted, the array being
+# the caller's grad_out or hess_out).
 _GRAD = object()
 
 
-def _with_grad(value, result, reduction, grad, grad_view):
-    """Scale the loop's per-element derivatives by the reduction and pair them with value."""
-    num, den, count = result[0], result[1], result[2]
+def _grad_scale(result, reduction):
+    """The reduction's factor on the loop's per-element derivatives of sum_i w_i l_i."""
+    den, count = result[1], result[2]
     if reduction == "mean":
-        scale = 1.0 / count if count else 0.0
-    elif reduction == "weighted_mean":
-        scale = 1.0 / den if den != 0.0 else 0.0
-    else:
-        scale = 1.0
+        return 1.0 / count if count else 0.0
+    if reduction == "weighted_mean":
+        return 1.0 / den if den != 0.0 else 0.0
+    return 1.0
+
+
+def _scale(view, scale):
     if scale == 0.0:
-        grad_view[...] = 0
+        view[...] = 0
     elif scale != 1.0:
-        grad_view *= scale
-    return value, grad
+        view *= scale
 
 
-def _grad_args(grad_request, prep):
-    if grad_request is None:
-        return None, None
-    return V.grad_buffer(None if grad_request is _GRAD else grad_request, prep)
+def _buffers(grad_request, hess_request, prep):
+    """(grad, grad_view, hess, hess_view) for the requests (see V.grad_buffer)."""
+    grad = grad_view = hess = hess_view = None
+    if grad_request is not None:
+        grad, grad_view = V.grad_buffer(None if grad_request is _GRAD else grad_request,
+                                        prep)
+    if hess_request is not None:
+        hess, hess_view = V.grad_buffer(None if hess_request is _GRAD else hess_request,
+                                        prep, "hess_out")
+        if grad is not None and np.shares_memory(grad, hess):
+            raise ValueError("grad_out and hess_out must not share memory")
+    return grad, grad_view, hess, hess_view
 
 
 def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_threads,
-                 grad_request=None):
+                 grad_request=None, hess_request=None):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     prep = V.elementwise(y_true, y_pred)
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     loss_out, write_out = _loss_out(reduction, prep)
-    grad, grad_view = _grad_args(grad_request, prep)
+    grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
     result = _loops.regression(
         kind, param, prep.y_true, prep.y_pred, weight, has_weight, loss_out, write_out,
         resolve_threads(n_threads, prep.n_elements), grad_view,
+        hess_view,
     )
     return _finish(result, reduction, loss_out, prep, "regression", grad=grad,
-                   grad_view=grad_view)
+                   grad_view=grad_view, hess=hess, hess_view=hess_view)
 
 
 # --- functions ----------------------------------------------------------------------------
@@ -194,28 +211,25 @@ def categorical_crossentropy(
 
 
 def _categorical(y_true, y_pred, from_logits, label_smoothing, axis, sample_weight,
-                 reduction, epsilon, n_threads, grad_request=None):
+                 reduction, epsilon, n_threads, grad_request=None, hess_request=None):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     from_logits = V.check_from_logits(from_logits)
     smoothing = V.check_label_smoothing(label_smoothing)
     epsilon = V.check_epsilon(epsilon)
-    if grad_request is not None and not from_logits:
-        raise NotImplementedError(
-            "categorical_crossentropy gradients are available from logits "
-            "(from_logits=True) only, for now"
-        )
     prep = V.categorical(y_true, y_pred, V.check_axis(axis))
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
-    grad, grad_view = _grad_args(grad_request, prep)
+    grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
     result = _loops.categorical(
         prep.y_true, prep.y_pred, weight, has_weight, from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
+        hess_view,
     )
     return _finish(result, reduction, loss_out, prep, "categorical_crossentropy",
-                   grad=grad, grad_view=grad_view)
+                   grad=grad, grad_view=grad_view,
+                   hess=hess, hess_view=hess_view)
 
 
 def sparse_categorical_crossentropy(
@@ -281,7 +295,8 @@ def sparse_categorical_crossentropy(
 
 
 def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label_smoothing,
-            sample_weight, reduction, epsilon, n_threads, grad_request=None):
+            sample_weight, reduction, epsilon, n_threads, grad_request=None,
+            hess_request=None):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     from_logits = V.check_from_logits(from_logits)
@@ -289,25 +304,22 @@ def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label
     epsilon = V.check_epsilon(epsilon)
     ignore_index = V.check_ignore_index(ignore_index)
     class_weight = V.check_class_weight(class_weight)
-    if grad_request is not None and not from_logits:
-        raise NotImplementedError(
-            "sparse_categorical_crossentropy gradients are available from logits "
-            "(from_logits=True) only, for now"
-        )
     prep = V.sparse(y_true, y_pred, V.check_axis(axis))
     cw, has_cw = V.class_weights(class_weight, prep.y_pred.shape[1])
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
-    grad, grad_view = _grad_args(grad_request, prep)
+    grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
     result = _loops.sparse(
         prep.labels, prep.y_pred, weight, has_weight, cw, has_cw,
         ignore_index is not None, ignore_index if ignore_index is not None else 0,
         from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
+        hess_view,
     )
     return _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
-                   ignore_index, grad=grad, grad_view=grad_view)
+                   ignore_index, grad=grad, grad_view=grad_view,
+                   hess=hess, hess_view=hess_view)
 
 
 def binary_crossentropy(
@@ -363,7 +375,7 @@ def binary_crossentropy(
 
 
 def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_weight,
-            reduction, epsilon, n_threads, grad_request=None):
+            reduction, epsilon, n_threads, grad_request=None, hess_request=None):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     from_logits = V.check_from_logits(from_logits)
@@ -375,13 +387,14 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
-    grad, grad_view = _grad_args(grad_request, prep)
+    grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
     result = _loops.binary(
         prep.y_true, prep.y_pred, weight, has_weight, pw, from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
+        hess_view,
     )
     return _finish(result, reduction, loss_out, prep, "binary_crossentropy", grad=grad,
-                   grad_view=grad_view)
+                   grad_view=grad_view, hess=hess, hess_view=hess_view)
 
 
 def mean_absolute_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
@@ -517,17 +530,64 @@ class Loss:
         >>> value, grad
         (2.5, array([1., 2.]))
         """
-        request = _GRAD if grad_out is None else grad_out
-        return self._value_and_grad(y_true, y_pred, sample_weight, request)
+        return self._derivatives(y_true, y_pred, sample_weight, self.reduction,
+                                 _GRAD if grad_out is None else grad_out)
 
     def grad(self, y_true, y_pred, sample_weight=None, grad_out=None):
         """Only the gradient of :meth:`value_and_grad`."""
         return self.value_and_grad(y_true, y_pred, sample_weight, grad_out)[1]
 
-    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
-        raise NotImplementedError(
-            f"{type(self).__name__}.value_and_grad is not available yet"
-        )
+    def grad_hess(self, y_true, y_pred, sample_weight=None, grad_out=None, hess_out=None):
+        r"""Per-sample gradient and diagonal Hessian, for gradient boosting.
+
+        Both have ``y_pred``'s shape and the compute dtype and are the first and second
+        derivatives of :math:`\sum_i w_i l_i` (``reduction="sum"`` whatever the object's
+        reduction: boosting libraries want per-sample terms) with respect to each element
+        of ``y_pred``; a per-sample mean over the last axis divides both by its length.
+        The Hessians, per element of error ``e = p - y`` or logit ``x``:
+
+        - mean squared error: 2.
+        - mean absolute error: 1, where the exact value is 0 (scikit-learn's convention:
+          a Newton step needs a positive Hessian); the gradient is ``sign(e)``, 0 at 0.
+        - Huber: 1 where ``|e| <= delta``, else 0 (exact, as scikit-learn).
+        - smooth L1: ``1 / beta`` where ``|e| < beta``, else 0; 1 for ``beta = 0`` (L1).
+        - binary cross-entropy from logits: ``(pw y + 1 - y) sigmoid(x) sigmoid(-x)``
+          with the smoothed target ``y`` and ``pos_weight`` ``pw``.
+        - categorical and sparse cross-entropy from logits: ``Q p_k (1 - p_k)`` with
+          ``p = softmax(x)`` and ``Q = sum_k cw_k q_k`` (1 for one-hot targets without
+          class weights): the diagonal of the softmax Hessian. Ignored labels give zero
+          rows.
+
+        The cross-entropies need ``from_logits=True`` (Newton steps on probabilities are
+        not what any booster does); a ``ValueError`` says so otherwise. ``grad_out`` and
+        ``hess_out`` (writeable C-contiguous arrays of that shape and dtype, not
+        overlapping) receive the results instead of new arrays.
+
+        Returns
+        -------
+        (ndarray, ndarray)
+
+        Examples
+        --------
+        >>> import cyloss
+        >>> g, h = cyloss.BinaryCrossentropy(from_logits=True).grad_hess([1.0, 0.0],
+        ...                                                            [0.0, 0.0])
+        >>> g, h
+        (array([-0.5,  0.5]), array([0.25, 0.25]))
+        """
+        if not self._options.get("from_logits", True):
+            raise ValueError(
+                f"grad_hess of {self.name} needs from_logits=True (Hessians are taken "
+                "with respect to logits)"
+            )
+        _, g, h = self._derivatives(y_true, y_pred, sample_weight, "sum",
+                                    _GRAD if grad_out is None else grad_out,
+                                    _GRAD if hess_out is None else hess_out)
+        return g, h
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        raise NotImplementedError  # each loss class runs its own loop
 
     def _call_options(self):
         return dict(self._options)
@@ -604,11 +664,12 @@ class CategoricalCrossentropy(Loss):
             axis=V.check_axis(axis), epsilon=V.check_epsilon(epsilon),
         )
 
-    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
         o = self._options
         return _categorical(y_true, y_pred, o["from_logits"], o["label_smoothing"],
-                            o["axis"], sample_weight, o["reduction"], o["epsilon"],
-                            o["n_threads"], request)
+                            o["axis"], sample_weight, reduction, o["epsilon"],
+                            o["n_threads"], grad_request, hess_request)
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -639,11 +700,12 @@ class SparseCategoricalCrossentropy(Loss):
             epsilon=V.check_epsilon(epsilon),
         )
 
-    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
         o = self._options
         return _sparse(y_true, y_pred, o["from_logits"], o["axis"], o["ignore_index"],
                        o["class_weight"], o["label_smoothing"], sample_weight,
-                       o["reduction"], o["epsilon"], o["n_threads"], request)
+                       reduction, o["epsilon"], o["n_threads"], grad_request, hess_request)
 
 
 class BinaryCrossentropy(Loss):
@@ -674,11 +736,12 @@ class BinaryCrossentropy(Loss):
             pos_weight=pw, epsilon=V.check_epsilon(epsilon),
         )
 
-    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
         o = self._options
         return _binary(y_true, y_pred, o["from_logits"], o["label_smoothing"],
-                       o["pos_weight"], sample_weight, o["reduction"], o["epsilon"],
-                       o["n_threads"], request)
+                       o["pos_weight"], sample_weight, reduction, o["epsilon"],
+                       o["n_threads"], grad_request, hess_request)
 
 
 class _Elementwise(Loss):
@@ -687,11 +750,12 @@ class _Elementwise(Loss):
     _kind = None
     _param = None   # the option holding the formula's parameter, if any
 
-    def _value_and_grad(self, y_true, y_pred, sample_weight, request):
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
         o = self._options
         param = o[self._param] if self._param else 0.0
-        return _elementwise(self._kind, param, y_true, y_pred, sample_weight,
-                            o["reduction"], o["n_threads"], request)
+        return _elementwise(self._kind, param, y_true, y_pred, sample_weight, reduction,
+                            o["n_threads"], grad_request, hess_request)
 
 
 class MeanAbsoluteError(_Elementwise):
@@ -809,9 +873,7 @@ def value_and_grad(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, *
     """The value of a loss and its gradient with respect to ``y_pred``, in one pass.
 
     ``loss`` is a loss object, or a name (``"huber"``, ``"mse"``, ``"BinaryCrossentropy"``,
-    ...) built with ``options``. See :meth:`Loss.value_and_grad`. Available for every loss
-    and option, except the categorical and sparse cross-entropies from probabilities
-    (``NotImplementedError`` for now).
+    ...) built with ``options``. See :meth:`Loss.value_and_grad`.
 
     Examples
     --------
@@ -820,15 +882,18 @@ def value_and_grad(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, *
     >>> round(value, 4), grad
     (1.3125, array([0.25, 0.5 ]))
     """
+    return _loss_object(loss, options).value_and_grad(
+        y_true, y_pred, sample_weight=sample_weight, grad_out=grad_out)
+
+
+def _loss_object(loss, options):
     if isinstance(loss, Loss):
         if options:
             raise ValueError(
                 "options belong to the loss object's constructor when a loss object is given"
             )
-        obj = loss
-    else:
-        obj = get(loss, **options)
-    return obj.value_and_grad(y_true, y_pred, sample_weight=sample_weight, grad_out=grad_out)
+        return loss
+    return get(loss, **options)
 
 
 def grad(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, **options):
@@ -842,3 +907,17 @@ def grad(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, **options):
     """
     return value_and_grad(loss, y_true, y_pred, sample_weight=sample_weight,
                           grad_out=grad_out, **options)[1]
+
+
+def grad_hess(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, hess_out=None,
+              **options):
+    """Per-sample gradient and diagonal Hessian of a loss; see :meth:`Loss.grad_hess`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.grad_hess("mse", [0.0, 1.0], [1.0, 3.0])
+    (array([2., 4.]), array([2., 2.]))
+    """
+    return _loss_object(loss, options).grad_hess(
+        y_true, y_pred, sample_weight=sample_weight, grad_out=grad_out, hess_out=hess_out)
