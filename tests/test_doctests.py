@@ -8,8 +8,9 @@ import cyloss
 import cyloss._config
 import cyloss.accumulate
 import cyloss.losses
+import cyloss.objectives
 
-MODULES = [cyloss.losses, cyloss._config, cyloss.accumulate]
+MODULES = [cyloss.losses, cyloss._config, cyloss.accumulate, cyloss.objectives]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
