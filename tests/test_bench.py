@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+import cyloss
 from cyloss import _bench
 
 
@@ -101,6 +102,23 @@ def test_every_implementation_computes_cylosss_value(loss, dtype):
         assert check["ok"], (impl.id, value, reference * impl.scale)
 
 
+@pytest.mark.parametrize("loss", sorted(_bench.GRADIENT_LOSSES))
+def test_gradient_workloads_compute_cylosss_gradient(loss):
+    family = _bench.LOSSES[loss][0]
+    workload = _bench.Workload(loss, TINY[family], "float64")
+    data = _bench.make_data(workload)
+    _, _, name, kwargs, _ = _bench.LOSSES[loss]
+    value, grad = cyloss.value_and_grad(name, data["y_true"], data["y_pred"], **kwargs)
+    np_value, np_grad = _bench._numpy_grad_fn(workload, data["y_true"], data["y_pred"])()
+    assert np_value == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(np_grad, grad, rtol=1e-10, atol=1e-15)
+    torch = _libs().get("torch")
+    if torch is not None:
+        impls = {i.id: i for i in _bench.build_impls(workload, data, _libs(), [1])}
+        with torch.no_grad():                      # as the harness runs it
+            assert impls["torch"].fn() == pytest.approx(value, rel=1e-12)
+
+
 def test_data_is_inside_every_domain():
     for loss in _bench.LOSSES:
         family = _bench.LOSSES[loss][0]
@@ -118,7 +136,7 @@ def test_data_is_inside_every_domain():
 
 def test_workload_selection():
     every = _bench.select_workloads()
-    assert len(every) == 60 and len({w.id for w in every}) == 60
+    assert len(every) == 84 and len({w.id for w in every}) == 84
     assert {w.dtype for w in every} == {"float32", "float64"}
     quick = _bench.select_workloads(quick=True)
     assert len(quick) == len(_bench.QUICK_IDS)
@@ -126,7 +144,7 @@ def test_workload_selection():
     assert [w.id for w in _bench.select_workloads(filters=["mse-1e7"])] == [
         "mse-1e7-f32", "mse-1e7-f64"]
     sparse = _bench.select_workloads(dtypes=["float64"], filters=["sparse_", "cce_probs"])
-    assert len(sparse) == 9 and all(w.dtype == "float64" for w in sparse)
+    assert len(sparse) == 12 and all(w.dtype == "float64" for w in sparse)   # 3 with _grad
 
 
 def test_bench_subcommand_parses():

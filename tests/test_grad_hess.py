@@ -326,3 +326,69 @@ def test_grad_hess_is_identical_for_every_thread_count():
                              n_threads=k) for k in (1, 2, 3)]
     for g, h in runs[1:]:
         assert g.tobytes() == runs[0][0].tobytes() and h.tobytes() == runs[0][1].tobytes()
+
+
+# --- the fused fast paths ---------------------------------------------------------------
+
+GRAD_CASES = [
+    ("mean_squared_error", {}, (200_000,)),
+    ("huber", {"delta": 0.5}, (200_000,)),
+    ("binary_crossentropy", {"from_logits": True}, (200_000,)),
+    ("binary_crossentropy", {"label_smoothing": 0.1}, (200_000,)),
+    ("sparse_categorical_crossentropy", {"from_logits": True}, (2_000, 100)),
+    ("sparse_categorical_crossentropy", {"from_logits": True,
+                                         "class_weight": np.linspace(0.5, 2, 100)},
+     (2_000, 100)),
+    ("categorical_crossentropy", {"from_logits": True}, (2_000, 100)),
+]
+
+
+def _grad_inputs(name, opts, shape, dtype, rng):
+    x = rng.normal(size=shape).astype(dtype)
+    if name == "binary_crossentropy":
+        y = rng.uniform(size=shape).astype(dtype)
+        if not opts.get("from_logits"):
+            x = (1 / (1 + np.exp(-x))).astype(dtype)
+    elif name == "sparse_categorical_crossentropy":
+        y = rng.integers(0, shape[1], size=shape[0])
+    elif name == "categorical_crossentropy":
+        y = rng.dirichlet(np.ones(shape[1]), size=shape[0]).astype(dtype)
+    else:
+        y = rng.normal(size=shape).astype(dtype)
+    return y, x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c[0] + str(sorted(c[1])))
+def test_contiguous_and_strided_inputs_give_the_same_gradient_bits(case, dtype):
+    name, opts, shape = case
+    rng = np.random.default_rng(zlib.crc32(f"{name}{opts}".encode()))
+    y, x = _grad_inputs(name, opts, shape, dtype, rng)
+    # A strided copy: every other element of a twice-as-long buffer.
+    x_strided = np.empty((2,) + x.shape, dtype)[0] if x.ndim > 1 else np.empty(
+        2 * x.size, dtype)[::2]
+    x_strided[...] = x
+    fast = cyloss.value_and_grad(name, y, x, **opts)
+    slow = cyloss.value_and_grad(name, y, x_strided, **opts)
+    assert fast[0] == slow[0]
+    assert fast[1].tobytes() == slow[1].tobytes()
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c[0] + str(sorted(c[1])))
+def test_value_and_grad_into_grad_out_allocates_nothing_input_sized(case):
+    import tracemalloc
+    name, opts, shape = case
+    rng = np.random.default_rng(1)
+    y, x = _grad_inputs(name, opts, shape, np.float32, rng)
+    if name == "sparse_categorical_crossentropy":
+        y = y.astype(np.int64)
+    loss = cyloss.get(name, **opts)
+    buf = np.empty_like(x)
+    loss.value_and_grad(y, x, grad_out=buf)            # warm caches of first calls
+    tracemalloc.start()
+    try:
+        loss.value_and_grad(y, x, grad_out=buf)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 < x.nbytes // 10, peak

@@ -68,7 +68,20 @@ LOSSES = {
                       {"from_logits": True}, "sparse cross-entropy from logits"),
     "sparse_probs": ("sparse", False, "sparse_categorical_crossentropy",
                      {"from_logits": False}, "sparse cross-entropy from probabilities"),
+    # Value and gradient (issue 5): cyloss's value_and_grad into a reused grad_out against
+    # PyTorch's forward + backward and NumPy written by hand.
+    "mse_grad": ("regression", None, "mean_squared_error", {},
+                 "mean squared error, value and gradient"),
+    "bce_logits_grad": ("binary", True, "binary_crossentropy", {"from_logits": True},
+                        "binary cross-entropy from logits, value and gradient"),
+    "cce_logits_grad": ("categorical", True, "categorical_crossentropy",
+                        {"from_logits": True},
+                        "categorical cross-entropy from logits, value and gradient"),
+    "sparse_logits_grad": ("sparse", True, "sparse_categorical_crossentropy",
+                           {"from_logits": True},
+                           "sparse cross-entropy from logits, value and gradient"),
 }
+GRADIENT_LOSSES = {"mse_grad", "bce_logits_grad", "cce_logits_grad", "sparse_logits_grad"}
 ELEMENTWISE_SIZES = [(10**4,), (10**6,), (10**7,)]
 CLASS_SHAPES = [(10**5, 10), (10**4, 1000), (256, 32000)]
 DTYPES = ["float32", "float64"]
@@ -77,6 +90,7 @@ QUICK_IDS = [
     "bce_probs-1e6", "bce_logits-1e6",
     "cce_logits-100000x10", "cce_probs-100000x10",
     "sparse_logits-100000x10", "sparse_probs-100000x10", "sparse_logits-10000x1000",
+    "mse_grad-1e6", "sparse_logits_grad-100000x10",
 ]
 DEFAULTS = {"rounds": 15, "warmup": 3, "target_ms": 5.0}
 QUICK = {"rounds": 5, "warmup": 1, "target_ms": 2.0}
@@ -212,8 +226,45 @@ class Impl:
     note: str = ""
 
 
+def _numpy_grad_fn(workload, y_true, y_pred):
+    """Value and gradient of the 'mean' reduction, written by hand in NumPy."""
+    loss, n = workload.loss, y_pred.shape[0]
+    if loss == "mse_grad":
+        def mse():
+            e = y_pred - y_true
+            return float(np.mean(e * e)), e * (2.0 / n)
+        return mse
+    if loss == "bce_logits_grad":
+        def bce():
+            sp = np.logaddexp(0, -y_pred)
+            return (float(np.mean((1 - y_true) * y_pred + sp)),
+                    (np.exp(-sp) - y_true) / n)          # sigmoid(x) = exp(-softplus(-x))
+        return bce
+    if loss in ("cce_logits_grad", "sparse_logits_grad"):
+        def cross_entropy():
+            z = y_pred - y_pred.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            s = e.sum(axis=1, keepdims=True)
+            log_p = z - np.log(s)
+            g = e / s
+            if loss == "sparse_logits_grad":
+                rows = np.arange(n)
+                value = -np.mean(log_p[rows, y_true])
+                g[rows, y_true] -= 1
+            else:
+                value = -np.mean(np.sum(y_true * log_p, axis=1))
+                g = g * y_true.sum(axis=1, keepdims=True) - y_true
+            g /= n
+            return float(value), g
+        return cross_entropy
+    raise KeyError(loss)
+
+
 def _numpy_fn(workload, y_true, y_pred):
     loss = workload.loss
+    if loss in GRADIENT_LOSSES:
+        fn = _numpy_grad_fn(workload, y_true, y_pred)
+        return lambda: fn()[0]
     if loss == "mae":
         return lambda: float(np.mean(np.abs(y_pred - y_true)))
     if loss == "mse":
@@ -262,11 +313,35 @@ def _numpy_fn(workload, y_true, y_pred):
     raise KeyError(loss)
 
 
+def _torch_grad_fn(torch, workload, y_true, y_pred):
+    """Forward and backward of the 'mean' loss (gradients set to None between calls, as
+    optimizer.zero_grad() does)."""
+    F = torch.nn.functional
+    t = torch.from_numpy(y_true)
+    x = torch.from_numpy(y_pred).requires_grad_()
+    forward = {
+        "mse_grad": lambda: F.mse_loss(x, t),
+        "bce_logits_grad": lambda: F.binary_cross_entropy_with_logits(x, t),
+        "cce_logits_grad": lambda: F.cross_entropy(x, t),
+        "sparse_logits_grad": lambda: F.cross_entropy(x, t),
+    }[workload.loss]
+
+    def run():
+        with torch.enable_grad():
+            x.grad = None
+            out = forward()
+            out.backward()
+        return out.item()
+    return run
+
+
 def _torch_fn(torch, workload, y_true, y_pred):
     F = torch.nn.functional
     t = torch.from_numpy(y_true)
     x = torch.from_numpy(y_pred)
     loss = workload.loss
+    if loss in GRADIENT_LOSSES:
+        return _torch_grad_fn(torch, workload, y_true, y_pred)
     if loss == "mae":
         return lambda: F.l1_loss(x, t).item()
     if loss == "mse":
@@ -337,11 +412,17 @@ def build_impls(workload, data, libs, threads):
     _, _, name, kwargs, _ = LOSSES[workload.loss]
     fn = getattr(cyloss, name)
     y_true, y_pred = data["y_true"], data["y_pred"]
-    impls = [
-        Impl(f"cyloss-{k}t", f"cyloss {k}t", "cyloss",
-             functools.partial(fn, y_true, y_pred, n_threads=k, **kwargs), 1.0)
-        for k in threads
-    ]
+    if workload.loss in GRADIENT_LOSSES:
+        grad_out = np.empty_like(y_pred)
+
+        def cyloss_impl(k):
+            loss = cyloss.get(name, n_threads=k, **kwargs)
+            return lambda: loss.value_and_grad(y_true, y_pred, grad_out=grad_out)[0]
+    else:
+        def cyloss_impl(k):
+            return functools.partial(fn, y_true, y_pred, n_threads=k, **kwargs)
+    impls = [Impl(f"cyloss-{k}t", f"cyloss {k}t", "cyloss", cyloss_impl(k), 1.0)
+             for k in threads]
     impls.append(Impl("numpy", "numpy", "baseline", _numpy_fn(workload, y_true, y_pred), 1.0))
     torch = libs.get("torch")
     if torch is not None:
@@ -708,6 +789,13 @@ def notes(libs, threads):
             "which clamps the log at -100 instead of clipping p (equal on this data). "
             "xtorch = time / torch."
         )
+    out.append(
+        "*_grad workloads: value and gradient of the 'mean' loss. cyloss: "
+        "loss.value_and_grad(..., grad_out=buf) into a buffer allocated once; torch: the "
+        "forward, .backward() and .item() under torch.enable_grad(), the input's .grad "
+        "set to None before each call (optimizer.zero_grad()'s default); numpy: the "
+        "value and the closed-form gradient written by hand."
+    )
     if libs.get("sklearn_loss") is not None:
         out.append(
             f"sklearn: scikit-learn's private sklearn._loss, .loss(y_true, raw_prediction, "

@@ -134,8 +134,9 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
 }
 
 /* The compensated sum of n elements EXPR(y, x), vectorised: 64 elements (8 per lane) of
- * plain lane sums between folds. Same result as cyl_acc_add on each element in order. */
-#define CYL_ACC_SUM(T, t, p, n, EXPR, out)                                               \
+ * plain lane sums between folds. Same result as cyl_acc_add on each element in order.
+ * CYL_ACC_SUM_EACH also runs STMT for each element (I_ its index), beside the sum. */
+#define CYL_ACC_SUM_EACH(T, t, p, n, EXPR, STMT, out)                                    \
     do {                                                                                 \
         cyl_acc A_;                                                                      \
         cyl_acc_init(&A_);                                                               \
@@ -144,22 +145,30 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
         for (; i_ + 64 <= main_; i_ += 64) {                                             \
             for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                                   \
                 for (int j_ = 0; j_ < CYL_LANES; j_++) {                                 \
-                    double y = (double)(t)[i_ + q_ + j_], x = (double)(p)[i_ + q_ + j_]; \
+                    const ptrdiff_t I_ = i_ + q_ + j_;                                   \
+                    double y = (double)(t)[I_], x = (double)(p)[I_];                     \
                     A_.part[j_] += (EXPR);                                               \
+                    STMT;                                                                \
                 }                                                                        \
             cyl_acc_fold(&A_);                                                           \
         }                                                                                \
         for (; i_ < main_; i_ += CYL_LANES)                                              \
             for (int j_ = 0; j_ < CYL_LANES; j_++) {                                     \
-                double y = (double)(t)[i_ + j_], x = (double)(p)[i_ + j_];               \
+                const ptrdiff_t I_ = i_ + j_;                                            \
+                double y = (double)(t)[I_], x = (double)(p)[I_];                         \
                 A_.part[j_] += (EXPR);                                                   \
+                STMT;                                                                    \
             }                                                                            \
         for (; i_ < (n); i_++) {                                                         \
-            double y = (double)(t)[i_], x = (double)(p)[i_];                             \
+            const ptrdiff_t I_ = i_;                                                     \
+            double y = (double)(t)[I_], x = (double)(p)[I_];                             \
             A_.part[0] += (EXPR);                                                        \
+            STMT;                                                                        \
         }                                                                                \
         (out) = cyl_acc_total(&A_);                                                      \
     } while (0)
+
+#define CYL_ACC_SUM(T, t, p, n, EXPR, out) CYL_ACC_SUM_EACH(T, t, p, n, EXPR, (void)0, out)
 
 /* Regression: sum over samples [0, n) of the mean over `width` contiguous elements. For
  * width 1 the samples are the elements, summed in lanes; for wider rows each row is
@@ -197,6 +206,30 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
 CYL_DEFINE_REGRESSION(f32, float)
 CYL_DEFINE_REGRESSION(f64, double)
 
+/* Value and gradient in one pass over n contiguous samples of one output each (no
+ * weights): the sum as cyl_regression_sum, and g[i] = d l_i / d p_i, the same bits as the
+ * general loop's. */
+#define CYL_DEFINE_REGRESSION_GRAD(SUFFIX, T)                                            \
+    CYL_CLONES static double cyl_regression_sum_grad_##SUFFIX(                           \
+        int kind, double param, const T *t, const T *p, ptrdiff_t n, T *g)              \
+    {                                                                                    \
+        double total = 0.0;                                                              \
+        switch (kind) {                                                                  \
+        case CYL_MSE: CYL_ACC_SUM_EACH(T, t, p, n, cyl_mse(y, x),                        \
+            g[I_] = (T)cyl_regression_grad(CYL_MSE, y, x, param), total); break;        \
+        case CYL_MAE: CYL_ACC_SUM_EACH(T, t, p, n, cyl_mae(y, x),                        \
+            g[I_] = (T)cyl_regression_grad(CYL_MAE, y, x, param), total); break;        \
+        case CYL_HUBER: CYL_ACC_SUM_EACH(T, t, p, n, cyl_huber(y, x, param),             \
+            g[I_] = (T)cyl_regression_grad(CYL_HUBER, y, x, param), total); break;      \
+        default: CYL_ACC_SUM_EACH(T, t, p, n, cyl_smooth_l1(y, x, param),                \
+            g[I_] = (T)cyl_regression_grad(CYL_SMOOTH_L1, y, x, param), total); break;  \
+        }                                                                                \
+        return total;                                                                    \
+    }
+
+CYL_DEFINE_REGRESSION_GRAD(f32, float)
+CYL_DEFINE_REGRESSION_GRAD(f64, double)
+
 /* Binary cross-entropy over n contiguous vectors of one output each (width 1), with one
  * pos_weight. *bad is set when any datum is invalid (the sum is then meaningless); the
  * caller rescans that block serially for the first one, so the hot loop has no branch. */
@@ -220,5 +253,31 @@ CYL_DEFINE_REGRESSION(f64, double)
 
 CYL_DEFINE_BINARY(f32, float, cyl_binary_f32)
 CYL_DEFINE_BINARY(f64, double, cyl_binary)
+
+/* Value and gradient of binary cross-entropy in one pass (width 1, no weights), as
+ * cyl_binary_sum plus g[i] = d l_i / d p_i with the general loop's bits. */
+#define CYL_DEFINE_BINARY_GRAD(SUFFIX, T, BINARY)                                        \
+    CYL_CLONES static double cyl_binary_sum_grad_##SUFFIX(                               \
+        const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
+        double half, double lo, double hi, int *bad, T *g)                              \
+    {                                                                                    \
+        double total = 0.0;                                                              \
+        int flag = 0;                                                                    \
+        if (from_logits)                                                                 \
+            CYL_ACC_SUM_EACH(T, t, p, n, (flag |= cyl_binary_bad(y, x, 1),               \
+                             BINARY(y, x, pw, 1, keep, half, lo, hi)),                   \
+                             g[I_] = (T)cyl_binary_grad(y, x, pw, 1, keep, half, lo, hi), \
+                             total);                                                     \
+        else                                                                             \
+            CYL_ACC_SUM_EACH(T, t, p, n, (flag |= cyl_binary_bad(y, x, 0),               \
+                             BINARY(y, x, pw, 0, keep, half, lo, hi)),                   \
+                             g[I_] = (T)cyl_binary_grad(y, x, pw, 0, keep, half, lo, hi), \
+                             total);                                                     \
+        *bad = flag;                                                                     \
+        return total;                                                                    \
+    }
+
+CYL_DEFINE_BINARY_GRAD(f32, float, cyl_binary_f32)
+CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary)
 
 #endif /* CYLOSS_FASTPATHS_H */

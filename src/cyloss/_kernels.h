@@ -166,8 +166,11 @@ CYL_INLINE double cyl_binary_grad(double y, double p, double pw, int from_logits
     double ys = y * keep + half;
     double a = pw * ys, b = 1.0 - ys;
     if (from_logits) {
-        double sp = 1.0 / (1.0 + cyl_exp(-p)), sn = 1.0 / (1.0 + cyl_exp(p));
-        return cyl_term(b, sp) - cyl_term(a, sn);
+        /* sigmoid(+-x) from one e = exp(-|x|): r = 1 / (1 + e) is the sigmoid of |x|,
+         * e r that of -|x|; neither cancels. */
+        double e = cyl_exp(-fabs(p)), r = 1.0 / (1.0 + e), er = e * r;
+        double sp = p >= 0.0 ? r : er, sn = p >= 0.0 ? er : r;
+        return p != p ? p : cyl_term(b, sp) - cyl_term(a, sn);
     }
     double g = cyl_term(b, 1.0 / (1.0 - p)) - cyl_term(a, 1.0 / p);
     return p != p ? p : ((p >= lo) & (p <= hi) ? g : 0.0);
@@ -179,8 +182,8 @@ CYL_INLINE double cyl_binary_logit_hess(double y, double x, double pw, double ke
                                         double half)
 {
     double ys = y * keep + half;
-    double sp = 1.0 / (1.0 + cyl_exp(-x)), sn = 1.0 / (1.0 + cyl_exp(x));
-    return cyl_term(pw * ys + (1.0 - ys), sp * sn);
+    double e = cyl_exp(-fabs(x)), r = 1.0 / (1.0 + e);
+    return x != x ? x : cyl_term(pw * ys + (1.0 - ys), e * r * r);
 }
 
 /* 1 where a binary datum is invalid (target outside [0, 1], or a probability outside

@@ -58,6 +58,16 @@ cdef extern from "_rows.h" nogil:
     double cyl_binary_sum_f64(const double* t, const double* p, Py_ssize_t n, double pw,
                               int from_logits, double keep, double half, double lo,
                               double hi, int* bad) noexcept
+    double cyl_regression_sum_grad_f32(int kind, double param, const float* t,
+                                       const float* p, Py_ssize_t n, float* g) noexcept
+    double cyl_regression_sum_grad_f64(int kind, double param, const double* t,
+                                       const double* p, Py_ssize_t n, double* g) noexcept
+    double cyl_binary_sum_grad_f32(const float* t, const float* p, Py_ssize_t n, double pw,
+                                   int from_logits, double keep, double half, double lo,
+                                   double hi, int* bad, float* g) noexcept
+    double cyl_binary_sum_grad_f64(const double* t, const double* p, Py_ssize_t n,
+                                   double pw, int from_logits, double keep, double half,
+                                   double lo, double hi, int* bad, double* g) noexcept
 
     # _rows.h: one row of C classes read through a byte stride
     double cyl_unless(int cond, double v) noexcept            # v, or +0.0 where cond
@@ -71,6 +81,16 @@ cdef extern from "_rows.h" nogil:
     double cyl_row_soft_xent_f64(const double* y, Py_ssize_t ysb, const double* x,
                                  Py_ssize_t sb, Py_ssize_t C, double keep, double spread,
                                  double m, double lognorm, int* bad) noexcept
+    void cyl_row_logit_grad_f32(const float* x, Py_ssize_t sb, const float* y,
+                                Py_ssize_t ysb, Py_ssize_t C, int64_t label, const double* cw,
+                                double keep, double spread, double qsum, double m,
+                                double lognorm, double w, float* g, float* h,
+                                Py_ssize_t gsb) noexcept
+    void cyl_row_logit_grad_f64(const double* x, Py_ssize_t sb, const double* y,
+                                Py_ssize_t ysb, Py_ssize_t C, int64_t label, const double* cw,
+                                double keep, double spread, double qsum, double m,
+                                double lognorm, double w, double* g, double* h,
+                                Py_ssize_t gsb) noexcept
     double cyl_row_gap_f32(const float* x, Py_ssize_t sb, Py_ssize_t C, double m) noexcept
     double cyl_row_gap_f64(const double* x, Py_ssize_t sb, Py_ssize_t C, double m) noexcept
     double cyl_row_weighted_nls_f32(const float* x, Py_ssize_t sb, Py_ssize_t C,

@@ -41,7 +41,6 @@ from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport expm1
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
     cyl_binary,
@@ -55,6 +54,8 @@ from cyloss._kernels cimport (
     cyl_row_prob_soft_xent_f64, cyl_row_prob_nll_sum_f32, cyl_row_prob_nll_sum_f64,
     cyl_sparse_logits_rows8_f32, cyl_sparse_logits_rows8_f64,
     cyl_categorical_logits_rows8_f32, cyl_categorical_logits_rows8_f64,
+    cyl_row_logit_grad_f32, cyl_row_logit_grad_f64, cyl_regression_sum_grad_f32,
+    cyl_regression_sum_grad_f64, cyl_binary_sum_grad_f32, cyl_binary_sum_grad_f64,
     cyl_acc, cyl_acc_init, cyl_acc_add, cyl_acc_total, cyl_two_sum_add, cyl_unless,
 )
 
@@ -255,6 +256,15 @@ cdef void _regression_block(
             and ts0 == width * ts1 and ps0 == width * ps1):
         _set(blk, _regression_fast(kind, param, t, p, m, width), <double>m, m)
         return
+    if (write_grad and not write_hess and not has_weight and not write_out and width == 1
+            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
+        # Value and gradient in one vectorised pass (same bits as the loop below).
+        if floating is float:
+            l = cyl_regression_sum_grad_f32(kind, param, t, p, m, &grad[start, 0])
+        else:
+            l = cyl_regression_sum_grad_f64(kind, param, t, p, m, &grad[start, 0])
+        _set(blk, l, <double>m, m)
+        return
     cyl_acc_init(&acc)
     cyl_acc_init(&den)
     for i in range(m):
@@ -423,6 +433,20 @@ cdef void _binary_block(
     if (width == 1 and not has_weight and not write_out and not write_grad
             and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
         total = _binary_fast(t, p, m, pw0, from_logits, keep, half, lo, hi, &bad)
+        if bad:
+            _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
+        else:
+            _set(blk, total, <double>m, m)
+        return
+    if (width == 1 and write_grad and not write_hess and not has_weight and not write_out
+            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
+        # Value and gradient in one vectorised pass (same bits as the loop below).
+        if floating is float:
+            total = cyl_binary_sum_grad_f32(t, p, m, pw0, from_logits, keep, half, lo, hi,
+                                            &bad, &grad[start, 0])
+        else:
+            total = cyl_binary_sum_grad_f64(t, p, m, pw0, from_logits, keep, half, lo, hi,
+                                            &bad, &grad[start, 0])
         if bad:
             _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
         else:
@@ -634,17 +658,16 @@ cdef inline void _logit_grad_row(
     double qsum, double mx, double lognorm, double w, floating[:, :, :] grad,
     floating[:, :, :] hess, bint write_hess, Py_ssize_t a, Py_ssize_t c,
 ) noexcept nogil:
-    # d l / d x_k = p_k Q - cw_k q_k and d2 l / d x_k2 = Q p_k (1 - p_k), Q = sum_k cw_k q_k;
-    # 1 - p_k as -expm1(log p_k), exact also where p_k is near 1.
-    cdef Py_ssize_t k
-    cdef double logp, pk
-    for k in range(n_classes):
-        logp = -(cyl_unless(_at(xr, k * psb)[0] == mx, mx - _at(xr, k * psb)[0]) + lognorm)
-        pk = cyl_exp(logp)
-        grad[a, k, c] = <floating>(w * (pk * qsum - _target(yr, ysb, label, cw, keep,
-                                                             spread, k)))
-        if write_hess:
-            hess[a, k, c] = <floating>(w * (qsum * pk * -expm1(logp)))
+    # d l / d x_k = p_k Q - cw_k q_k and d2 l / d x_k2 = Q p_k (1 - p_k) (see _rows.h).
+    cdef floating* h = NULL
+    if write_hess:
+        h = &hess[a, 0, c]
+    if floating is float:
+        cyl_row_logit_grad_f32(xr, psb, yr, ysb, n_classes, label, cw, keep, spread, qsum,
+                               mx, lognorm, w, &grad[a, 0, c], h, grad.strides[1])
+    else:
+        cyl_row_logit_grad_f64(xr, psb, yr, ysb, n_classes, label, cw, keep, spread, qsum,
+                               mx, lognorm, w, &grad[a, 0, c], h, grad.strides[1])
 
 
 cdef inline void _prob_grad_row(

@@ -215,8 +215,56 @@ CYL_CLONES static double cyl_row_prob_nll_sum_##SUFFIX(                         
     return sum;                                                                          \
 }
 
+/* Row gradient of w sum_k cw_k q_k (-log softmax(x)_k):
+ *   g_k = w (p_k Q - cw_k q_k),   h_k = w Q p_k (1 - p_k)   (h may be NULL),
+ * p_k = exp(-((m - x_k) + lognorm)) as in the loss, 1 - p_k = -expm1(log p_k) (exact near
+ * p_k = 1), q_k = y_k keep + spread for a target row y, or spread + keep [k == label]
+ * when y is NULL; cw NULL means all 1. g and h are written through the byte stride gsb.
+ * The contiguous case (every stride the item size) is a separate, vectorised instance of
+ * the same arithmetic. */
+#define CYL_ROW_GRAD_LOOP(T, C, x, m, lognorm, QEXPR, TARGET)                           \
+    for (ptrdiff_t k = 0; k < (C); k++) {                                                \
+        double v = (double)(x)[k];                                                       \
+        double pk = cyl_exp(-(cyl_unless(v == (m), (m) - v) + (lognorm)));               \
+        double q = (QEXPR);                                                              \
+        g[k] = (T)(w * (pk * qsum - (TARGET)));                                          \
+    }
+
+#define CYL_DEFINE_ROW_GRAD(SUFFIX, T)                                                   \
+CYL_CLONES static void cyl_row_logit_grad_##SUFFIX(                                      \
+    const T *x, ptrdiff_t sb, const T *y, ptrdiff_t ysb, ptrdiff_t C, int64_t label,    \
+    const double *cw, double keep, double spread, double qsum, double m, double lognorm, \
+    double w, T *g, T *h, ptrdiff_t gsb)                                                 \
+{                                                                                        \
+    const ptrdiff_t it = (ptrdiff_t)sizeof(T);                                           \
+    if (sb == it && gsb == it && (y == NULL || ysb == it) && h == NULL) {                \
+        /* One loop per case: a NULL pointer tested inside the loop becomes a masked load \
+         * from it, which costs a fault-suppression assist per vector. */                \
+        if (y != NULL) {                                                                 \
+            CYL_ROW_GRAD_LOOP(T, C, x, m, lognorm, (double)y[k] * keep + spread, q);        \
+        } else if (cw != NULL) {                                                         \
+            CYL_ROW_GRAD_LOOP(T, C, x, m, lognorm, spread + (k == label ? keep : 0.0),      \
+                              q * cw[k]);                                                \
+        } else {                                                                         \
+            CYL_ROW_GRAD_LOOP(T, C, x, m, lognorm, spread + (k == label ? keep : 0.0), q);  \
+        }                                                                                \
+        return;                                                                          \
+    }                                                                                    \
+    for (ptrdiff_t k = 0; k < C; k++) {                                                  \
+        double v = CYL_AT(T, x, k, sb);                                                  \
+        double logp = -(cyl_unless(v == m, m - v) + lognorm), pk = cyl_exp(logp);        \
+        double q = y != NULL ? CYL_AT(T, y, k, ysb) * keep + spread                      \
+                             : spread + (k == label ? keep : 0.0);                       \
+        *(T *)((char *)g + k * gsb) = (T)(w * (pk * qsum - (cw != NULL ? q * cw[k] : q))); \
+        if (h != NULL)                                                                   \
+            *(T *)((char *)h + k * gsb) = (T)(w * (qsum * pk * -expm1(logp)));           \
+    }                                                                                    \
+}
+
 CYL_DEFINE_ROWS(f32, float)
 CYL_DEFINE_ROWS(f64, double)
+CYL_DEFINE_ROW_GRAD(f32, float)
+CYL_DEFINE_ROW_GRAD(f64, double)
 
 /* Sparse cross-entropy from logits over contiguous rows of few classes, eight rows at a
  * time (one row per vector lane), for the plain case: no smoothing, class weights,
