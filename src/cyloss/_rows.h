@@ -18,6 +18,7 @@
 #ifndef CYLOSS_ROWS_H
 #define CYLOSS_ROWS_H
 
+#include <string.h>
 #include "_fastpaths.h"
 
 #define CYL_AT(T, x, k, sb) (*(const T *)((const char *)(x) + (ptrdiff_t)(k) * (sb)))
@@ -61,6 +62,56 @@ CYL_INLINE double cyl_unless(int cond, double v)
 
 #define CYL_LANES_INIT(acc) double acc[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}
 
+/* The largest of C values read through byte stride sb, -inf if none; NaN is never the
+ * maximum (the comparison is false). The maximum does not depend on the order, so
+ * contiguous rows take it in their own precision (exact) with GCC/clang vector types, four
+ * 32-byte accumulators of the select a > b ? a : b (GCC keeps the scalar form a branch). */
+#if defined(__GNUC__)
+#define CYL_DEFINE_ROW_MAX(SUFFIX, T, IT)                                                \
+CYL_INLINE double cyl_row_max_##SUFFIX(const T *x, ptrdiff_t sb, ptrdiff_t C)            \
+{                                                                                        \
+    typedef T vt_ __attribute__((vector_size(32)));                                      \
+    typedef IT vi_ __attribute__((vector_size(32)));                                     \
+    enum { W_ = 32 / sizeof(T) };                                                        \
+    ptrdiff_t k = 0;                                                                     \
+    double m = -INFINITY;                                                                \
+    if (sb == (ptrdiff_t)sizeof(T) && C >= 4 * W_) {                                     \
+        vt_ a[4];                                                                        \
+        for (int r = 0; r < 4; r++)                                                      \
+            for (int j = 0; j < W_; j++)                                                 \
+                a[r][j] = -INFINITY;                                                     \
+        for (; k + 4 * W_ <= C; k += 4 * W_)                                             \
+            for (int r = 0; r < 4; r++) {                                                \
+                vt_ v;                                                                   \
+                memcpy(&v, x + k + r * W_, sizeof v);                                    \
+                vi_ gt = v > a[r];                                                       \
+                a[r] = (vt_)(((vi_)v & gt) | ((vi_)a[r] & ~gt));                         \
+            }                                                                            \
+        for (int r = 0; r < 4; r++)                                                      \
+            for (int j = 0; j < W_; j++)                                                 \
+                m = a[r][j] > m ? a[r][j] : m;                                           \
+    }                                                                                    \
+    for (; k < C; k++) {                                                                 \
+        double v = CYL_AT(T, x, k, sb);                                                  \
+        m = v > m ? v : m;                                                               \
+    }                                                                                    \
+    return m;                                                                            \
+}
+#else
+#define CYL_DEFINE_ROW_MAX(SUFFIX, T, IT)                                                \
+CYL_INLINE double cyl_row_max_##SUFFIX(const T *x, ptrdiff_t sb, ptrdiff_t C)            \
+{                                                                                        \
+    double m = -INFINITY;                                                                \
+    for (ptrdiff_t k = 0; k < C; k++) {                                                  \
+        double v = CYL_AT(T, x, k, sb);                                                  \
+        m = v > m ? v : m;                                                               \
+    }                                                                                    \
+    return m;                                                                            \
+}
+#endif
+CYL_DEFINE_ROW_MAX(f32, float, int32_t)
+CYL_DEFINE_ROW_MAX(f64, double, int64_t)
+
 /* Run the statements for K = 0 .. C-1 with lane L: K % 8 in the main part, 0 in the tail
  * (the pattern of CYL_LANE_SUM in _fastpaths.h), as an inner loop the compiler vectorises. */
 #define CYL_FOR_LANES(C, ...)                                                            \
@@ -85,13 +136,8 @@ CYL_CLONES static double cyl_row_logits_##SUFFIX(                               
     const T *x, ptrdiff_t sb, ptrdiff_t C, double *m_out)                                \
 {                                                                                        \
     double m = -INFINITY, total = 0.0, ties = 0.0;                                       \
+    m = cyl_row_max_##SUFFIX(x, sb, C);                                                  \
     CYL_STRIDED(T, sb,                                                                   \
-        double mx[CYL_LANES] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,              \
-                                -INFINITY, -INFINITY, -INFINITY, -INFINITY};             \
-        /* NaN is never the maximum: the comparison is false. */                         \
-        CYL_FOR_LANES(C, double v = CYL_AT(T, x, K, S_); mx[L] = v > mx[L] ? v : mx[L];); \
-        for (int l = 0; l < CYL_LANES; l++)                                              \
-            m = mx[l] > m ? mx[l] : m;                                                   \
         CYL_LANES_INIT(acc);                                                             \
         CYL_LANES_INIT(cnt);                                                             \
         CYL_FOR_LANES(C, double v = CYL_AT(T, x, K, S_);                                 \
