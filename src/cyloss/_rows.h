@@ -62,55 +62,58 @@ CYL_INLINE double cyl_unless(int cond, double v)
 
 #define CYL_LANES_INIT(acc) double acc[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}
 
-/* The largest of C values read through byte stride sb, -inf if none; NaN is never the
- * maximum (the comparison is false). The maximum does not depend on the order, so
- * contiguous rows take it in their own precision (exact) with GCC/clang vector types, four
- * 32-byte accumulators of the select a > b ? a : b (GCC keeps the scalar form a branch). */
+/* The largest (OP >, from -inf) or smallest (OP <, from +inf) of C values read through
+ * byte stride sb; NaN is never selected (the comparison is false). The result does not
+ * depend on the order, so contiguous rows take it in their own precision (exact) with
+ * GCC/clang vector types: four 32-byte accumulators of the select a OP b ? a : b, which
+ * GCC leaves a branch in scalar form. */
 #if defined(__GNUC__)
-#define CYL_DEFINE_ROW_MAX(SUFFIX, T, IT)                                                \
-CYL_INLINE double cyl_row_max_##SUFFIX(const T *x, ptrdiff_t sb, ptrdiff_t C)            \
+#define CYL_DEFINE_ROW_EXTREME(NAME, SUFFIX, T, IT, OP, START)                           \
+CYL_INLINE double NAME##_##SUFFIX(const T *x, ptrdiff_t sb, ptrdiff_t C)                 \
 {                                                                                        \
     typedef T vt_ __attribute__((vector_size(32)));                                      \
     typedef IT vi_ __attribute__((vector_size(32)));                                     \
     enum { W_ = 32 / sizeof(T) };                                                        \
     ptrdiff_t k = 0;                                                                     \
-    double m = -INFINITY;                                                                \
+    double m = (START);                                                                  \
     if (sb == (ptrdiff_t)sizeof(T) && C >= 4 * W_) {                                     \
         vt_ a[4];                                                                        \
         for (int r = 0; r < 4; r++)                                                      \
             for (int j = 0; j < W_; j++)                                                 \
-                a[r][j] = -INFINITY;                                                     \
+                a[r][j] = (T)(START);                                                    \
         for (; k + 4 * W_ <= C; k += 4 * W_)                                             \
             for (int r = 0; r < 4; r++) {                                                \
                 vt_ v;                                                                   \
                 memcpy(&v, x + k + r * W_, sizeof v);                                    \
-                vi_ gt = v > a[r];                                                       \
-                a[r] = (vt_)(((vi_)v & gt) | ((vi_)a[r] & ~gt));                         \
+                vi_ take = v OP a[r];                                                    \
+                a[r] = (vt_)(((vi_)v & take) | ((vi_)a[r] & ~take));                     \
             }                                                                            \
         for (int r = 0; r < 4; r++)                                                      \
             for (int j = 0; j < W_; j++)                                                 \
-                m = a[r][j] > m ? a[r][j] : m;                                           \
+                m = a[r][j] OP m ? a[r][j] : m;                                          \
     }                                                                                    \
     for (; k < C; k++) {                                                                 \
         double v = CYL_AT(T, x, k, sb);                                                  \
-        m = v > m ? v : m;                                                               \
+        m = v OP m ? v : m;                                                              \
     }                                                                                    \
     return m;                                                                            \
 }
 #else
-#define CYL_DEFINE_ROW_MAX(SUFFIX, T, IT)                                                \
-CYL_INLINE double cyl_row_max_##SUFFIX(const T *x, ptrdiff_t sb, ptrdiff_t C)            \
+#define CYL_DEFINE_ROW_EXTREME(NAME, SUFFIX, T, IT, OP, START)                           \
+CYL_INLINE double NAME##_##SUFFIX(const T *x, ptrdiff_t sb, ptrdiff_t C)                 \
 {                                                                                        \
-    double m = -INFINITY;                                                                \
+    double m = (START);                                                                  \
     for (ptrdiff_t k = 0; k < C; k++) {                                                  \
         double v = CYL_AT(T, x, k, sb);                                                  \
-        m = v > m ? v : m;                                                               \
+        m = v OP m ? v : m;                                                              \
     }                                                                                    \
     return m;                                                                            \
 }
 #endif
-CYL_DEFINE_ROW_MAX(f32, float, int32_t)
-CYL_DEFINE_ROW_MAX(f64, double, int64_t)
+CYL_DEFINE_ROW_EXTREME(cyl_row_max, f32, float, int32_t, >, -INFINITY)
+CYL_DEFINE_ROW_EXTREME(cyl_row_max, f64, double, int64_t, >, -INFINITY)
+CYL_DEFINE_ROW_EXTREME(cyl_row_min, f32, float, int32_t, <, INFINITY)
+CYL_DEFINE_ROW_EXTREME(cyl_row_min, f64, double, int64_t, <, INFINITY)
 
 /* Run the statements for K = 0 .. C-1 with lane L: K % 8 in the main part, 0 in the tail
  * (the pattern of CYL_LANE_SUM in _fastpaths.h), as an inner loop the compiler vectorises. */
@@ -159,18 +162,17 @@ CYL_CLONES static double cyl_row_soft_xent_##SUFFIX(                            
     double spread, double m, double lognorm, int *bad)                                   \
 {                                                                                        \
     double total = 0.0;                                                                  \
-    int flag = 0;                                                                        \
     CYL_STRIDED2(T, sb, ysb,                                                             \
         CYL_LANES_INIT(acc);                                                             \
         CYL_FOR_LANES(C,                                                                 \
             double yv = CYL_AT(T, y, K, YS_);                                            \
             double v = CYL_AT(T, x, K, S_);                                              \
             double nls = cyl_unless(v == m, m - v) + lognorm;                            \
-            flag |= (yv < 0.0) | (yv > 1.0);                                             \
             acc[L] += cyl_term(yv * keep + spread, nls););                               \
         total = cyl_lanes_total(acc);                                                    \
     );                                                                                   \
-    *bad = flag;                                                                         \
+    /* Checked apart: an OR of comparisons in the loop keeps GCC from vectorising it. */  \
+    *bad = cyl_row_min_##SUFFIX(y, ysb, C) < 0.0 || cyl_row_max_##SUFFIX(y, ysb, C) > 1.0; \
     return total;                                                                        \
 }                                                                                        \
                                                                                          \
@@ -209,13 +211,12 @@ CYL_CLONES static double cyl_row_total_##SUFFIX(                                
     const T *x, ptrdiff_t sb, ptrdiff_t C, int *negative)                                \
 {                                                                                        \
     double total = 0.0;                                                                  \
-    int flag = 0;                                                                        \
     CYL_STRIDED(T, sb,                                                                   \
         CYL_LANES_INIT(acc);                                                             \
-        CYL_FOR_LANES(C, double v = CYL_AT(T, x, K, S_); flag |= v < 0.0; acc[L] += v;); \
+        CYL_FOR_LANES(C, acc[L] += (double)CYL_AT(T, x, K, S_););                        \
         total = cyl_lanes_total(acc);                                                    \
     );                                                                                   \
-    *negative = flag;                                                                    \
+    *negative = cyl_row_min_##SUFFIX(x, sb, C) < 0.0;                                    \
     return total;                                                                        \
 }                                                                                        \
                                                                                          \
