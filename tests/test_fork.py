@@ -1,5 +1,11 @@
-"""A child forked after the parent ran OpenMP loops must not hang (libgomp is not
-fork-safe): cyloss runs serially there, with the same results."""
+"""Child processes after the parent ran OpenMP loops.
+
+A child forked after the parent ran a parallel region must not hang (GNU libgomp is not
+fork-safe): cyloss runs serially there, with the same results. ``spawn`` and
+``forkserver`` children start a fresh interpreter and must give the same results too.
+Every loss, gradient and accumulator of concurrency_cases is compared bitwise, and a
+hang fails the test after a timeout instead of hanging the run.
+"""
 
 import multiprocessing as mp
 import warnings
@@ -9,45 +15,43 @@ import pytest
 
 import cyloss
 from cyloss import _openmp
+from concurrency_cases import digest, make_tasks, run_tasks
 
-pytestmark = pytest.mark.skipif(
-    "fork" not in mp.get_all_start_methods(), reason="no fork() on this platform"
-)
-
-
-def _child(queue, labels, logits):
-    queue.put((
-        _openmp.in_forked_child(),
-        cyloss.sparse_categorical_crossentropy(labels, logits, from_logits=True, n_threads=2),
-        cyloss.mse(logits, logits * 0.5, n_threads=-1),
-    ))
+SEED = 4
+TIMEOUT_S = 120
 
 
-def test_forked_child_runs_serially_and_gives_the_parent_result():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(4000, 50))
-    labels = rng.integers(0, 50, size=4000)
-    # The parent uses a thread team first: this is what leaves libgomp's pool behind.
-    expected = (
-        cyloss.sparse_categorical_crossentropy(labels, logits, from_logits=True, n_threads=2),
-        cyloss.mse(logits, logits * 0.5, n_threads=-1),
-    )
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
+@pytest.fixture(scope="module")
+def serial():
+    tasks = make_tasks(SEED)
+    return tasks, [digest(task.run()) for task in tasks]
+
+
+def _use_an_openmp_team():
+    # What leaves libgomp's pool behind in the parent.
+    x = np.random.default_rng(0).normal(size=(4000, 50))
+    cyloss.sparse_categorical_crossentropy(np.arange(4000) % 50, x, from_logits=True,
+                                           n_threads=2)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_child_process_gives_the_parent_results(method, serial, record_property):
+    if method not in mp.get_all_start_methods():
+        pytest.skip(f"no {method} start method on this platform")
+    _use_an_openmp_team()
+    ctx = mp.get_context(method)
     with warnings.catch_warnings():
         # Python >= 3.12 warns that fork() in a multi-threaded process may deadlock:
         # that is exactly the case under test.
         warnings.simplefilter("ignore", DeprecationWarning)
-        proc = ctx.Process(target=_child, args=(queue, labels, logits))
-        proc.start()
-    proc.join(60)
-    hung = proc.is_alive()
-    if hung:
-        proc.kill()
-        proc.join()
-    assert not hung, "forked child hung in an OpenMP region"
-    assert proc.exitcode == 0
-    forked, *values = queue.get(timeout=10)
-    assert forked is True
-    assert tuple(values) == expected
+        with ctx.Pool(1) as pool:
+            try:
+                forked, digests = pool.apply_async(run_tasks, (SEED,)).get(TIMEOUT_S)
+            except mp.TimeoutError:
+                pytest.fail(f"{method} child hung (no result in {TIMEOUT_S} s)")
+    assert forked is (method == "fork")
+    tasks, expected = serial
+    record_property("compared_results", len(digests))
+    mismatched = [str(t) for t, got, want in zip(tasks, digests, expected) if got != want]
+    assert len(digests) == len(expected) and not mismatched, mismatched
     assert _openmp.in_forked_child() is False
