@@ -185,7 +185,11 @@ def compute_dtype(y_pred):
 
 
 def _cast(arr, dtype):
-    return arr.astype(dtype, copy=False)
+    arr = arr.astype(dtype, copy=False)
+    # The loops read through double*/float*/int64_t*, which C requires to be aligned; a
+    # buffer at an odd offset (np.frombuffer, a packed record field, an unpickled dask
+    # chunk) is copied.
+    return arr if arr.flags.aligned else arr.copy()
 
 
 class Prepared(NamedTuple):
@@ -227,7 +231,8 @@ def elementwise(y_true, y_pred):
     """Regression and binary: same shape, per-sample loss = mean over the last axis."""
     if (type(y_true) is np.ndarray and type(y_pred) is np.ndarray
             and y_true.shape == y_pred.shape and y_true.dtype == y_pred.dtype
-            and y_pred.dtype in _FAST_DTYPES and y_pred.ndim in (1, 2)):
+            and y_pred.dtype in _FAST_DTYPES and y_pred.ndim in (1, 2)
+            and y_true.flags.aligned and y_pred.flags.aligned):
         # The common case (two float arrays of one shape), in a few hundred nanoseconds:
         # the rest of the checks below cannot fire for it.
         yt, yp = y_true, y_pred
@@ -324,7 +329,7 @@ def _labels(yt, sample_shape, n_classes):
                 f"y_true label {int(yt.reshape(-1)[i])} at index {idx} is outside "
                 f"[0, {n_classes})"
             )
-    return yt.astype(np.int64, copy=False).reshape(-1)
+    return _cast(yt, np.int64).reshape(-1)
 
 
 def sparse(y_true, y_pred, axis):
@@ -368,7 +373,7 @@ def sample_weights(sample_weight, sample_shape, n):
             f"sample_weight of shape {original} cannot be broadcast to the per-sample "
             f"loss shape {sample_shape}"
         ) from None
-    return w.astype(np.float64, copy=False).reshape(n), True
+    return _cast(w, np.float64).reshape(n), True
 
 
 def class_weights(class_weight, n_classes):
@@ -409,8 +414,9 @@ def grad_buffer(grad_out, prep, name="grad_out"):
                 f"{name} must have y_pred's shape {prep.pred_shape} and the compute dtype "
                 f"{prep.dtype}; got shape {grad_out.shape} and dtype {grad_out.dtype}"
             )
-        if not grad_out.flags.c_contiguous or not grad_out.flags.writeable:
-            raise ValueError(f"{name} must be a writeable C-contiguous array")
+        if not (grad_out.flags.c_contiguous and grad_out.flags.writeable
+                and grad_out.flags.aligned):
+            raise ValueError(f"{name} must be a writeable, aligned C-contiguous array")
         grad = grad_out
     return grad, grad.reshape(prep.y_pred.shape)
 
