@@ -137,7 +137,10 @@ def extensions():
         "boundscheck": debug,
         "wraparound": debug,
         "cdivision": True,
-        "initializedcheck": debug,
+        # Off even when debugging: the loops pass an optional memoryview (weights, loss
+        # or gradient buffer) unacquired when its flag says it is unused, which this
+        # check would reject at the call, before the flag is read.
+        "initializedcheck": False,
         "nonecheck": False,
         "embedsignature": True,
         "freethreading_compatible": True,
