@@ -185,7 +185,11 @@ def compute_dtype(y_pred):
 
 
 def _cast(arr, dtype):
-    arr = arr.astype(dtype, copy=False)
+    if arr.dtype != dtype:
+        # A float64 y_true beyond float32's range becomes inf, as float32 arithmetic
+        # would make it; NumPy's cast also warns, which -W error turns into an exception.
+        with np.errstate(over="ignore"):
+            arr = arr.astype(dtype)
     # The loops read through double*/float*/int64_t*, which C requires to be aligned; a
     # buffer at an odd offset (np.frombuffer, a packed record field, an unpickled dask
     # chunk) is copied.
