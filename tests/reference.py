@@ -8,10 +8,14 @@ same misreading of the SPEC twice.
 Layers:
 - ``_term(coef, value)``: ``coef * value`` where a zero coefficient contributes 0,
   even against an infinite value (SPEC: "a term whose coefficient is 0 contributes
-  0, even against -inf").
+  0, even against -inf"), but not against NaN (SPEC section 5: NaN propagates).
 - per-sample losses, one function per loss, same keyword options as cyloss;
 - ``reduce_losses``: the four reductions of SPEC section 3, sums by ``math.fsum``
-  (exactly rounded), so the reference is at least as accurate as what it checks.
+  (exactly rounded), so the reference is at least as accurate as what it checks;
+  non-finite terms follow IEEE (a NaN, or +inf with -inf, gives NaN).
+
+Every function accepts hostile values (NaN, infinities, 1e300, empty axes) without a
+NumPy warning of its own; callers that want quiet arithmetic wrap it in ``np.errstate``.
 """
 
 from __future__ import annotations
@@ -53,11 +57,11 @@ def _f64(a) -> np.ndarray:
 
 
 def _term(coef, value) -> np.ndarray:
-    """``coef * value`` with ``0 * (+-inf) := 0`` (and 0 * anything := 0)."""
+    """``coef * value`` with ``0 * (+-inf) := 0``; ``0 * NaN`` stays NaN."""
     coef, value = np.broadcast_arrays(_f64(coef), _f64(value))
     with np.errstate(invalid="ignore", over="ignore"):
         product = coef * value
-    return np.where(coef == 0.0, 0.0, product)
+    return np.where((coef == 0.0) & ~np.isnan(value), 0.0, product)
 
 
 def softplus(x) -> np.ndarray:
@@ -74,8 +78,14 @@ def log_softmax(x, axis: int = -1) -> np.ndarray:
     ``log p_c = (x_c - m) - log(sum_j e^(x_j - m))`` with ``m`` the row max; the sum is
     ``1 + sum_{j != argmax} e^(x_j - m)``, so it is taken as ``log1p`` of the rest: a
     confident row [20, 0] gives ``-log1p(e^-20)`` to full relative precision.
+
+    A row with ``t`` logits at ``+inf`` (and no NaN) gives the limit (README):
+    ``log p = -log t`` at those and ``-inf`` elsewhere. A row holding NaN, or only
+    ``-inf``, gives NaN.
     """
     x = np.moveaxis(_f64(x), axis, -1)
+    if x.shape[-1] == 0:  # no classes: nothing to normalise (no rows either, or an error)
+        return np.moveaxis(x.copy(), -1, axis)
     with np.errstate(invalid="ignore", over="ignore"):
         k = np.argmax(x, axis=-1)[..., None]
         m = np.take_along_axis(x, k, axis=-1)
@@ -84,6 +94,10 @@ def log_softmax(x, axis: int = -1) -> np.ndarray:
         np.put_along_axis(e, k, 0.0, axis=-1)  # leave the max's own 1 out
         rest = e.sum(axis=-1, keepdims=True)
         out = shifted - np.log1p(rest)
+        top = np.isposinf(x)
+        t = top.sum(axis=-1, keepdims=True)
+        limit = np.where(top, -np.log(np.maximum(t, 1)), -np.inf)
+        out = np.where((t > 0) & ~np.isnan(x).any(axis=-1, keepdims=True), limit, out)
     return np.moveaxis(out, -1, axis)
 
 
@@ -109,9 +123,11 @@ def _same_shape(y_true, y_pred):
 
 
 def _mean_last_axis(elementwise: np.ndarray) -> np.ndarray:
-    """1-D: n samples of one output each; 2 or more axes: mean over the last axis."""
+    """1-D: n samples of one output each; 2 or more axes: mean over the last axis (an
+    empty last axis gives 0/0 = NaN, as a mean of nothing)."""
     if elementwise.ndim >= 2:
-        return elementwise.mean(axis=-1)
+        with np.errstate(invalid="ignore"):
+            return elementwise.sum(axis=-1) / elementwise.shape[-1]
     return elementwise
 
 
@@ -131,10 +147,26 @@ def _broadcast_sample_weight(sample_weight, shape) -> np.ndarray:
     if sample_weight is None:
         return np.ones(shape)
     w = _f64(sample_weight)
+    shape = tuple(shape)
     # Keras's (n, 1) against (n,): a trailing axis of 1 is squeezed first.
     if w.ndim == len(shape) + 1 and w.shape[-1] == 1:
         w = w[..., 0]
+    # Keras's weight per batch entry: (n,) against (n, m) weights every loss of entry i.
+    elif 0 < w.ndim < len(shape) and w.shape == shape[: w.ndim]:
+        w = w.reshape(w.shape + (1,) * (len(shape) - w.ndim))
     return np.broadcast_to(w, shape)
+
+
+def _sum(values) -> float:
+    """``math.fsum`` (exactly rounded) of finite terms; IEEE's result otherwise (NaN for
+    a NaN or for +inf with -inf, else the infinity). An exact sum beyond the float64 range
+    raises OverflowError: a float64 sum of the same terms may then be finite or not,
+    depending on the order of addition."""
+    values = _f64(values).ravel()
+    if np.isfinite(values).all():
+        return math.fsum(values.tolist())
+    with np.errstate(invalid="ignore", over="ignore"):
+        return float(np.sum(values[~np.isfinite(values)]))
 
 
 def reduce_losses(losses, sample_weight=None, reduction="mean", *, v=None, counted=None):
@@ -151,17 +183,18 @@ def reduce_losses(losses, sample_weight=None, reduction="mean", *, v=None, count
     w = _broadcast_sample_weight(sample_weight, shape)
     counted = np.ones(shape, bool) if counted is None else np.asarray(counted, bool)
     v = np.ones(shape) if v is None else np.broadcast_to(_f64(v), shape)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         weighted = np.where(counted, w * losses, 0.0)
+        weighted_v = w * v
     if reduction == "none":
         return weighted
-    numerator = math.fsum(weighted[counted].ravel().tolist())
+    numerator = _sum(weighted[counted])
     if reduction == "sum":
         return float(numerator)
     if reduction == "mean":
         denominator = float(np.count_nonzero(counted))
     else:  # weighted_mean
-        denominator = math.fsum((w * v)[counted].ravel().tolist())
+        denominator = _sum(weighted_v[counted])
     if denominator == 0.0:
         return 0.0
     return float(numerator / denominator)
@@ -188,7 +221,8 @@ def categorical_crossentropy(
         raise ValueError("reference: categorical shapes differ")
     n_classes = x.shape[-1]
     if label_smoothing:
-        y = y * (1.0 - label_smoothing) + label_smoothing / n_classes
+        # max(C, 1): with no classes there are no samples either (or an error)
+        y = y * (1.0 - label_smoothing) + label_smoothing / max(n_classes, 1)
     log_p = log_softmax(x) if from_logits else _log_probabilities(x, epsilon)
     losses = _term(y, -log_p).sum(axis=-1)
     return reduce_losses(losses, sample_weight, reduction)
@@ -230,12 +264,17 @@ def sparse_categorical_crossentropy(
         raise ValueError("reference: label out of range")
     cw = np.ones(n_classes) if class_weight is None else _f64(class_weight)
 
-    q = np.zeros(x.shape)
-    np.put_along_axis(q, safe[..., None], 1.0, axis=-1)
-    if label_smoothing:
-        q = q * (1.0 - label_smoothing) + label_smoothing / n_classes
     log_p = log_softmax(x) if from_logits else _log_probabilities(x, epsilon)
-    losses = _term(cw * q, -log_p).sum(axis=-1)
+    if label_smoothing:
+        q = np.zeros(x.shape)
+        np.put_along_axis(q, safe[..., None], 1.0, axis=-1)
+        q = q * (1.0 - label_smoothing) + label_smoothing / max(n_classes, 1)
+        losses = _term(cw * q, -log_p).sum(axis=-1)
+    else:
+        # SPEC: -log p_label, one term: the other classes are not part of the loss (a
+        # NaN that renormalisation puts at another class, inf / inf, does not reach it).
+        log_p_label = np.take_along_axis(log_p, safe[..., None], axis=-1)[..., 0]
+        losses = _term(cw[safe], -log_p_label)
     losses = np.where(ignored, 0.0, losses)
     return reduce_losses(
         losses, sample_weight, reduction, v=cw[safe], counted=~ignored
@@ -257,7 +296,10 @@ def binary_crossentropy(
     y, x = _same_shape(y_true, y_pred)
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + label_smoothing / 2.0
-    pw = 1.0 if pos_weight is None else _f64(pos_weight)
+    # pos_weight broadcasts along the last axis only: a scalar, (1,) or (K,) (or (1, K)).
+    pw = 1.0 if pos_weight is None else _f64(pos_weight).reshape(-1)
+    if np.size(pw) == 1:
+        pw = float(np.reshape(pw, ()))
     if from_logits:
         # -log sigmoid(x) = softplus(-x);  -log(1 - sigmoid(x)) = softplus(x)
         neg_log_p, neg_log_1mp = softplus(-x), softplus(x)
