@@ -130,13 +130,18 @@ def layout(loss, y_true_shape, y_true_dtype, y_pred_shape, y_pred_dtype,
     lay = Layout(kind, shape, s, s[0] if s else 1, dtype, class_axis, reduced_axis,
                  y_pred_axis, y_true_axis, w_shape, w_axis)
     # The options that depend on shapes (class_weight's length, pos_weight's width) are
-    # checked by the function itself, on a ghost call with no samples.
+    # checked by the function itself, on a ghost call with no samples: a slice of none,
+    # or for a single sample (no per-sample axis) a new leading axis of length 0, ahead
+    # of y_pred's only axis when it is the class axis.
+    yt_dtype = np.int64 if kind == "sparse" else dtype
+    options["reduction"] = V.PARTIAL
     if s:
-        yt_dtype = np.int64 if kind == "sparse" else dtype
-        options["reduction"] = V.PARTIAL
-        type(loss)._function(
-            take(ghost(y_true_shape, yt_dtype), y_true_axis, 0, 0),
-            take(ghost(y_pred_shape, dtype), y_pred_axis, 0, 0),
-            **options,
-        )
+        yt = take(ghost(y_true_shape, yt_dtype), y_true_axis, 0, 0)
+        yp = take(ghost(y_pred_shape, dtype), y_pred_axis, 0, 0)
+    else:
+        yt = ghost((0,) + y_true_shape, yt_dtype)
+        yp = ghost((0,) + y_pred_shape, dtype)
+        if kind != "elementwise":
+            options["axis"] = -1
+    type(loss)._function(yt, yp, **options)
     return lay
