@@ -708,6 +708,24 @@ def test_float32_computation_of_a_float64_target_beyond_its_range_is_quiet():
         cyloss.binary_crossentropy(np.array([1e300, 1.0]), y_pred / 2)
 
 
+@pytest.mark.parametrize("loss, y_true, y_pred, flag", [
+    ("sparse_categorical_crossentropy", np.array(1), np.array([0.2, 0.3, 0.5]),
+     ["--class-weight", "1,2"]),
+    ("binary_crossentropy", np.array(1.0), np.array(0.3), ["--pos-weight", "1,2"]),
+])
+def test_eval_refuses_a_bad_option_as_an_argument_error_for_a_single_sample(
+        loss, y_true, y_pred, flag, eval_dir):
+    # One sample has no axis to cut an empty chunk from; the option is still an argument
+    # error (exit status 2), as for any other shape, not a data error (1).
+    paths = [os.path.join(eval_dir, name) for name in ("one_true.npy", "one_pred.npy")]
+    np.save(paths[0], y_true)
+    np.save(paths[1], y_pred)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        status = cli_main(["eval", loss, "--y-true", paths[0], "--y-pred", paths[1], *flag])
+    assert status == 2 and flag[0][2:].replace("-", "_") in err.getvalue(), err.getvalue()
+
+
 @pytest.mark.xfail(strict=True, reason="weighted_mean gradient scaled by 1 / sum(w) after "
                    "the weights: overflows for tiny weights (see _grad_scale_out_of_range)")
 @pytest.mark.parametrize("dtype, weight", [(np.float32, 1e-40), (np.float64, 1e-320)])
