@@ -159,14 +159,19 @@ def _broadcast_sample_weight(sample_weight, shape) -> np.ndarray:
 
 def _sum(values) -> float:
     """``math.fsum`` (exactly rounded) of finite terms; IEEE's result otherwise (NaN for
-    a NaN or for +inf with -inf, else the infinity). An exact sum beyond the float64 range
-    raises OverflowError: a float64 sum of the same terms may then be finite or not,
-    depending on the order of addition."""
+    a NaN or for +inf with -inf, else the infinity). A sum that overflows is +-inf when
+    its terms have one sign; with both signs it raises OverflowError, since a float64
+    sum of those terms may then be finite or not, depending on the order of addition."""
     values = _f64(values).ravel()
-    if np.isfinite(values).all():
+    if not np.isfinite(values).all():
+        with np.errstate(invalid="ignore", over="ignore"):
+            return float(np.sum(values[~np.isfinite(values)]))
+    try:
         return math.fsum(values.tolist())
-    with np.errstate(invalid="ignore", over="ignore"):
-        return float(np.sum(values[~np.isfinite(values)]))
+    except OverflowError:
+        if (values >= 0).all() or (values <= 0).all():
+            return math.inf if (values >= 0).all() else -math.inf
+        raise
 
 
 def reduce_losses(losses, sample_weight=None, reduction="mean", *, v=None, counted=None):
