@@ -19,6 +19,8 @@ denominator gives ``0.0``. Reduced results are Python floats summed in float64 i
 fixed block order, so they are bitwise identical for every ``n_threads``.
 """
 
+import math
+
 import numpy as np
 
 from cyloss import _loops
@@ -69,13 +71,19 @@ def reduce_sums(num, den, count, reduction):
 
 
 def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
-            grad=None, grad_view=None, hess=None, hess_view=None):
+            grad=None, grad_view=None, hess=None, hess_view=None, wexp=0):
     """The loop's result as the caller's value, or ``(value, grad)`` when a gradient was
     requested (``grad`` the array returned, ``grad_view`` its loop-layout view), or
     ``(value, grad, hess)`` with the Hessian diagonal."""
     num, den, count, err, err_i, err_k = result
     if err:
         V.raise_data_error(err, err_i, err_k, prep, loss_name, ignore_index)
+    scaled_den = den
+    if wexp:
+        with np.errstate(over="ignore", under="ignore"):
+            num, den = float(np.ldexp(num, wexp)), float(np.ldexp(den, wexp))
+            if loss_out is not None:
+                np.ldexp(loss_out, wexp, out=loss_out)
     if reduction == "none":
         value = loss_out.reshape(prep.sample_shape)
     elif reduction is V.PARTIAL:
@@ -84,11 +92,11 @@ def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
         value = reduce_sums(num, den, count, reduction)
     if grad is None:
         return value
-    scale = _grad_scale(result, reduction)
-    _scale(grad_view, scale)
+    divisor, exponent = _grad_divisor(scaled_den, count, reduction, wexp)
+    _scale(grad_view, divisor, exponent)
     if hess is None:
         return value, grad
-    _scale(hess_view, scale)
+    _scale(hess_view, divisor, exponent)
     return value, grad, hess
 
 
@@ -97,21 +105,47 @@ def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
 _GRAD = object()
 
 
-def _grad_scale(result, reduction):
-    """The reduction's factor on the loop's per-element derivatives of sum_i w_i l_i."""
-    den, count = result[1], result[2]
+def _grad_divisor(scaled_den, count, reduction, wexp):
+    """(d, e): the loop's per-element derivatives of sum_i w_i l_i, computed with weights
+    scaled by 2**-wexp, become the gradient of the reduction as (g / d) * 2**e."""
     if reduction == "mean":
-        return 1.0 / count if count else 0.0
+        return float(count), wexp
     if reduction == "weighted_mean":
-        return 1.0 / den if den != 0.0 else 0.0
-    return 1.0
+        return scaled_den, 0
+    return 1.0, wexp
 
 
-def _scale(view, scale):
-    if scale == 0.0:
+def _scale(view, divisor, exponent=0):
+    """view = view / divisor * 2**exponent (a zero divisor gives zeros, as the value's
+    0 / 0 := 0)."""
+    if divisor == 0.0:
         view[...] = 0
-    elif scale != 1.0:
-        view *= scale
+        return
+    if 1e-37 < abs(divisor) < 1e37:
+        if divisor != 1.0:
+            view *= 1.0 / divisor
+    else:  # a reciprocal out of float32's range: divide in double
+        with np.errstate(over="ignore", under="ignore"):
+            np.divide(view, divisor, out=view, dtype=np.float64, casting="unsafe")
+    if exponent:
+        with np.errstate(over="ignore", under="ignore"):
+            np.ldexp(view, exponent, out=view)
+
+
+def _scaled_weights(weight, has_weight):
+    """Sample weights for a loop, and the exponent k they were scaled by.
+
+    Weights far from 1 (beyond 2**+-60) are scaled by 2**-k first, which is exact, so that
+    neither the products w_i l_i nor the gradient's w_i dl_i/dp (rounded to the compute
+    dtype before the reduction's 1 / den) overflow or lose digits to subnormals; every sum
+    the loop returns is then 2**-k times the exact one, and _finish takes it back."""
+    if not has_weight or weight.size == 0:
+        return weight, 0
+    top = float(np.max(np.abs(weight)))
+    if not np.isfinite(top) or top == 0.0 or 2.0**-60 <= top <= 2.0**60:
+        return weight, 0
+    k = int(np.frexp(top)[1])
+    return np.ldexp(weight, -k), k
 
 
 def _buffers(grad_request, hess_request, prep):
@@ -134,6 +168,7 @@ def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_thread
     n_threads = V.check_n_threads(n_threads)
     prep = V.elementwise(y_true, y_pred)
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, wexp = _scaled_weights(weight, has_weight)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
     result = _loops.regression(
@@ -142,7 +177,7 @@ def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_thread
         hess_view,
     )
     return _finish(result, reduction, loss_out, prep, "regression", grad=grad,
-                   grad_view=grad_view, hess=hess, hess_view=hess_view)
+                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
 
 
 # --- functions ----------------------------------------------------------------------------
@@ -160,8 +195,9 @@ def categorical_crossentropy(
     ``[epsilon, 1 - epsilon]`` (in double for every dtype). From logits:
     ``l = sum_c y_c (logsumexp(x) - x_c)`` with the row maximum subtracted first and a
     zero target contributing 0 even against a ``-inf`` logit. A row whose only
-    ``+inf`` logit is the target gives 0; several ``+inf`` logits give NaN, as in
-    PyTorch and Keras.
+    ``+inf`` logit is the target gives 0; with ``t`` logits at ``+inf`` the classes among
+    them get ``log t`` (the limit) and the others ``inf``, where PyTorch and Keras give
+    NaN.
 
     Parameters
     ----------
@@ -219,6 +255,7 @@ def _categorical(y_true, y_pred, from_logits, label_smoothing, axis, sample_weig
     epsilon = V.check_epsilon(epsilon)
     prep = V.categorical(y_true, y_pred, V.check_axis(axis))
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, wexp = _scaled_weights(weight, has_weight)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
@@ -229,7 +266,7 @@ def _categorical(y_true, y_pred, from_logits, label_smoothing, axis, sample_weig
     )
     return _finish(result, reduction, loss_out, prep, "categorical_crossentropy",
                    grad=grad, grad_view=grad_view,
-                   hess=hess, hess_view=hess_view)
+                   hess=hess, hess_view=hess_view, wexp=wexp)
 
 
 def sparse_categorical_crossentropy(
@@ -307,6 +344,7 @@ def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label
     prep = V.sparse(y_true, y_pred, V.check_axis(axis))
     cw, has_cw = V.class_weights(class_weight, prep.y_pred.shape[1])
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, wexp = _scaled_weights(weight, has_weight)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
@@ -319,7 +357,7 @@ def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label
     )
     return _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
                    ignore_index, grad=grad, grad_view=grad_view,
-                   hess=hess, hess_view=hess_view)
+                   hess=hess, hess_view=hess_view, wexp=wexp)
 
 
 def binary_crossentropy(
@@ -385,6 +423,7 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
     prep = V.elementwise(y_true, y_pred)
     pw = V.pos_weights(pos_weight, prep.y_pred.shape[1])
     weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, wexp = _scaled_weights(weight, has_weight)
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
@@ -394,7 +433,7 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
         hess_view,
     )
     return _finish(result, reduction, loss_out, prep, "binary_crossentropy", grad=grad,
-                   grad_view=grad_view, hess=hess, hess_view=hess_view)
+                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
 
 
 def mean_absolute_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
