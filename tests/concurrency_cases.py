@@ -15,24 +15,11 @@ import numpy as np
 import cyloss
 import streaming_cases as sc
 
-# Gradients from probabilities (from_logits=False) of these two losses raise
-# NotImplementedError for now. This is the only place that knows it: delete the entry
-# (or the whole constant) once those gradients land.
-NO_GRADIENT_FROM_PROBABILITIES = frozenset(
-    {"categorical_crossentropy", "sparse_categorical_crossentropy"}
-)
-
 OPERATIONS = ("call", "value_and_grad", "grad", "accumulate")
 N_THREADS = (None, 1, 2)
 # Elements per y_pred: tiny, small, and above _openmp.SERIAL_BELOW, so that n_threads=None
 # starts an OpenMP team inside a Python thread.
 SIZES = (20, 3_000, 70_000)
-
-
-def has_gradient(case):
-    return case.options.get("from_logits", False) or (
-        case.loss not in NO_GRADIENT_FROM_PROBABILITIES
-    )
 
 
 @dataclass
@@ -92,8 +79,6 @@ def make_tasks(seed=0):
     rng = np.random.default_rng(seed)
     tasks = []
     for case, operation, n_threads in itertools.product(sc.CASES, OPERATIONS, N_THREADS):
-        if operation in ("value_and_grad", "grad") and not has_gradient(case):
-            continue
         n = max(1, int(rng.choice(SIZES)) // int(np.prod(case.tail, dtype=int)))
         dtype = np.float32 if rng.random() < 0.25 else np.float64
         y, p = sc.make_inputs(case, n, rng, dtype)
