@@ -555,8 +555,8 @@ class Loss:
         ``reduction="none"``, the derivative of the sum of the returned array), as
         ``torch.autograd`` gives for the same expression. Kinks follow PyTorch: MAE's
         derivative is 0 at zero error; Huber's and smooth L1's are continuous; clipped
-        probabilities get 0. ``grad_out`` (a writeable C-contiguous array of that shape
-        and dtype) receives the gradient instead of a new array.
+        probabilities get 0. ``grad_out`` (a writeable, aligned C-contiguous array of that
+        shape and dtype) receives the gradient instead of a new array.
 
         Returns
         -------
@@ -599,7 +599,7 @@ class Loss:
 
         The cross-entropies need ``from_logits=True`` (Newton steps on probabilities are
         not what any booster does); a ``ValueError`` says so otherwise. ``grad_out`` and
-        ``hess_out`` (writeable C-contiguous arrays of that shape and dtype, not
+        ``hess_out`` (writeable, aligned C-contiguous arrays of that shape and dtype, not
         overlapping) receive the results instead of new arrays.
 
         Returns
