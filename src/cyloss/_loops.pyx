@@ -27,9 +27,12 @@ Determinism: the samples are cut into blocks whose size depends only on the inpu
 shape, never on the thread count. Each block sums serially in float64 into its own slot;
 the slots are then added in block order on one thread. So the result is bitwise the same
 for any ``n_threads``, and the only allocation is the slot array (at most ``MAX_BLOCKS``
-entries, ~200 KiB), whatever the input size. Blocks are handed out dynamically: which
-thread computes a block does not matter, and a thread that another process delays then
-holds up only the block it is on.
+entries, ~200 KiB), whatever the input size. Blocks are handed out by OpenMP's guided
+schedule: which thread computes a block does not matter; each thread first takes long
+runs of consecutive blocks (one stream for the hardware prefetcher: with single blocks
+handed out in turn, two threads read a 40 MB input at 60% of the bandwidth they reach
+this way), then ever shorter ones, so that a thread that another process delays holds up
+only a short run at the end.
 
 Data checks (labels in range, probabilities in [0, 1], ...) happen in the same pass: a
 block stops at its first invalid datum and records it; since blocks are in sample order,
@@ -341,7 +344,7 @@ def regression(
                                       write_hess,
                                       b * size, min(n, (b + 1) * size), &blocks[b])
         else:
-            for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
                 _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
                                   out_view, write_out, g_view, write_grad, h_view,
                                   write_hess,
@@ -533,7 +536,7 @@ def binary(
                                   write_grad, h_view, write_hess,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         else:
-            for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
                 _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
                               smoothing, lo, hi, out_view, write_out, g_view, write_grad,
                               h_view, write_hess,
@@ -830,7 +833,7 @@ def categorical(
                                        h_view, write_hess,
                                        b * size, min(n, (b + 1) * size), &blocks[b])
         else:
-            for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
                 _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
                                    lo, hi, out_view, write_out, g_view, write_grad,
                                    h_view, write_hess,
@@ -1022,7 +1025,7 @@ def sparse(
                                   out_view, write_out, g_view, write_grad, h_view, write_hess,
                                   b * size, min(n, (b + 1) * size), &blocks[b])
         else:
-            for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=team):
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
                 _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                               has_ignore, ignore_index, from_logits, smoothing, lo, hi,
                               out_view, write_out, g_view, write_grad, h_view, write_hess,

@@ -115,6 +115,100 @@ CYL_DEFINE_ROW_EXTREME(cyl_row_max, f64, double, int64_t, >, -INFINITY)
 CYL_DEFINE_ROW_EXTREME(cyl_row_min, f32, float, int32_t, <, INFINITY)
 CYL_DEFINE_ROW_EXTREME(cyl_row_min, f64, double, int64_t, <, INFINITY)
 
+#if CYL_HAVE_V8
+/* The exponential sum of cyl_row_logits_f32 over a contiguous row, eight classes per
+ * vector: *total = sum_{x_k != m} e^(x_k - m) and *ties = #{k : x_k == m}, with element k
+ * of the main part in lane k % 8 and the tail in lane 0, combined by cyl_lanes_total: the
+ * bits of the scalar loop. The ties are counted in int32 lanes (exact, as the double
+ * lanes were; C < 2^31), and the mask applied before the conversion to double. */
+CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double *total,
+                                  double *ties)
+{
+    const float mf = (float)m;
+    const cyl_vf8 mv = {mf, mf, mf, mf, mf, mf, mf, mf};
+    cyl_vd4 lo = {0.0, 0.0, 0.0, 0.0}, hi = lo;
+    cyl_vi8 cnt = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t k = 0;
+    for (; k + 8 <= C; k += 8) {
+        cyl_vf8 v;
+        memcpy(&v, x + k, sizeof v);
+        cyl_vi8 eq = v == mv;
+        cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)cyl_expf_v8_nonpos(v - mv));
+        cnt -= eq;
+        cyl_vd4 el, eh;
+        CYL_VF8_WIDEN(e, el, eh);
+        lo += el;
+        hi += eh;
+    }
+    double acc[CYL_LANES];
+    memcpy(acc, &lo, sizeof lo);
+    memcpy(acc + 4, &hi, sizeof hi);
+    int64_t count = 0;
+    for (int j = 0; j < 8; j++)
+        count += cnt[j];
+    for (; k < C; k++) {
+        double v = x[k];
+        acc[0] += cyl_unless(v == m, CYL_ROW_EXP_f32(v, m));
+        count += v == m;
+    }
+    *total = cyl_lanes_total(acc);
+    *ties = (double)count;
+}
+/* cyl_row_soft_xent_f32 over contiguous rows, the target check fused into the one pass:
+ * the same double operations lane by lane as the scalar loop, so the same bits. */
+CYL_INLINE double cyl_row_soft_xent_v8(const float *y, const float *x, ptrdiff_t C,
+                                       double keep, double spread, double m,
+                                       double lognorm, int *bad)
+{
+    const cyl_vf8 zero8 = {0, 0, 0, 0, 0, 0, 0, 0}, one8 = {1, 1, 1, 1, 1, 1, 1, 1};
+    const cyl_vd4 m4 = {m, m, m, m}, ln4 = {lognorm, lognorm, lognorm, lognorm};
+    const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
+    cyl_vd4 lo = zero4, hi = zero4;
+    cyl_vi8 out = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t k = 0;
+    for (; k + 8 <= C; k += 8) {
+        cyl_vf8 yv, v;
+        memcpy(&yv, y + k, sizeof yv);
+        memcpy(&v, x + k, sizeof v);
+        out |= (yv < zero8) | (yv > one8);
+        cyl_vd4 yh[2], vh[2], *acc[2] = {&lo, &hi};
+        CYL_VF8_WIDEN(yv, yh[0], yh[1]);
+        CYL_VF8_WIDEN(v, vh[0], vh[1]);
+        for (int h = 0; h < 2; h++) {
+            cyl_vd4 nls = (cyl_vd4)(~(vh[h] == m4) & (cyl_vi4)(m4 - vh[h])) + ln4;
+            cyl_vd4 q = yh[h] * keep + spread;
+            *acc[h] += (cyl_vd4)(~((q == zero4) & (nls == nls)) & (cyl_vi4)(q * nls));
+        }
+    }
+    double acc[CYL_LANES];
+    memcpy(acc, &lo, sizeof lo);
+    memcpy(acc + 4, &hi, sizeof hi);
+    int flag = 0;
+    for (int j = 0; j < 8; j++)
+        flag |= out[j];
+    for (; k < C; k++) {
+        double yv = y[k], v = x[k];
+        double nls = cyl_unless(v == m, m - v) + lognorm;
+        flag |= (yv < 0.0) | (yv > 1.0);
+        acc[0] += cyl_term(yv * keep + spread, nls);
+    }
+    *bad = flag != 0;
+    return cyl_lanes_total(acc);
+}
+#define CYL_ROW_SOFT_XENT_FAST_f32(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) \
+    ((sb) == (ptrdiff_t)sizeof(float) && (ysb) == (ptrdiff_t)sizeof(float)                \
+     ? ((total) = cyl_row_soft_xent_v8((y), (x), (C), (keep), (spread), (m), (lognorm),   \
+                                       (bad)), 1) : 0)
+#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, total, ties)                                \
+    ((sb) == (ptrdiff_t)sizeof(float) && (C) <= INT32_MAX                                \
+     ? (cyl_row_expsum_v8((x), (C), (m), (total), (ties)), 1) : 0)
+#else
+#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, total, ties) 0
+#define CYL_ROW_SOFT_XENT_FAST_f32(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) 0
+#endif
+#define CYL_ROW_SOFT_XENT_FAST_f64(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) 0
+#define CYL_ROW_EXPSUM_FAST_f64(x, sb, C, m, total, ties) 0
+
 /* Run the statements for K = 0 .. C-1 with lane L: K % 8 in the main part, 0 in the tail
  * (the pattern of CYL_LANE_SUM in _fastpaths.h), as an inner loop the compiler vectorises. */
 #define CYL_FOR_LANES(C, ...)                                                            \
@@ -132,6 +226,75 @@ CYL_DEFINE_ROW_EXTREME(cyl_row_min, f64, double, int64_t, <, INFINITY)
         }                                                                                \
     } while (0)
 
+/* As CYL_FOR_LANES with sixteen lanes: K % 16 in the main part (K < C - C % 16), 0 in
+ * the tail; cyl_lanes16_total combines them by a fixed tree. */
+#define CYL_FOR_LANES16(C, ...)                                                          \
+    do {                                                                                 \
+        ptrdiff_t b_ = 0;                                                                \
+        for (; b_ + 16 <= (C); b_ += 16)                                                 \
+            for (int L = 0; L < 16; L++) {                                               \
+                const ptrdiff_t K = b_ + L;                                              \
+                __VA_ARGS__                                                              \
+            }                                                                            \
+        for (; b_ < (C); b_++) {                                                         \
+            const int L = 0;                                                             \
+            const ptrdiff_t K = b_;                                                      \
+            __VA_ARGS__                                                                  \
+        }                                                                                \
+    } while (0)
+
+CYL_INLINE double cyl_lanes16_total(const double *acc)
+{
+    return cyl_lanes_total(acc) + cyl_lanes_total(acc + 8);
+}
+
+#if CYL_HAVE_V8
+/* cyl_row_total_f32 over a contiguous row: the sixteen lanes as four vectors of doubles,
+ * the negative check fused into the same pass (a float32 minimum, exact). */
+CYL_INLINE double cyl_row_total_v8(const float *x, ptrdiff_t C, int *negative)
+{
+    const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
+    cyl_vd4 a0 = zero4, a1 = zero4, a2 = zero4, a3 = zero4;
+    cyl_vf8 lo = {INFINITY, INFINITY, INFINITY, INFINITY,
+                  INFINITY, INFINITY, INFINITY, INFINITY}, lo2 = lo;
+    ptrdiff_t k = 0;
+    for (; k + 16 <= C; k += 16) {
+        cyl_vf8 v, u;
+        memcpy(&v, x + k, sizeof v);
+        memcpy(&u, x + k + 8, sizeof u);
+        lo = cyl_vf8_pick(v < lo, v, lo);
+        lo2 = cyl_vf8_pick(u < lo2, u, lo2);
+        cyl_vd4 d0, d1, d2, d3;
+        CYL_VF8_WIDEN(v, d0, d1);
+        CYL_VF8_WIDEN(u, d2, d3);
+        a0 += d0;
+        a1 += d1;
+        a2 += d2;
+        a3 += d3;
+    }
+    double acc[16], least = INFINITY;
+    memcpy(acc, &a0, sizeof a0);
+    memcpy(acc + 4, &a1, sizeof a1);
+    memcpy(acc + 8, &a2, sizeof a2);
+    memcpy(acc + 12, &a3, sizeof a3);
+    for (int j = 0; j < 8; j++) {
+        least = lo[j] < least ? lo[j] : least;
+        least = lo2[j] < least ? lo2[j] : least;
+    }
+    for (; k < C; k++) {
+        acc[0] += (double)x[k];
+        least = x[k] < least ? x[k] : least;
+    }
+    *negative = least < 0.0;
+    return cyl_lanes16_total(acc);
+}
+#define CYL_ROW_TOTAL_FAST_f32(x, sb, C, negative, total)                                \
+    ((sb) == (ptrdiff_t)sizeof(float) ? ((total) = cyl_row_total_v8((x), (C), (negative)), 1) : 0)
+#else
+#define CYL_ROW_TOTAL_FAST_f32(x, sb, C, negative, total) 0
+#endif
+#define CYL_ROW_TOTAL_FAST_f64(x, sb, C, negative, total) 0
+
 #define CYL_DEFINE_ROWS(SUFFIX, T)                                                       \
                                                                                          \
 /* lognorm of a logit row (see above); *m_out = its maximum. */                           \
@@ -140,6 +303,7 @@ CYL_CLONES static double cyl_row_logits_##SUFFIX(                               
 {                                                                                        \
     double m = -INFINITY, total = 0.0, ties = 0.0;                                       \
     m = cyl_row_max_##SUFFIX(x, sb, C);                                                  \
+    if (!CYL_ROW_EXPSUM_FAST_##SUFFIX(x, sb, C, m, &total, &ties))                       \
     CYL_STRIDED(T, sb,                                                                   \
         CYL_LANES_INIT(acc);                                                             \
         CYL_LANES_INIT(cnt);                                                             \
@@ -162,6 +326,9 @@ CYL_CLONES static double cyl_row_soft_xent_##SUFFIX(                            
     double spread, double m, double lognorm, int *bad)                                   \
 {                                                                                        \
     double total = 0.0;                                                                  \
+    if (CYL_ROW_SOFT_XENT_FAST_##SUFFIX(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, \
+                                        total))                                          \
+        return total;                                                                    \
     CYL_STRIDED2(T, sb, ysb,                                                             \
         CYL_LANES_INIT(acc);                                                             \
         CYL_FOR_LANES(C,                                                                 \
@@ -206,15 +373,19 @@ CYL_CLONES static double cyl_row_weighted_nls_##SUFFIX(                         
     return total;                                                                        \
 }                                                                                        \
                                                                                          \
-/* Sum of a probability row; *negative = 1 when an entry is negative. */                 \
+/* Sum of a probability row; *negative = 1 when an entry is negative. Sixteen lanes (the  \
+ * pattern of CYL_FOR_LANES16): a sum this cheap is bound by the latency of its adds, and \
+ * eight lanes are only two vectors of doubles in flight. */                             \
 CYL_CLONES static double cyl_row_total_##SUFFIX(                                         \
     const T *x, ptrdiff_t sb, ptrdiff_t C, int *negative)                                \
 {                                                                                        \
     double total = 0.0;                                                                  \
+    if (CYL_ROW_TOTAL_FAST_##SUFFIX(x, sb, C, negative, total))                          \
+        return total;                                                                    \
     CYL_STRIDED(T, sb,                                                                   \
-        CYL_LANES_INIT(acc);                                                             \
-        CYL_FOR_LANES(C, acc[L] += (double)CYL_AT(T, x, K, S_););                        \
-        total = cyl_lanes_total(acc);                                                    \
+        double acc[16] = {0.0};                                                          \
+        CYL_FOR_LANES16(C, acc[L] += (double)CYL_AT(T, x, K, S_););                      \
+        total = cyl_lanes16_total(acc);                                                  \
     );                                                                                   \
     *negative = cyl_row_min_##SUFFIX(x, sb, C) < 0.0;                                    \
     return total;                                                                        \
@@ -360,8 +531,56 @@ CYL_INLINE void cyl_rows8_lognorm_##SUFFIX(const T *xt, ptrdiff_t C, double *m, 
     }                                                                                    \
 }
 
+#if CYL_HAVE_V8
+/* The float32 instance with vector types: row r in lane r, the same operations per lane,
+ * so the same bits (the ties counted exactly in int32 lanes, the mask applied before the
+ * conversion to double, as in cyl_row_expsum_v8). */
+CYL_INLINE void cyl_rows8_lognorm_f32(const float *xt, ptrdiff_t C, double *m,
+                                      double *lognorm)
+{
+    const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
+    cyl_vf8 mv = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                  -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    cyl_vd4 acc[CYL_LANES][2];
+    cyl_vi8 cnt = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int l = 0; l < CYL_LANES; l++)
+        acc[l][0] = acc[l][1] = zero4;
+    for (ptrdiff_t k = 0; k < C; k++) {
+        cyl_vf8 v;
+        memcpy(&v, xt + k * CYL_LANES, sizeof v);
+        mv = cyl_vf8_pick(v > mv, v, mv);
+    }
+    for (ptrdiff_t k = 0; k < C; k++) {
+        int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;
+        cyl_vf8 v;
+        memcpy(&v, xt + k * CYL_LANES, sizeof v);
+        cyl_vi8 eq = v == mv;
+        cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)cyl_expf_v8_nonpos(v - mv));
+        cnt -= eq;
+        cyl_vd4 el, eh;
+        CYL_VF8_WIDEN(e, el, eh);
+        acc[l][0] += el;
+        acc[l][1] += eh;
+    }
+    /* Into plain arrays, so that the log1p loop below vectorises. */
+    double total[CYL_LANES], ties[CYL_LANES];
+    for (int h = 0; h < 2; h++) {
+        cyl_vd4 t = ((acc[0][h] + acc[1][h]) + (acc[2][h] + acc[3][h]))
+                  + ((acc[4][h] + acc[5][h]) + (acc[6][h] + acc[7][h]));
+        memcpy(total + 4 * h, &t, sizeof t);
+    }
+    for (int r = 0; r < CYL_LANES; r++) {
+        m[r] = mv[r];
+        ties[r] = (double)cnt[r];
+    }
+    for (int r = 0; r < CYL_LANES; r++)
+        lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p((ties[r] - 1.0) + total[r]);
+}
+CYL_DEFINE_ROWS8_LOGNORM(f64, double)
+#else
 CYL_DEFINE_ROWS8_LOGNORM(f32, float)
 CYL_DEFINE_ROWS8_LOGNORM(f64, double)
+#endif
 
 #define CYL_DEFINE_SPARSE_SMALL(SUFFIX, T)                                               \
 CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                                  \
