@@ -83,7 +83,12 @@ def _rows(q, x, from_logits, epsilon):
     inside = (r >= epsilon) & (r <= 1.0 - epsilon) & (q != 0)
     S = np.where(inside, q, 0.0).sum(axis=-1, keepdims=True)
     own = np.where(inside, q / np.where(inside, r, 1.0), 0.0)
-    return (S - own) / T, (np.abs(S) + np.abs(own)) / np.abs(T)
+    # A NaN ratio (a NaN probability, or an infinite one over an infinite total) makes the
+    # value NaN, and the whole row's gradient with it (cyloss's documented choice, and
+    # what autograd gives for p / p.sum()); there is then no finite reference.
+    nan_row = np.isnan(r).any(axis=-1, keepdims=True)
+    return (np.where(nan_row, np.nan, (S - own) / T),
+            (np.abs(S) + np.abs(own)) / np.abs(T))
 
 
 def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **options):

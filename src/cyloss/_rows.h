@@ -665,7 +665,74 @@ CYL_CLONES static int cyl_categorical_logits_rows8_##SUFFIX(                    
     return 0;                                                                            \
 }
 
+#if CYL_HAVE_V8
+/* The float32 instance with vector types (row r in lane r): the same double operations
+ * lane by lane as the macro above and cyl_row_soft_xent, so the same bits; the target
+ * check runs on the float vectors. */
+CYL_CLONES static int cyl_categorical_logits_rows8_f32(
+    const float *y, const float *x, ptrdiff_t C, ptrdiff_t n, double keep, double spread,
+    cyl_acc *sums)
+{
+    if (C > CYL_SMALL_CLASSES)
+        return 1;
+    const cyl_vf8 zero8 = {0, 0, 0, 0, 0, 0, 0, 0}, one8 = {1, 1, 1, 1, 1, 1, 1, 1};
+    const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
+    for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {
+        double m[CYL_LANES], lognorm[CYL_LANES];
+        float xt[CYL_SMALL_CLASSES * CYL_LANES], yt[CYL_SMALL_CLASSES * CYL_LANES];
+        const float *xr = x + r0 * C, *yr = y + r0 * C;
+        for (int r = 0; r < CYL_LANES; r++)
+            for (ptrdiff_t k = 0; k < C; k++) {
+                xt[k * CYL_LANES + r] = xr[r * C + k];
+                yt[k * CYL_LANES + r] = yr[r * C + k];
+            }
+        cyl_vi8 out = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (ptrdiff_t k = 0; k < C; k++) {
+            cyl_vf8 yv;
+            memcpy(&yv, yt + k * CYL_LANES, sizeof yv);
+            out |= (yv < zero8) | (yv > one8);
+        }
+        int bad = 0;
+        for (int r = 0; r < CYL_LANES; r++)
+            bad |= out[r];
+        if (bad)
+            return 1;
+        cyl_rows8_lognorm_f32(xt, C, m, lognorm);
+        cyl_vd4 m4[2], ln4[2], xent[CYL_LANES][2];
+        memcpy(&m4[0], m, sizeof m4[0]);
+        memcpy(&m4[1], m + 4, sizeof m4[1]);
+        memcpy(&ln4[0], lognorm, sizeof ln4[0]);
+        memcpy(&ln4[1], lognorm + 4, sizeof ln4[1]);
+        for (int l = 0; l < CYL_LANES; l++)
+            xent[l][0] = xent[l][1] = zero4;
+        for (ptrdiff_t k = 0; k < C; k++) {
+            int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;
+            cyl_vf8 v, yv;
+            memcpy(&v, xt + k * CYL_LANES, sizeof v);
+            memcpy(&yv, yt + k * CYL_LANES, sizeof yv);
+            cyl_vd4 vh[2], yh[2];
+            CYL_VF8_WIDEN(v, vh[0], vh[1]);
+            CYL_VF8_WIDEN(yv, yh[0], yh[1]);
+            for (int h = 0; h < 2; h++) {
+                cyl_vd4 nls = (cyl_vd4)(~(vh[h] == m4[h]) & (cyl_vi4)(m4[h] - vh[h])) + ln4[h];
+                cyl_vd4 q = yh[h] * keep + spread;
+                xent[l][h] += (cyl_vd4)(~((q == zero4) & (nls == nls)) & (cyl_vi4)(q * nls));
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            cyl_vd4 t = ((xent[0][h] + xent[1][h]) + (xent[2][h] + xent[3][h]))
+                      + ((xent[4][h] + xent[5][h]) + (xent[6][h] + xent[7][h]));
+            for (int j = 0; j < 4; j++)
+                sums->part[4 * h + j] += t[j];
+        }
+        if (((r0 + 7) & 63) == 63)   /* as cyl_acc_add at offset r0 + 7 */
+            cyl_acc_fold(sums);
+    }
+    return 0;
+}
+#else
 CYL_DEFINE_CATEGORICAL_SMALL(f32, float)
+#endif
 CYL_DEFINE_CATEGORICAL_SMALL(f64, double)
 
 #endif /* CYLOSS_ROWS_H */

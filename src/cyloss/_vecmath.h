@@ -88,17 +88,12 @@ CYL_INLINE double cyl_log(double x)
     ed = ed - (sub ? 54.0 : 0.0);
     double s = (m - 1.0) / (m + 1.0);
     double z = s * s;
-    double q = 2.0 / 23.0;
-    q = q * z + 2.0 / 21.0;
-    q = q * z + 2.0 / 19.0;
-    q = q * z + 2.0 / 17.0;
-    q = q * z + 2.0 / 15.0;
-    q = q * z + 2.0 / 13.0;
-    q = q * z + 2.0 / 11.0;
-    q = q * z + 2.0 / 9.0;
-    q = q * z + 2.0 / 7.0;
-    q = q * z + 2.0 / 5.0;
-    q = q * z + 2.0 / 3.0;
+    /* q = sum_{j=0..10} z^j 2/(2j+3) by Estrin's scheme: the terms in pairs, then pairs of
+     * pairs, so that the dependent chain is four steps deep instead of eleven. */
+    double z2 = z * z, z4 = z2 * z2, z8 = z4 * z4;
+    double q = ((z * (2.0 / 5.0) + 2.0 / 3.0) + (z * (2.0 / 9.0) + 2.0 / 7.0) * z2)
+             + ((z * (2.0 / 13.0) + 2.0 / 11.0) + (z * (2.0 / 17.0) + 2.0 / 15.0) * z2) * z4
+             + ((z * (2.0 / 21.0) + 2.0 / 19.0) + (2.0 / 23.0) * z2) * z8;
     /* log(m) = 2s + s z q, with 2s split as (m - 1) - s (m - 1) to keep it exact-ish. */
     double f = m - 1.0;
     double logm = f - s * f + s * z * q;

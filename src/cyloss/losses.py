@@ -125,7 +125,9 @@ def _scale(view, divisor, exponent=0):
         if divisor != 1.0:
             view *= 1.0 / divisor
     else:  # a reciprocal out of float32's range: divide in double
-        with np.errstate(over="ignore", under="ignore"):
+        # invalid: an infinite weight makes both an element and the divisor infinite, and
+        # its gradient NaN (as the value's inf / inf).
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             np.divide(view, divisor, out=view, dtype=np.float64, casting="unsafe")
     if exponent:
         with np.errstate(over="ignore", under="ignore"):
