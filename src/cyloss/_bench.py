@@ -17,7 +17,11 @@ For every workload (a loss, an input size, a dtype) the harness times:
 Each implementation's value is checked once against cyloss's before timing (mismatches
 are recorded, never raised). Implementations are interleaved: round ``r`` runs every
 implementation once, in an order shuffled per round, after a few warm-up calls; a sample
-is the mean over enough back-to-back calls to last ``--target-ms``. The report gives the
+is the mean over enough back-to-back calls to last ``--target-ms``, after one untimed call
+of the same implementation (the previous implementation's OpenMP workers may still be
+spinning on a core for a moment: PyTorch and cyloss each bring their own runtime, and
+which of them pays for the switch should not depend on the shuffled order). The report
+gives the
 median and the spread (IQR, min, max) over the rounds, and per workload the ratio of every
 median to the read ceiling and to torch. Results go to ``results.json``, ``results.md``
 and ``results.png`` (matplotlib, ``pip install "cyloss[bench]"``) under ``--out``.
@@ -547,6 +551,7 @@ def bench_workload(workload, libs, *, threads, rounds, warmup, target_s, seed=0,
         order_rng.shuffle(order)
         for impl in order:
             rec = results[impl.id][1]
+            impl.fn()  # untimed lead-in: see the module docstring
             rec["samples_s"].append(_time_calls(impl.fn, rec["calls_per_sample"]))
         if on_round is not None:
             on_round(r + 1)
@@ -770,8 +775,10 @@ def notes(libs, threads):
     torch = libs.get("torch")
     out = [
         "Times are medians over the rounds, per call; a sample is the mean of enough "
-        "back-to-back calls to last the target time. Implementations are interleaved: "
-        "every round runs each once, in a shuffled order.",
+        "back-to-back calls to last the target time, after one untimed call of the same "
+        "implementation (so that no sample pays for the previous implementation's "
+        "thread pool winding down). Implementations are interleaved: every round runs "
+        "each once, in a shuffled order.",
         "read: np.add.reduce over each input array (y_true, y_pred; labels for sparse), "
         "single-threaded: streaming the input bytes once. xread = time / read.",
         "read (torch): torch.sum over each input tensor, PyTorch's default threads.",

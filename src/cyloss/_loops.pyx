@@ -44,6 +44,7 @@ from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_RO
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
     cyl_binary,
@@ -295,6 +296,90 @@ cdef void _regression_block(
                         param) / width)
         cyl_acc_add(&acc, i, m, l)
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
+
+
+cdef object _ndarray = None
+
+
+cdef bint _quick_buffer(object a, Py_buffer* view):
+    # An exact ndarray of native float32/float64, C-contiguous and aligned, one or two
+    # axes; view is filled (and must be released) only when this returns True.
+    if type(a) is not _ndarray:
+        return False
+    try:
+        PyObject_GetBuffer(a, view, PyBUF_RECORDS_RO)
+    except Exception:
+        return False
+    cdef bint ok = (
+        (view.ndim == 1 or view.ndim == 2) and view.format != NULL
+        and view.format[1] == 0 and (view.format[0] == b"f" or view.format[0] == b"d")
+        and view.strides[view.ndim - 1] == view.itemsize
+        and (view.ndim == 1 or view.strides[0] == view.shape[1] * view.itemsize)
+        and (<size_t>view.buf) % view.itemsize == 0
+    )
+    if not ok:
+        PyBuffer_Release(view)
+    return ok
+
+
+def regression_quick(int kind, double param, y_true, y_pred, bint mean, n_threads):
+    """The value of a plain regression call (two same-shape contiguous float arrays of
+    one dtype, one or two axes; no weights, reduction "mean" or "sum") small enough that
+    every thread count runs it serially, or None for any other call. The same blocks,
+    kernel and combination as `regression`, hence the same bits, without the Python-side
+    preparation: a call on 10^4 elements is dominated by it."""
+    global _ndarray
+    if _ndarray is None:
+        import numpy
+        _ndarray = numpy.ndarray
+    if not (n_threads is None
+            or (type(n_threads) is int and (n_threads == -1 or n_threads > 0))):
+        return None
+    cdef Py_buffer bt, bp
+    if not _quick_buffer(y_true, &bt):
+        return None
+    if not _quick_buffer(y_pred, &bp):
+        PyBuffer_Release(&bt)
+        return None
+    cdef Py_ssize_t n, width, size, n_blocks, b, start, end
+    cdef Block blocks[8]
+    cdef double num = 0.0, num_c = 0.0
+    cdef int64_t count = 0
+    try:
+        if (bt.ndim != bp.ndim or bt.itemsize != bp.itemsize or bt.shape[0] != bp.shape[0]
+                or (bt.ndim == 2 and bt.shape[1] != bp.shape[1])):
+            return None
+        n = bp.shape[0]
+        width = bp.shape[1] if bp.ndim == 2 else 1
+        if n == 0 or width == 0:
+            return None
+        size = _block_size(n, width)
+        n_blocks = (n + size - 1) // size
+        if n_blocks >= 8:   # _team could then pick more than one thread
+            return None
+        with nogil:
+            for b in range(n_blocks):
+                start = b * size
+                end = min(n, start + size)
+                if bp.itemsize == 4:
+                    _set(&blocks[b], _regression_fast(
+                        kind, param, <const float*>bt.buf + start * width,
+                        <const float*>bp.buf + start * width, end - start, width),
+                        <double>(end - start), end - start)
+                else:
+                    _set(&blocks[b], _regression_fast(
+                        kind, param, <const double*>bt.buf + start * width,
+                        <const double*>bp.buf + start * width, end - start, width),
+                        <double>(end - start), end - start)
+            # _combine's arithmetic (no block can fail here).
+            for b in range(n_blocks):
+                cyl_two_sum_add(&num, &num_c, blocks[b].num)
+                count += blocks[b].count
+            num = num + num_c if num - num == 0.0 else num
+        return num / <double>count if mean else num
+    finally:
+        PyBuffer_Release(&bt)
+        PyBuffer_Release(&bp)
 
 
 def regression(

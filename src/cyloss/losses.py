@@ -166,6 +166,14 @@ def _buffers(grad_request, hess_request, prep):
 
 def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_threads,
                  grad_request=None, hess_request=None):
+    if (sample_weight is None and grad_request is None and hess_request is None
+            and (reduction == "mean" or reduction == "sum") and type(reduction) is str):
+        # Small plain calls skip the Python-side preparation (same bits; None when the
+        # call is not one of them).
+        value = _loops.regression_quick(kind, param, y_true, y_pred, reduction == "mean",
+                                        n_threads)
+        if value is not None:
+            return value
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     prep = V.elementwise(y_true, y_pred)
