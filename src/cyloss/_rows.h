@@ -495,6 +495,50 @@ CYL_DEFINE_ROW_GRAD(f64, double)
  * partly filled: the caller starts it afresh). */
 #define CYL_SMALL_CLASSES 32   /* the most classes the cross-row kernels take */
 
+/* xt[k * 8 + r] = xr[r * C + k] for eight rows of C classes: a plain copy, and for
+ * float32 with vector types an 8 x 8 transpose by shuffles (unpack, shufps, perm2f128 on
+ * AVX2) for each run of eight classes. Only copies, so the same bits either way. */
+#define CYL_ROWS8_TRANSPOSE_SCALAR(T, xr, C, xt, from)                                   \
+    for (int r_ = 0; r_ < CYL_LANES; r_++)                                               \
+        for (ptrdiff_t k_ = (from); k_ < (C); k_++)                                      \
+            (xt)[k_ * CYL_LANES + r_] = (xr)[r_ * (C) + k_]
+
+#if CYL_HAVE_V8
+CYL_INLINE void cyl_rows8_transpose_f32(const float *xr, ptrdiff_t C, float *xt)
+{
+    const cyl_vi8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const cyl_vi8 s01 = {0, 1, 8, 9, 4, 5, 12, 13}, s23 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const cyl_vi8 pl = {0, 1, 2, 3, 8, 9, 10, 11}, ph = {4, 5, 6, 7, 12, 13, 14, 15};
+    ptrdiff_t c0 = 0;
+    for (; c0 + 8 <= C; c0 += 8) {
+        cyl_vf8 r[8], t[8], u[8];
+        for (int q = 0; q < 8; q++)
+            memcpy(&r[q], xr + q * C + c0, sizeof r[q]);
+        for (int q = 0; q < 8; q += 2) {
+            t[q] = __builtin_shuffle(r[q], r[q + 1], lo);
+            t[q + 1] = __builtin_shuffle(r[q], r[q + 1], hi);
+        }
+        for (int q = 0; q < 8; q += 4) {
+            u[q] = __builtin_shuffle(t[q], t[q + 2], s01);
+            u[q + 1] = __builtin_shuffle(t[q], t[q + 2], s23);
+            u[q + 2] = __builtin_shuffle(t[q + 1], t[q + 3], s01);
+            u[q + 3] = __builtin_shuffle(t[q + 1], t[q + 3], s23);
+        }
+        for (int q = 0; q < 4; q++) {
+            cyl_vf8 a = __builtin_shuffle(u[q], u[q + 4], pl);
+            cyl_vf8 b = __builtin_shuffle(u[q], u[q + 4], ph);
+            memcpy(xt + (c0 + q) * CYL_LANES, &a, sizeof a);
+            memcpy(xt + (c0 + q + 4) * CYL_LANES, &b, sizeof b);
+        }
+    }
+    CYL_ROWS8_TRANSPOSE_SCALAR(float, xr, C, xt, c0);
+}
+#define CYL_ROWS8_TRANSPOSE_f32(xr, C, xt) cyl_rows8_transpose_f32((xr), (C), (xt))
+#else
+#define CYL_ROWS8_TRANSPOSE_f32(xr, C, xt) CYL_ROWS8_TRANSPOSE_SCALAR(float, xr, C, xt, 0)
+#endif
+#define CYL_ROWS8_TRANSPOSE_f64(xr, C, xt) CYL_ROWS8_TRANSPOSE_SCALAR(double, xr, C, xt, 0)
+
 /* For eight rows held transposed in xt (class k of row r at xt[k * 8 + r]): each row's
  * maximum m[r] and lognorm[r], by the operations and order of cyl_row_logits. Shared by
  * the sparse and categorical cross-row kernels. */
@@ -601,9 +645,7 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
         /* Transposed into (class, row) order so that the loops read eight rows with    \
          * one contiguous vector load instead of a strided gather. */                    \
         T xt[CYL_SMALL_CLASSES * CYL_LANES];                                             \
-        for (int r = 0; r < CYL_LANES; r++)                                              \
-            for (ptrdiff_t k = 0; k < C; k++)                                            \
-                xt[k * CYL_LANES + r] = xr[r * C + k];                                   \
+        CYL_ROWS8_TRANSPOSE_##SUFFIX(xr, C, xt);                                         \
         cyl_rows8_lognorm_##SUFFIX(xt, C, m, lognorm);                                   \
         for (int r = 0; r < CYL_LANES; r++) {                                            \
             double xl = xr[r * C + labels[r0 + r]];                                      \
@@ -681,11 +723,8 @@ CYL_CLONES static int cyl_categorical_logits_rows8_f32(
         double m[CYL_LANES], lognorm[CYL_LANES];
         float xt[CYL_SMALL_CLASSES * CYL_LANES], yt[CYL_SMALL_CLASSES * CYL_LANES];
         const float *xr = x + r0 * C, *yr = y + r0 * C;
-        for (int r = 0; r < CYL_LANES; r++)
-            for (ptrdiff_t k = 0; k < C; k++) {
-                xt[k * CYL_LANES + r] = xr[r * C + k];
-                yt[k * CYL_LANES + r] = yr[r * C + k];
-            }
+        cyl_rows8_transpose_f32(xr, C, xt);
+        cyl_rows8_transpose_f32(yr, C, yt);
         cyl_vi8 out = {0, 0, 0, 0, 0, 0, 0, 0};
         for (ptrdiff_t k = 0; k < C; k++) {
             cyl_vf8 yv;
