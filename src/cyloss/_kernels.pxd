@@ -72,9 +72,9 @@ cdef extern from "_rows.h" nogil:
     # _rows.h: one row of C classes read through a byte stride
     double cyl_unless(int cond, double v) noexcept            # v, or +0.0 where cond
     double cyl_row_logits_f32(const float* x, Py_ssize_t sb, Py_ssize_t C,
-                              double* m) noexcept
+                              double* m, const void* next) noexcept
     double cyl_row_logits_f64(const double* x, Py_ssize_t sb, Py_ssize_t C,
-                              double* m) noexcept
+                              double* m, const void* next) noexcept
     double cyl_row_soft_xent_f32(const float* y, Py_ssize_t ysb, const float* x,
                                  Py_ssize_t sb, Py_ssize_t C, double keep, double spread,
                                  double m, double lognorm, int* bad) noexcept

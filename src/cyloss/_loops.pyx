@@ -637,11 +637,13 @@ def binary(
 # in place, contiguous rows vectorise, and every layout gives the same bits.
 
 cdef inline double _row_logits(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
-                               double* m) noexcept nogil:
+                               double* m, const void* next=NULL) noexcept nogil:
+    # next: a row of n_classes items that the caller reads after this one (or NULL), for
+    # the exponential pass to prefetch (see cyl_row_expsum_v8).
     if floating is float:
-        return cyl_row_logits_f32(x, sb, n_classes, m)
+        return cyl_row_logits_f32(x, sb, n_classes, m, next)
     else:
-        return cyl_row_logits_f64(x, sb, n_classes, m)
+        return cyl_row_logits_f64(x, sb, n_classes, m, next)
 
 
 cdef inline double _row_soft_xent(const floating* y, Py_ssize_t ysb, const floating* x,
@@ -830,7 +832,8 @@ cdef void _categorical_block(
         xr = &y_pred[a, 0, c]
         bad = 0
         if from_logits:
-            lognorm = _row_logits(xr, psb, n_classes, &mx)
+            lognorm = _row_logits(xr, psb, n_classes, &mx,
+                                  yr if ysb == sizeof(floating) else NULL)
             l = _row_soft_xent(yr, ysb, xr, psb, n_classes, keep, spread, mx, lognorm, &bad)
             if bad:
                 _fail(blk, ERR_TARGET, si, _first_outside_unit(yr, ysb, n_classes))

@@ -122,14 +122,26 @@ CYL_DEFINE_ROW_EXTREME(cyl_row_min, f64, double, int64_t, <, INFINITY)
  * bits of the scalar loop. The ties are counted in int32 lanes (exact, as the double
  * lanes were; C < 2^31), and the mask applied before the conversion to double. */
 CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double *total,
-                                  double *ties)
+                                  double *ties, const void *next)
 {
+    /* This pass is bound by the exponentials, and the passes after it by memory: it
+     * prefetches into L2 what they read first, `next` (the caller's next row: the targets
+     * of this row for the categorical loss) and the following row of x (the next call's
+     * maximum pass; a prefetch past the array's end is harmless). Only for rows that leave
+     * room in L2 for three of them. */
+    const char *pf_x = (const char *)(x + C), *pf_n = (const char *)next;
+    const ptrdiff_t pf_end = C <= 32768 ? C : 0;
     const float mf = (float)m;
     const cyl_vf8 mv = {mf, mf, mf, mf, mf, mf, mf, mf};
     cyl_vd4 lo = {0.0, 0.0, 0.0, 0.0}, hi = lo;
     cyl_vi8 cnt = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t k = 0;
     for (; k + 8 <= C; k += 8) {
+        if (k < pf_end && (k & 15) == 0) {
+            __builtin_prefetch(pf_x + 4 * k, 0, 2);
+            if (pf_n)
+                __builtin_prefetch(pf_n + 4 * k, 0, 2);
+        }
         cyl_vf8 v;
         memcpy(&v, x + k, sizeof v);
         cyl_vi8 eq = v == mv;
@@ -199,15 +211,15 @@ CYL_INLINE double cyl_row_soft_xent_v8(const float *y, const float *x, ptrdiff_t
     ((sb) == (ptrdiff_t)sizeof(float) && (ysb) == (ptrdiff_t)sizeof(float)                \
      ? ((total) = cyl_row_soft_xent_v8((y), (x), (C), (keep), (spread), (m), (lognorm),   \
                                        (bad)), 1) : 0)
-#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, total, ties)                                \
+#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, total, ties, next)                          \
     ((sb) == (ptrdiff_t)sizeof(float) && (C) <= INT32_MAX                                \
-     ? (cyl_row_expsum_v8((x), (C), (m), (total), (ties)), 1) : 0)
+     ? (cyl_row_expsum_v8((x), (C), (m), (total), (ties), (next)), 1) : 0)
 #else
-#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, total, ties) 0
+#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, total, ties, next) 0
 #define CYL_ROW_SOFT_XENT_FAST_f32(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) 0
 #endif
 #define CYL_ROW_SOFT_XENT_FAST_f64(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) 0
-#define CYL_ROW_EXPSUM_FAST_f64(x, sb, C, m, total, ties) 0
+#define CYL_ROW_EXPSUM_FAST_f64(x, sb, C, m, total, ties, next) 0
 
 /* Run the statements for K = 0 .. C-1 with lane L: K % 8 in the main part, 0 in the tail
  * (the pattern of CYL_LANE_SUM in _fastpaths.h), as an inner loop the compiler vectorises. */
@@ -297,13 +309,15 @@ CYL_INLINE double cyl_row_total_v8(const float *x, ptrdiff_t C, int *negative)
 
 #define CYL_DEFINE_ROWS(SUFFIX, T)                                                       \
                                                                                          \
-/* lognorm of a logit row (see above); *m_out = its maximum. */                           \
+/* lognorm of a logit row (see above); *m_out = its maximum. next: a row the caller reads \
+ * next (prefetched where that pays), or NULL. */                                        \
 CYL_CLONES static double cyl_row_logits_##SUFFIX(                                        \
-    const T *x, ptrdiff_t sb, ptrdiff_t C, double *m_out)                                \
+    const T *x, ptrdiff_t sb, ptrdiff_t C, double *m_out, const void *next)              \
 {                                                                                        \
     double m = -INFINITY, total = 0.0, ties = 0.0;                                       \
+    (void)next;                                                                          \
     m = cyl_row_max_##SUFFIX(x, sb, C);                                                  \
-    if (!CYL_ROW_EXPSUM_FAST_##SUFFIX(x, sb, C, m, &total, &ties))                       \
+    if (!CYL_ROW_EXPSUM_FAST_##SUFFIX(x, sb, C, m, &total, &ties, next))                 \
     CYL_STRIDED(T, sb,                                                                   \
         CYL_LANES_INIT(acc);                                                             \
         CYL_LANES_INIT(cnt);                                                             \
