@@ -136,22 +136,31 @@ CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double 
     cyl_vd4 lo = {0.0, 0.0, 0.0, 0.0}, hi = lo;
     cyl_vi8 cnt = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t k = 0;
-    for (; k + 8 <= C; k += 8) {
-        if (k < pf_end && (k & 15) == 0) {
-            __builtin_prefetch(pf_x + 4 * k, 0, 2);
-            if (pf_n)
-                __builtin_prefetch(pf_n + 4 * k, 0, 2);
-        }
-        cyl_vf8 v;
-        memcpy(&v, x + k, sizeof v);
-        cyl_vi8 eq = v == mv;
-        cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)cyl_expf_v8_nonpos(v - mv));
-        cnt -= eq;
-        cyl_vd4 el, eh;
-        CYL_VF8_WIDEN(e, el, eh);
-        lo += el;
-        hi += eh;
+    /* Every argument x_k - m >= -87 (the common case): the cheaper exponential. */
+    const int near = (double)cyl_row_min_f32(x, (ptrdiff_t)sizeof(float), C) - m >= -87.0;
+#define CYL_EXPSUM_LOOP(EXP)                                                             \
+    for (; k + 8 <= C; k += 8) {                                                         \
+        if (k < pf_end && (k & 15) == 0) {                                               \
+            __builtin_prefetch(pf_x + 4 * k, 0, 2);                                      \
+            if (pf_n)                                                                    \
+                __builtin_prefetch(pf_n + 4 * k, 0, 2);                                  \
+        }                                                                                \
+        cyl_vf8 v;                                                                       \
+        memcpy(&v, x + k, sizeof v);                                                     \
+        cyl_vi8 eq = v == mv;                                                            \
+        cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)EXP(v - mv));                               \
+        cnt -= eq;                                                                       \
+        cyl_vd4 el, eh;                                                                  \
+        CYL_VF8_WIDEN(e, el, eh);                                                        \
+        lo += el;                                                                        \
+        hi += eh;                                                                        \
     }
+    if (near) {
+        CYL_EXPSUM_LOOP(cyl_expf_v8_near)
+    } else {
+        CYL_EXPSUM_LOOP(cyl_expf_v8_nonpos)
+    }
+#undef CYL_EXPSUM_LOOP
     double acc[CYL_LANES];
     memcpy(acc, &lo, sizeof lo);
     memcpy(acc + 4, &hi, sizeof hi);
@@ -603,23 +612,37 @@ CYL_INLINE void cyl_rows8_lognorm_f32(const float *xt, ptrdiff_t C, double *m,
     cyl_vi8 cnt = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int l = 0; l < CYL_LANES; l++)
         acc[l][0] = acc[l][1] = zero4;
+    cyl_vf8 least = {INFINITY, INFINITY, INFINITY, INFINITY,
+                     INFINITY, INFINITY, INFINITY, INFINITY};
     for (ptrdiff_t k = 0; k < C; k++) {
         cyl_vf8 v;
         memcpy(&v, xt + k * CYL_LANES, sizeof v);
         mv = cyl_vf8_pick(v > mv, v, mv);
+        least = cyl_vf8_pick(v < least, v, least);
     }
-    for (ptrdiff_t k = 0; k < C; k++) {
-        int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;
-        cyl_vf8 v;
-        memcpy(&v, xt + k * CYL_LANES, sizeof v);
-        cyl_vi8 eq = v == mv;
-        cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)cyl_expf_v8_nonpos(v - mv));
-        cnt -= eq;
-        cyl_vd4 el, eh;
-        CYL_VF8_WIDEN(e, el, eh);
-        acc[l][0] += el;
-        acc[l][1] += eh;
+    /* Every argument x_k - m_r >= -87 (NaN lanes aside): the cheaper exponential. */
+    int near = 1;
+    for (int r = 0; r < CYL_LANES; r++)
+        near &= (double)least[r] - (double)mv[r] >= -87.0;
+#define CYL_EXPSUM8_LOOP(EXP)                                                            \
+    for (ptrdiff_t k = 0; k < C; k++) {                                                  \
+        int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                              \
+        cyl_vf8 v;                                                                       \
+        memcpy(&v, xt + k * CYL_LANES, sizeof v);                                        \
+        cyl_vi8 eq = v == mv;                                                            \
+        cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)EXP(v - mv));                               \
+        cnt -= eq;                                                                       \
+        cyl_vd4 el, eh;                                                                  \
+        CYL_VF8_WIDEN(e, el, eh);                                                        \
+        acc[l][0] += el;                                                                 \
+        acc[l][1] += eh;                                                                 \
     }
+    if (near) {
+        CYL_EXPSUM8_LOOP(cyl_expf_v8_near)
+    } else {
+        CYL_EXPSUM8_LOOP(cyl_expf_v8_nonpos)
+    }
+#undef CYL_EXPSUM8_LOOP
     /* Into plain arrays, so that the log1p loop below vectorises. */
     double total[CYL_LANES], ties[CYL_LANES];
     for (int h = 0; h < 2; h++) {
