@@ -159,3 +159,45 @@ def test_categorical_small_class_kernel_reports_a_bad_target_by_index():
     y[21, 2] = 1.5
     with pytest.raises(ValueError, match=r"got 1\.5 at index \(21, 2\)"):
         cyloss.categorical_crossentropy(y, np.zeros((40, 4)), from_logits=True)
+
+
+@pytest.mark.parametrize("classes", [3, 10, 32, 33, 1000])
+@pytest.mark.parametrize("gap", [0.5, 86.9, 87.0, 87.1, 103.9, 104.0, 104.5, 150.0, np.inf])
+def test_exponential_paths_agree_across_gaps(classes, gap):
+    # Rows whose arguments x_k - max all lie above -87 take a cheaper exponential in the
+    # vectorised float32 kernels (one scale factor, no clamp); rows below take the full
+    # one, and the strided loop the scalar cyl_expf. All must give the same bits, and the
+    # float64 log-sum-exp to float32 accuracy.
+    rng = np.random.default_rng(int(classes * 1000 + min(gap, 999) * 10))
+    n = 40
+    x = rng.uniform(-3.0, 3.0, (n, classes)).astype(np.float32)
+    far = rng.random((n, classes)) < 0.3
+    x[far] = np.float32(3.0 - gap) if np.isfinite(gap) else -np.inf
+    x[:, 0] = 3.0                                       # the maximum of every row
+    labels = rng.integers(0, classes, n)
+    onehot = np.eye(classes, dtype=np.float32)[labels]
+    wide = np.zeros((n, 2 * classes), np.float32)
+    wide[:, ::2] = x
+    strided = wide[:, ::2]
+    wide_t = np.zeros((n, 2 * classes), np.float32)
+    wide_t[:, ::2] = onehot
+    for contiguous, other in ((x, strided), (onehot, wide_t[:, ::2])):
+        assert contiguous.flags.c_contiguous and not other.flags.c_contiguous
+    got = cyloss.sparse_categorical_crossentropy(labels, x, from_logits=True,
+                                                 reduction="none")
+    assert got.tobytes() == cyloss.sparse_categorical_crossentropy(
+        labels, strided, from_logits=True, reduction="none").tobytes()
+    cat = cyloss.categorical_crossentropy(onehot, x, from_logits=True, reduction="none")
+    assert cat.tobytes() == cyloss.categorical_crossentropy(
+        wide_t[:, ::2], strided, from_logits=True, reduction="none").tobytes()
+    x64 = x.astype(np.float64)
+    m = x64.max(axis=1, keepdims=True)
+    at_max = x64 == m
+    # log sum e^(x - m) = log1p(sum over the rest + ties - 1), kept accurate when tiny.
+    rest = (at_max.sum(axis=1) - 1) + np.where(at_max, 0.0, np.exp(x64 - m)).sum(axis=1)
+    want = (m[:, 0] - x64[np.arange(n), labels]) + np.log1p(rest)
+    # float32 exponentials (2 ulp each): the contract's 1e-6 relative, and in the
+    # subnormal range their absolute resolution (2^-149 per term).
+    tiny = 4 * classes * 2.0**-149
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=tiny)
+    np.testing.assert_allclose(cat, want, rtol=1e-6, atol=tiny)
