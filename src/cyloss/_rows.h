@@ -115,6 +115,20 @@ CYL_DEFINE_ROW_EXTREME(cyl_row_max, f64, double, int64_t, >, -INFINITY)
 CYL_DEFINE_ROW_EXTREME(cyl_row_min, f32, float, int32_t, <, INFINITY)
 CYL_DEFINE_ROW_EXTREME(cyl_row_min, f64, double, int64_t, <, INFINITY)
 
+/* Software prefetch distance of the streaming loops, in bytes: the hardware prefetchers
+ * of the machines measured (AMD EPYC, 4 KiB pages) do not follow a stream across a page
+ * boundary, and a probability row total read 40 MB at 60% of the bandwidth without it.
+ * A prefetch past the end of an array is harmless (it never faults). */
+#define CYL_PREFETCH_AHEAD 4096
+
+/* Prefetch the `bytes` bytes at p + CYL_PREFETCH_AHEAD, a cache line at a time. */
+CYL_INLINE void cyl_prefetch_ahead(const void *p, ptrdiff_t bytes)
+{
+    const char *c = (const char *)p + CYL_PREFETCH_AHEAD;
+    for (ptrdiff_t b = 0; b < bytes; b += 64)
+        __builtin_prefetch(c + b, 0, 2);
+}
+
 #if CYL_HAVE_V8
 /* The exponential sum of cyl_row_logits_f32 over a contiguous row, eight classes per
  * vector: *total = sum_{x_k != m} e^(x_k - m) and *ties = #{k : x_k == m}, with element k
@@ -280,6 +294,7 @@ CYL_INLINE double cyl_row_total_v8(const float *x, ptrdiff_t C, int *negative)
                   INFINITY, INFINITY, INFINITY, INFINITY}, lo2 = lo;
     ptrdiff_t k = 0;
     for (; k + 16 <= C; k += 16) {
+        __builtin_prefetch(x + k + CYL_PREFETCH_AHEAD / sizeof(float), 0, 2);
         cyl_vf8 v, u;
         memcpy(&v, x + k, sizeof v);
         memcpy(&u, x + k + 8, sizeof u);
@@ -679,6 +694,7 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
         if (bad)                                                                         \
             return 1;                                                                    \
         const T *xr = x + r0 * C;                                                        \
+        cyl_prefetch_ahead(xr, CYL_LANES * C * (ptrdiff_t)sizeof(T));                    \
         /* Transposed into (class, row) order so that the loops read eight rows with    \
          * one contiguous vector load instead of a strided gather. */                    \
         T xt[CYL_SMALL_CLASSES * CYL_LANES];                                             \
@@ -760,6 +776,8 @@ CYL_CLONES static int cyl_categorical_logits_rows8_f32(
         double m[CYL_LANES], lognorm[CYL_LANES];
         float xt[CYL_SMALL_CLASSES * CYL_LANES], yt[CYL_SMALL_CLASSES * CYL_LANES];
         const float *xr = x + r0 * C, *yr = y + r0 * C;
+        cyl_prefetch_ahead(xr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
+        cyl_prefetch_ahead(yr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
         cyl_rows8_transpose_f32(xr, C, xt);
         cyl_rows8_transpose_f32(yr, C, yt);
         cyl_vi8 out = {0, 0, 0, 0, 0, 0, 0, 0};
