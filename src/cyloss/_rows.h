@@ -130,13 +130,50 @@ CYL_INLINE void cyl_prefetch_ahead(const void *p, ptrdiff_t bytes)
 }
 
 #if CYL_HAVE_V8
+/* The largest and (in *least) the smallest of a contiguous float32 row in one pass, as
+ * cyl_row_max_f32 and cyl_row_min_f32 take them (NaN never selected). */
+CYL_INLINE double cyl_row_maxmin_v8(const float *x, ptrdiff_t C, double *least)
+{
+    const cyl_vf8 ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                          -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    cyl_vf8 hi[4] = {ninf, ninf, ninf, ninf}, lo[4] = {-ninf, -ninf, -ninf, -ninf};
+    ptrdiff_t k = 0;
+    for (; k + 32 <= C; k += 32)
+        for (int q = 0; q < 4; q++) {
+            cyl_vf8 v;
+            memcpy(&v, x + k + 8 * q, sizeof v);
+            hi[q] = cyl_vf8_pick(v > hi[q], v, hi[q]);
+            lo[q] = cyl_vf8_pick(v < lo[q], v, lo[q]);
+        }
+    float m = -INFINITY, n = INFINITY;
+    for (int q = 0; q < 4; q++)
+        for (int j = 0; j < 8; j++) {
+            m = hi[q][j] > m ? hi[q][j] : m;
+            n = lo[q][j] < n ? lo[q][j] : n;
+        }
+    for (; k < C; k++) {
+        m = x[k] > m ? x[k] : m;
+        n = x[k] < n ? x[k] : n;
+    }
+    *least = n;
+    return m;
+}
+#define CYL_ROW_MAX_f32(x, sb, C, least)                                                 \
+    ((sb) == (ptrdiff_t)sizeof(float) ? cyl_row_maxmin_v8((x), (C), (least))            \
+                                      : cyl_row_max_f32((x), (sb), (C)))
+#else
+#define CYL_ROW_MAX_f32(x, sb, C, least) cyl_row_max_f32((x), (sb), (C))
+#endif
+#define CYL_ROW_MAX_f64(x, sb, C, least) cyl_row_max_f64((x), (sb), (C))
+
+#if CYL_HAVE_V8
 /* The exponential sum of cyl_row_logits_f32 over a contiguous row, eight classes per
  * vector: *total = sum_{x_k != m} e^(x_k - m) and *ties = #{k : x_k == m}, with element k
  * of the main part in lane k % 8 and the tail in lane 0, combined by cyl_lanes_total: the
  * bits of the scalar loop. The ties are counted in int32 lanes (exact, as the double
  * lanes were; C < 2^31), and the mask applied before the conversion to double. */
-CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double *total,
-                                  double *ties, const void *next)
+CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double least,
+                                  double *total, double *ties, const void *next)
 {
     /* This pass is bound by the exponentials, and the passes after it by memory: it
      * prefetches into L2 what they read first, `next` (the caller's next row: the targets
@@ -151,7 +188,7 @@ CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double 
     cyl_vi8 cnt = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t k = 0;
     /* Every argument x_k - m >= -87 (the common case): the cheaper exponential. */
-    const int near = (double)cyl_row_min_f32(x, (ptrdiff_t)sizeof(float), C) - m >= -87.0;
+    const int near = least - m >= -87.0;
 #define CYL_EXPSUM_LOOP(EXP)                                                             \
     for (; k + 8 <= C; k += 8) {                                                         \
         if (k < pf_end && (k & 15) == 0) {                                               \
@@ -234,15 +271,15 @@ CYL_INLINE double cyl_row_soft_xent_v8(const float *y, const float *x, ptrdiff_t
     ((sb) == (ptrdiff_t)sizeof(float) && (ysb) == (ptrdiff_t)sizeof(float)                \
      ? ((total) = cyl_row_soft_xent_v8((y), (x), (C), (keep), (spread), (m), (lognorm),   \
                                        (bad)), 1) : 0)
-#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, total, ties, next)                          \
+#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, least, total, ties, next)                   \
     ((sb) == (ptrdiff_t)sizeof(float) && (C) <= INT32_MAX                                \
-     ? (cyl_row_expsum_v8((x), (C), (m), (total), (ties), (next)), 1) : 0)
+     ? (cyl_row_expsum_v8((x), (C), (m), (least), (total), (ties), (next)), 1) : 0)
 #else
-#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, total, ties, next) 0
+#define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, least, total, ties, next) 0
 #define CYL_ROW_SOFT_XENT_FAST_f32(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) 0
 #endif
 #define CYL_ROW_SOFT_XENT_FAST_f64(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) 0
-#define CYL_ROW_EXPSUM_FAST_f64(x, sb, C, m, total, ties, next) 0
+#define CYL_ROW_EXPSUM_FAST_f64(x, sb, C, m, least, total, ties, next) 0
 
 /* Run the statements for K = 0 .. C-1 with lane L: K % 8 in the main part, 0 in the tail
  * (the pattern of CYL_LANE_SUM in _fastpaths.h), as an inner loop the compiler vectorises. */
@@ -340,8 +377,10 @@ CYL_CLONES static double cyl_row_logits_##SUFFIX(                               
 {                                                                                        \
     double m = -INFINITY, total = 0.0, ties = 0.0;                                       \
     (void)next;                                                                          \
-    m = cyl_row_max_##SUFFIX(x, sb, C);                                                  \
-    if (!CYL_ROW_EXPSUM_FAST_##SUFFIX(x, sb, C, m, &total, &ties, next))                 \
+    double least = -INFINITY;                                                            \
+    (void)least;                                                                         \
+    m = CYL_ROW_MAX_##SUFFIX(x, sb, C, &least);                                          \
+    if (!CYL_ROW_EXPSUM_FAST_##SUFFIX(x, sb, C, m, least, &total, &ties, next))          \
     CYL_STRIDED(T, sb,                                                                   \
         CYL_LANES_INIT(acc);                                                             \
         CYL_LANES_INIT(cnt);                                                             \
