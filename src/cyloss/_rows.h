@@ -656,8 +656,8 @@ CYL_INLINE void cyl_rows8_lognorm_##SUFFIX(const T *xt, ptrdiff_t C, double *m, 
 /* The float32 instance with vector types: row r in lane r, the same operations per lane,
  * so the same bits (the ties counted exactly in int32 lanes, the mask applied before the
  * conversion to double, as in cyl_row_expsum_v8). */
-CYL_INLINE void cyl_rows8_lognorm_f32(const float *xt, ptrdiff_t C, double *m,
-                                      double *lognorm)
+CYL_INLINE void cyl_rows8_lognorm_arg_f32(const float *xt, ptrdiff_t C, double *m,
+                                          double *arg)
 {
     const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
     cyl_vf8 mv = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
@@ -709,7 +709,25 @@ CYL_INLINE void cyl_rows8_lognorm_f32(const float *xt, ptrdiff_t C, double *m,
         ties[r] = (double)cnt[r];
     }
     for (int r = 0; r < CYL_LANES; r++)
-        lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p((ties[r] - 1.0) + total[r]);
+        arg[r] = (ties[r] - 1.0) + total[r];
+}
+
+/* lognorm = log1p(arg), NaN for a row without a finite or +inf maximum: the last step of
+ * cyl_row_logits, over a run of rows (independent lanes: the loop vectorises, and its
+ * long dependent chains overlap). */
+CYL_INLINE void cyl_rows_log1p(const double *m, const double *arg, double *lognorm,
+                               ptrdiff_t count)
+{
+    for (ptrdiff_t r = 0; r < count; r++)
+        lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p(arg[r]);
+}
+
+CYL_INLINE void cyl_rows8_lognorm_f32(const float *xt, ptrdiff_t C, double *m,
+                                      double *lognorm)
+{
+    double arg[CYL_LANES];
+    cyl_rows8_lognorm_arg_f32(xt, C, m, arg);
+    cyl_rows_log1p(m, arg, lognorm, CYL_LANES);
 }
 CYL_DEFINE_ROWS8_LOGNORM(f64, double)
 #else
@@ -749,7 +767,55 @@ CYL_CLONES static int cyl_sparse_logits_rows8_##SUFFIX(                         
     return 0;                                                                            \
 }
 
+#if CYL_HAVE_V8
+/* The float32 instance: the same per-row operations and the same order of additions into
+ * *sums, but the log1p of 16 blocks (128 rows) at a time, after their exponential sums:
+ * one block's log1p is a chain of ~150 cycles that the processor cannot overlap with the
+ * next block's work, a run of them it can. */
+CYL_CLONES static int cyl_sparse_logits_rows8_f32(
+    const float *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, cyl_acc *sums)
+{
+    enum { RUN = 16 };
+    if (C > CYL_SMALL_CLASSES)
+        return 1;
+    for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += RUN * CYL_LANES) {
+        double m[RUN * CYL_LANES], arg[RUN * CYL_LANES], lognorm[RUN * CYL_LANES];
+        double gap[RUN * CYL_LANES];
+        int nb = 0;
+        for (; nb < RUN && r0 + (nb + 1) * CYL_LANES <= n; nb++) {
+            const ptrdiff_t rb = r0 + nb * CYL_LANES;
+            int bad = 0;
+            for (int r = 0; r < CYL_LANES; r++) {
+                int64_t lab = labels[rb + r];
+                bad |= (lab < 0) | (lab >= C);
+            }
+            if (bad)
+                return 1;
+            const float *xr = x + rb * C;
+            cyl_prefetch_ahead(xr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
+            float xt[CYL_SMALL_CLASSES * CYL_LANES];
+            cyl_rows8_transpose_f32(xr, C, xt);
+            double *mb = m + nb * CYL_LANES;
+            cyl_rows8_lognorm_arg_f32(xt, C, mb, arg + nb * CYL_LANES);
+            for (int r = 0; r < CYL_LANES; r++) {
+                double xl = xr[r * C + labels[rb + r]];
+                gap[nb * CYL_LANES + r] = cyl_unless(xl == mb[r], mb[r] - xl);
+            }
+        }
+        cyl_rows_log1p(m, arg, lognorm, nb * CYL_LANES);
+        for (int b = 0; b < nb; b++) {
+            const ptrdiff_t rb = r0 + b * CYL_LANES;
+            for (int r = 0; r < CYL_LANES; r++)
+                sums->part[r] += gap[b * CYL_LANES + r] + lognorm[b * CYL_LANES + r];
+            if (((rb + 7) & 63) == 63)   /* as cyl_acc_add at offset rb + 7 */
+                cyl_acc_fold(sums);
+        }
+    }
+    return 0;
+}
+#else
 CYL_DEFINE_SPARSE_SMALL(f32, float)
+#endif
 CYL_DEFINE_SPARSE_SMALL(f64, double)
 
 /* Categorical cross-entropy from logits with soft targets over contiguous (n, C) rows of
