@@ -45,6 +45,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_RO
+from numpy import ndarray as _ndarray
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
     cyl_binary,
@@ -298,9 +299,6 @@ cdef void _regression_block(
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
 
 
-cdef object _ndarray = None
-
-
 cdef bint _quick_buffer(object a, Py_buffer* view):
     # An exact ndarray of native float32/float64, C-contiguous and aligned, one or two
     # axes; view is filled (and must be released) only when this returns True.
@@ -322,16 +320,26 @@ cdef bint _quick_buffer(object a, Py_buffer* view):
     return ok
 
 
+cdef void _quick_blocks(int kind, double param, const floating* t, const floating* p,
+                        Py_ssize_t n, Py_ssize_t width, Py_ssize_t size,
+                        Py_ssize_t n_blocks, Block* blocks) noexcept nogil:
+    # regression's blocks for contiguous rows without weights, serially: what each
+    # _regression_block does on its fast path.
+    cdef Py_ssize_t b, start, end
+    for b in range(n_blocks):
+        start = b * size
+        end = min(n, start + size)
+        _set(&blocks[b], _regression_fast(kind, param, t + start * width, p + start * width,
+                                          end - start, width),
+             <double>(end - start), end - start)
+
+
 def regression_quick(int kind, double param, y_true, y_pred, bint mean, n_threads):
     """The value of a plain regression call (two same-shape contiguous float arrays of
     one dtype, one or two axes; no weights, reduction "mean" or "sum") small enough that
     every thread count runs it serially, or None for any other call. The same blocks,
     kernel and combination as `regression`, hence the same bits, without the Python-side
     preparation: a call on 10^4 elements is dominated by it."""
-    global _ndarray
-    if _ndarray is None:
-        import numpy
-        _ndarray = numpy.ndarray
     if not (n_threads is None
             or (type(n_threads) is int and (n_threads == -1 or n_threads > 0))):
         return None
@@ -341,10 +349,8 @@ def regression_quick(int kind, double param, y_true, y_pred, bint mean, n_thread
     if not _quick_buffer(y_pred, &bp):
         PyBuffer_Release(&bt)
         return None
-    cdef Py_ssize_t n, width, size, n_blocks, b, start, end
+    cdef Py_ssize_t n, width, size, n_blocks
     cdef Block blocks[8]
-    cdef double num = 0.0, num_c = 0.0
-    cdef int64_t count = 0
     try:
         if (bt.ndim != bp.ndim or bt.itemsize != bp.itemsize or bt.shape[0] != bp.shape[0]
                 or (bt.ndim == 2 and bt.shape[1] != bp.shape[1])):
@@ -358,25 +364,14 @@ def regression_quick(int kind, double param, y_true, y_pred, bint mean, n_thread
         if n_blocks >= 8:   # _team could then pick more than one thread
             return None
         with nogil:
-            for b in range(n_blocks):
-                start = b * size
-                end = min(n, start + size)
-                if bp.itemsize == 4:
-                    _set(&blocks[b], _regression_fast(
-                        kind, param, <const float*>bt.buf + start * width,
-                        <const float*>bp.buf + start * width, end - start, width),
-                        <double>(end - start), end - start)
-                else:
-                    _set(&blocks[b], _regression_fast(
-                        kind, param, <const double*>bt.buf + start * width,
-                        <const double*>bp.buf + start * width, end - start, width),
-                        <double>(end - start), end - start)
-            # _combine's arithmetic (no block can fail here).
-            for b in range(n_blocks):
-                cyl_two_sum_add(&num, &num_c, blocks[b].num)
-                count += blocks[b].count
-            num = num + num_c if num - num == 0.0 else num
-        return num / <double>count if mean else num
+            if bp.itemsize == 4:
+                _quick_blocks(kind, param, <const float*>bt.buf, <const float*>bp.buf, n,
+                              width, size, n_blocks, blocks)
+            else:
+                _quick_blocks(kind, param, <const double*>bt.buf, <const double*>bp.buf, n,
+                              width, size, n_blocks, blocks)
+        num, den, count = _combine(blocks, n_blocks)[:3]   # no block can fail here
+        return num / count if mean else num   # as losses.reduce_sums (count > 0 here)
     finally:
         PyBuffer_Release(&bt)
         PyBuffer_Release(&bp)

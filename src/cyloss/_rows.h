@@ -33,7 +33,7 @@
  * branch (and the loop scalar) when the condition is a floating-point equality. */
 CYL_INLINE double cyl_unless(int cond, double v)
 {
-    return cyl_from_bits(cyl_to_bits(v) & ~(uint64_t)(-(int64_t)(cond != 0)));
+    return cyl_pick(cond, 0.0, v);
 }
 #define CYL_ROW_EXP_f32(v, m) ((double)cyl_expf((float)(v) - (float)(m)))
 
@@ -167,6 +167,42 @@ CYL_INLINE double cyl_row_maxmin_v8(const float *x, ptrdiff_t C, double *least)
 #define CYL_ROW_MAX_f64(x, sb, C, least) cyl_row_max_f64((x), (sb), (C))
 
 #if CYL_HAVE_V8
+/* One vector step of the exponential sums: e^(v - mv) for the lanes below their row
+ * maximum mv, +0.0 at it (the mask applied before the conversion to double, which keeps
+ * the bits), the ties counted in *cnt (int32 lanes, exact), the result added to the
+ * double halves *lo and *hi. `wide` as in cyl_expf_v8_nonpos_any. */
+CYL_INLINE void cyl_expsum8_step(cyl_vf8 v, cyl_vf8 mv, const int wide, cyl_vi8 *cnt,
+                                 cyl_vd4 *lo, cyl_vd4 *hi)
+{
+    cyl_vi8 eq = v == mv;
+    cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)cyl_expf_v8_nonpos_any(v - mv, wide));
+    *cnt -= eq;
+    cyl_vd4 el, eh;
+    CYL_VF8_WIDEN(e, el, eh);
+    *lo += el;
+    *hi += eh;
+}
+
+/* cyl_expsum8_step over x[0 .. C - C % 8), prefetching pf_x and pf_n (if not NULL) at the
+ * same offsets over their first pf_end items; returns the index where the tail starts. */
+CYL_INLINE ptrdiff_t cyl_expsum8_run(const float *x, ptrdiff_t C, cyl_vf8 mv, const int wide,
+                                     const char *pf_x, const char *pf_n, ptrdiff_t pf_end,
+                                     cyl_vi8 *cnt, cyl_vd4 *lo, cyl_vd4 *hi)
+{
+    ptrdiff_t k = 0;
+    for (; k + 8 <= C; k += 8) {
+        if (k < pf_end && (k & 15) == 0) {
+            __builtin_prefetch(pf_x + 4 * k, 0, 2);
+            if (pf_n)
+                __builtin_prefetch(pf_n + 4 * k, 0, 2);
+        }
+        cyl_vf8 v;
+        memcpy(&v, x + k, sizeof v);
+        cyl_expsum8_step(v, mv, wide, cnt, lo, hi);
+    }
+    return k;
+}
+
 /* The exponential sum of cyl_row_logits_f32 over a contiguous row, eight classes per
  * vector: *total = sum_{x_k != m} e^(x_k - m) and *ties = #{k : x_k == m}, with element k
  * of the main part in lane k % 8 and the tail in lane 0, combined by cyl_lanes_total: the
@@ -186,32 +222,11 @@ CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double 
     const cyl_vf8 mv = {mf, mf, mf, mf, mf, mf, mf, mf};
     cyl_vd4 lo = {0.0, 0.0, 0.0, 0.0}, hi = lo;
     cyl_vi8 cnt = {0, 0, 0, 0, 0, 0, 0, 0};
-    ptrdiff_t k = 0;
-    /* Every argument x_k - m >= -87 (the common case): the cheaper exponential. */
-    const int near = least - m >= -87.0;
-#define CYL_EXPSUM_LOOP(EXP)                                                             \
-    for (; k + 8 <= C; k += 8) {                                                         \
-        if (k < pf_end && (k & 15) == 0) {                                               \
-            __builtin_prefetch(pf_x + 4 * k, 0, 2);                                      \
-            if (pf_n)                                                                    \
-                __builtin_prefetch(pf_n + 4 * k, 0, 2);                                  \
-        }                                                                                \
-        cyl_vf8 v;                                                                       \
-        memcpy(&v, x + k, sizeof v);                                                     \
-        cyl_vi8 eq = v == mv;                                                            \
-        cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)EXP(v - mv));                               \
-        cnt -= eq;                                                                       \
-        cyl_vd4 el, eh;                                                                  \
-        CYL_VF8_WIDEN(e, el, eh);                                                        \
-        lo += el;                                                                        \
-        hi += eh;                                                                        \
-    }
-    if (near) {
-        CYL_EXPSUM_LOOP(cyl_expf_v8_near)
-    } else {
-        CYL_EXPSUM_LOOP(cyl_expf_v8_nonpos)
-    }
-#undef CYL_EXPSUM_LOOP
+    /* Every argument x_k - m >= -87 (the common case): the cheaper exponential. Each call
+     * below is inlined with `wide` a constant. */
+    ptrdiff_t k = least - m >= -87.0
+        ? cyl_expsum8_run(x, C, mv, 0, pf_x, pf_n, pf_end, &cnt, &lo, &hi)
+        : cyl_expsum8_run(x, C, mv, 1, pf_x, pf_n, pf_end, &cnt, &lo, &hi);
     double acc[CYL_LANES];
     memcpy(acc, &lo, sizeof lo);
     memcpy(acc + 4, &hi, sizeof hi);
@@ -226,31 +241,52 @@ CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double 
     *total = cyl_lanes_total(acc);
     *ties = (double)count;
 }
+/* Four lanes of cyl_row_soft_xent's term: cyl_term(y keep + spread, nls), with
+ * nls = cyl_unless(v == m, m - v) + lognorm; the same double operations, so the same
+ * bits. */
+CYL_INLINE cyl_vd4 cyl_xent_term4(cyl_vd4 y, cyl_vd4 v, cyl_vd4 m, cyl_vd4 lognorm,
+                                  double keep, double spread)
+{
+    const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
+    cyl_vd4 nls = (cyl_vd4)(~(v == m) & (cyl_vi4)(m - v)) + lognorm;
+    cyl_vd4 q = y * keep + spread;
+    return (cyl_vd4)(~((q == zero4) & (nls == nls)) & (cyl_vi4)(q * nls));
+}
+
+/* All-ones lanes where a target lies outside [0, 1] (NaN passes, as in the scalar check). */
+CYL_INLINE cyl_vi8 cyl_outside_unit8(cyl_vf8 y)
+{
+    const cyl_vf8 zero8 = {0, 0, 0, 0, 0, 0, 0, 0}, one8 = {1, 1, 1, 1, 1, 1, 1, 1};
+    return (y < zero8) | (y > one8);
+}
+
+/* cyl_lanes_total of eight lanes held as acc[0..7][h], for the four rows of half h. */
+CYL_INLINE cyl_vd4 cyl_lanes_total8x4(const cyl_vd4 (*acc)[2], int h)
+{
+    return ((acc[0][h] + acc[1][h]) + (acc[2][h] + acc[3][h]))
+         + ((acc[4][h] + acc[5][h]) + (acc[6][h] + acc[7][h]));
+}
+
 /* cyl_row_soft_xent_f32 over contiguous rows, the target check fused into the one pass:
  * the same double operations lane by lane as the scalar loop, so the same bits. */
 CYL_INLINE double cyl_row_soft_xent_v8(const float *y, const float *x, ptrdiff_t C,
                                        double keep, double spread, double m,
                                        double lognorm, int *bad)
 {
-    const cyl_vf8 zero8 = {0, 0, 0, 0, 0, 0, 0, 0}, one8 = {1, 1, 1, 1, 1, 1, 1, 1};
     const cyl_vd4 m4 = {m, m, m, m}, ln4 = {lognorm, lognorm, lognorm, lognorm};
-    const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
-    cyl_vd4 lo = zero4, hi = zero4;
+    cyl_vd4 lo = {0.0, 0.0, 0.0, 0.0}, hi = lo;
     cyl_vi8 out = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t k = 0;
     for (; k + 8 <= C; k += 8) {
         cyl_vf8 yv, v;
         memcpy(&yv, y + k, sizeof yv);
         memcpy(&v, x + k, sizeof v);
-        out |= (yv < zero8) | (yv > one8);
-        cyl_vd4 yh[2], vh[2], *acc[2] = {&lo, &hi};
-        CYL_VF8_WIDEN(yv, yh[0], yh[1]);
-        CYL_VF8_WIDEN(v, vh[0], vh[1]);
-        for (int h = 0; h < 2; h++) {
-            cyl_vd4 nls = (cyl_vd4)(~(vh[h] == m4) & (cyl_vi4)(m4 - vh[h])) + ln4;
-            cyl_vd4 q = yh[h] * keep + spread;
-            *acc[h] += (cyl_vd4)(~((q == zero4) & (nls == nls)) & (cyl_vi4)(q * nls));
-        }
+        out |= cyl_outside_unit8(yv);
+        cyl_vd4 yl, yh, vl, vh;
+        CYL_VF8_WIDEN(yv, yl, yh);
+        CYL_VF8_WIDEN(v, vl, vh);
+        lo += cyl_xent_term4(yl, vl, m4, ln4, keep, spread);
+        hi += cyl_xent_term4(yh, vh, m4, ln4, keep, spread);
     }
     double acc[CYL_LANES];
     memcpy(acc, &lo, sizeof lo);
@@ -281,13 +317,15 @@ CYL_INLINE double cyl_row_soft_xent_v8(const float *y, const float *x, ptrdiff_t
 #define CYL_ROW_SOFT_XENT_FAST_f64(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) 0
 #define CYL_ROW_EXPSUM_FAST_f64(x, sb, C, m, least, total, ties, next) 0
 
-/* Run the statements for K = 0 .. C-1 with lane L: K % 8 in the main part, 0 in the tail
- * (the pattern of CYL_LANE_SUM in _fastpaths.h), as an inner loop the compiler vectorises. */
-#define CYL_FOR_LANES(C, ...)                                                            \
+/* Run the statements for K = 0 .. C-1 with lane L: K % W in the main part
+ * (K < C - C % W), 0 in the tail (the pattern of CYL_LANE_SUM in _fastpaths.h), as an
+ * inner loop the compiler vectorises. CYL_FOR_LANES has the eight lanes of every other
+ * sum (cyl_lanes_total), CYL_FOR_LANES16 sixteen (cyl_lanes16_total). */
+#define CYL_FOR_LANES_W(W, C, ...)                                                       \
     do {                                                                                 \
         ptrdiff_t b_ = 0;                                                                \
-        for (; b_ + CYL_LANES <= (C); b_ += CYL_LANES)                                   \
-            for (int L = 0; L < CYL_LANES; L++) {                                        \
+        for (; b_ + (W) <= (C); b_ += (W))                                               \
+            for (int L = 0; L < (W); L++) {                                              \
                 const ptrdiff_t K = b_ + L;                                              \
                 __VA_ARGS__                                                              \
             }                                                                            \
@@ -297,23 +335,8 @@ CYL_INLINE double cyl_row_soft_xent_v8(const float *y, const float *x, ptrdiff_t
             __VA_ARGS__                                                                  \
         }                                                                                \
     } while (0)
-
-/* As CYL_FOR_LANES with sixteen lanes: K % 16 in the main part (K < C - C % 16), 0 in
- * the tail; cyl_lanes16_total combines them by a fixed tree. */
-#define CYL_FOR_LANES16(C, ...)                                                          \
-    do {                                                                                 \
-        ptrdiff_t b_ = 0;                                                                \
-        for (; b_ + 16 <= (C); b_ += 16)                                                 \
-            for (int L = 0; L < 16; L++) {                                               \
-                const ptrdiff_t K = b_ + L;                                              \
-                __VA_ARGS__                                                              \
-            }                                                                            \
-        for (; b_ < (C); b_++) {                                                         \
-            const int L = 0;                                                             \
-            const ptrdiff_t K = b_;                                                      \
-            __VA_ARGS__                                                                  \
-        }                                                                                \
-    } while (0)
+#define CYL_FOR_LANES(C, ...) CYL_FOR_LANES_W(CYL_LANES, C, __VA_ARGS__)
+#define CYL_FOR_LANES16(C, ...) CYL_FOR_LANES_W(16, C, __VA_ARGS__)
 
 CYL_INLINE double cyl_lanes16_total(const double *acc)
 {
@@ -653,6 +676,19 @@ CYL_INLINE void cyl_rows8_lognorm_##SUFFIX(const T *xt, ptrdiff_t C, double *m, 
 }
 
 #if CYL_HAVE_V8
+/* The exponential sums of eight transposed rows: class k into lane k % 8 of each row (0
+ * for the tail), as cyl_row_logits adds them. */
+CYL_INLINE void cyl_rows8_expsum(const float *xt, ptrdiff_t C, cyl_vf8 mv, const int wide,
+                                 cyl_vi8 *cnt, cyl_vd4 (*acc)[2])
+{
+    for (ptrdiff_t k = 0; k < C; k++) {
+        int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;
+        cyl_vf8 v;
+        memcpy(&v, xt + k * CYL_LANES, sizeof v);
+        cyl_expsum8_step(v, mv, wide, cnt, &acc[l][0], &acc[l][1]);
+    }
+}
+
 /* The float32 instance with vector types: row r in lane r, the same operations per lane,
  * so the same bits (the ties counted exactly in int32 lanes, the mask applied before the
  * conversion to double, as in cyl_row_expsum_v8). */
@@ -678,30 +714,14 @@ CYL_INLINE void cyl_rows8_lognorm_arg_f32(const float *xt, ptrdiff_t C, double *
     int near = 1;
     for (int r = 0; r < CYL_LANES; r++)
         near &= (double)least[r] - (double)mv[r] >= -87.0;
-#define CYL_EXPSUM8_LOOP(EXP)                                                            \
-    for (ptrdiff_t k = 0; k < C; k++) {                                                  \
-        int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;                              \
-        cyl_vf8 v;                                                                       \
-        memcpy(&v, xt + k * CYL_LANES, sizeof v);                                        \
-        cyl_vi8 eq = v == mv;                                                            \
-        cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)EXP(v - mv));                               \
-        cnt -= eq;                                                                       \
-        cyl_vd4 el, eh;                                                                  \
-        CYL_VF8_WIDEN(e, el, eh);                                                        \
-        acc[l][0] += el;                                                                 \
-        acc[l][1] += eh;                                                                 \
-    }
-    if (near) {
-        CYL_EXPSUM8_LOOP(cyl_expf_v8_near)
-    } else {
-        CYL_EXPSUM8_LOOP(cyl_expf_v8_nonpos)
-    }
-#undef CYL_EXPSUM8_LOOP
+    if (near)   /* each call inlined with `wide` a constant */
+        cyl_rows8_expsum(xt, C, mv, 0, &cnt, acc);
+    else
+        cyl_rows8_expsum(xt, C, mv, 1, &cnt, acc);
     /* Into plain arrays, so that the log1p loop below vectorises. */
     double total[CYL_LANES], ties[CYL_LANES];
     for (int h = 0; h < 2; h++) {
-        cyl_vd4 t = ((acc[0][h] + acc[1][h]) + (acc[2][h] + acc[3][h]))
-                  + ((acc[4][h] + acc[5][h]) + (acc[6][h] + acc[7][h]));
+        cyl_vd4 t = cyl_lanes_total8x4((const cyl_vd4 (*)[2])acc, h);
         memcpy(total + 4 * h, &t, sizeof t);
     }
     for (int r = 0; r < CYL_LANES; r++) {
@@ -875,7 +895,6 @@ CYL_CLONES static int cyl_categorical_logits_rows8_f32(
 {
     if (C > CYL_SMALL_CLASSES)
         return 1;
-    const cyl_vf8 zero8 = {0, 0, 0, 0, 0, 0, 0, 0}, one8 = {1, 1, 1, 1, 1, 1, 1, 1};
     const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
     for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {
         double m[CYL_LANES], lognorm[CYL_LANES];
@@ -889,7 +908,7 @@ CYL_CLONES static int cyl_categorical_logits_rows8_f32(
         for (ptrdiff_t k = 0; k < C; k++) {
             cyl_vf8 yv;
             memcpy(&yv, yt + k * CYL_LANES, sizeof yv);
-            out |= (yv < zero8) | (yv > one8);
+            out |= cyl_outside_unit8(yv);
         }
         int bad = 0;
         for (int r = 0; r < CYL_LANES; r++)
@@ -912,15 +931,11 @@ CYL_CLONES static int cyl_categorical_logits_rows8_f32(
             cyl_vd4 vh[2], yh[2];
             CYL_VF8_WIDEN(v, vh[0], vh[1]);
             CYL_VF8_WIDEN(yv, yh[0], yh[1]);
-            for (int h = 0; h < 2; h++) {
-                cyl_vd4 nls = (cyl_vd4)(~(vh[h] == m4[h]) & (cyl_vi4)(m4[h] - vh[h])) + ln4[h];
-                cyl_vd4 q = yh[h] * keep + spread;
-                xent[l][h] += (cyl_vd4)(~((q == zero4) & (nls == nls)) & (cyl_vi4)(q * nls));
-            }
+            for (int h = 0; h < 2; h++)
+                xent[l][h] += cyl_xent_term4(yh[h], vh[h], m4[h], ln4[h], keep, spread);
         }
         for (int h = 0; h < 2; h++) {
-            cyl_vd4 t = ((xent[0][h] + xent[1][h]) + (xent[2][h] + xent[3][h]))
-                      + ((xent[4][h] + xent[5][h]) + (xent[6][h] + xent[7][h]));
+            cyl_vd4 t = cyl_lanes_total8x4((const cyl_vd4 (*)[2])xent, h);
             for (int j = 0; j < 4; j++)
                 sums->part[4 * h + j] += t[j];
         }

@@ -126,24 +126,35 @@ CYL_INLINE double cyl_log1p(double x)
 CYL_INLINE float cyl_f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 CYL_INLINE uint32_t cyl_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
+/* The steps of cyl_expf that its eight-lane twin (cyl_expf_v8_nonpos_any) shares, written
+ * once for a float or a vector of floats so that the two give the same bits:
+ * t = xc / ln 2 + 1.5 * 2^23 holds k = round(xc / ln 2) in its low bits, kf = k as a
+ * float, r = xc - k ln 2 in two parts (Cody & Waite; 0x3f317200: k * ln2_hi is exact),
+ * |r| <= ln(2)/2, and p = e^r by its Taylor series to r^7 (truncation < 2^-27 relative),
+ * evaluated by Estrin's scheme,
+ * (1 + r + r^2/2 + r^3/6) + r^4 (1/24 + r/120 + r^2/720 + r^3/5040): the same operation
+ * count as Horner's but half the dependent steps, which is what limits the vectorised row
+ * loops. */
+#define CYL_EXPF_SHIFTER 12582912.0f                   /* 1.5 * 2^23 */
+#define CYL_EXPF_REDUCE(xc, t, kf, r)                                                    \
+    do {                                                                                 \
+        (t) = (xc) * 1.44269504088896341f + CYL_EXPF_SHIFTER;                            \
+        (kf) = (t) - CYL_EXPF_SHIFTER;                                                   \
+        (r) = ((xc) - (kf) * 0.693145751953125f) - (kf) * 1.428606765330187045e-06f;     \
+    } while (0)
+#define CYL_EXPF_POLY(r, r2, r4)                                                         \
+    ((((r) * (1.0f / 5040.0f) + 1.0f / 720.0f) * (r2)                                    \
+      + ((r) * (1.0f / 120.0f) + 1.0f / 24.0f)) * (r4)                                   \
+     + (((r) * (1.0f / 6.0f) + 0.5f) * (r2) + ((r) + 1.0f)))
+
 CYL_INLINE float cyl_expf(float x)
 {
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693145751953125f;          /* 0x3f317200: k*ln2_hi exact */
-    const float ln2_lo = 1.428606765330187045e-06f;
-    const float shifter = 12582912.0f;                 /* 1.5 * 2^23 */
     float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x);
-    float t = xc * log2e + shifter;
-    float kf = t - shifter;
-    int32_t k = (int32_t)(cyl_f32_to_bits(t) - cyl_f32_to_bits(shifter));
-    float r = (xc - kf * ln2_hi) - kf * ln2_lo;
-    /* Taylor to r^7 (truncation < 2^-27 relative for |r| <= ln(2)/2), evaluated by
-     * Estrin's scheme, (1 + r + r^2/2 + r^3/6) + r^4 (1/24 + r/120 + r^2/720 + r^3/5040):
-     * the same operation count as Horner's but half the dependent steps, which is what
-     * limits the vectorised row loops. */
+    float t, kf, r;
+    CYL_EXPF_REDUCE(xc, t, kf, r);
+    int32_t k = (int32_t)(cyl_f32_to_bits(t) - cyl_f32_to_bits(CYL_EXPF_SHIFTER));
     float r2 = r * r, r4 = r2 * r2;
-    float p = ((r * (1.0f / 5040.0f) + 1.0f / 720.0f) * r2 + (r * (1.0f / 120.0f) + 1.0f / 24.0f)) * r4
-            + ((r * (1.0f / 6.0f) + 0.5f) * r2 + (r + 1.0f));
+    float p = CYL_EXPF_POLY(r, r2, r4);
     int32_t k1 = k >> 1;
     int32_t k2 = k - k1;
     float y = (p * cyl_f32_from_bits((uint32_t)(k1 + 127) << 23))
@@ -154,7 +165,6 @@ CYL_INLINE float cyl_expf(float x)
 #if defined(__GNUC__)
 /* Eight floats (one AVX2 vector; two SSE vectors on the baseline) and their masks. */
 typedef float cyl_vf8 __attribute__((vector_size(32)));
-typedef float cyl_vf4 __attribute__((vector_size(16)));
 typedef int32_t cyl_vi8 __attribute__((vector_size(32)));
 typedef double cyl_vd4 __attribute__((vector_size(32)));
 typedef int64_t cyl_vi4 __attribute__((vector_size(32)));
@@ -180,20 +190,14 @@ CYL_INLINE cyl_vf8 cyl_vf8_pick(cyl_vi8 mask, cyl_vf8 a, cyl_vf8 b)
  * (below). */
 CYL_INLINE cyl_vf8 cyl_expf_v8_nonpos_any(cyl_vf8 x, const int wide)
 {
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693145751953125f;
-    const float ln2_lo = 1.428606765330187045e-06f;
-    const float shifter = 12582912.0f;
     const cyl_vf8 lowest = {-104.0f, -104.0f, -104.0f, -104.0f,
                             -104.0f, -104.0f, -104.0f, -104.0f};
     cyl_vf8 xc = wide ? cyl_vf8_pick(x < lowest, lowest, x) : x;
-    cyl_vf8 t = xc * log2e + shifter;
-    cyl_vf8 kf = t - shifter;
-    cyl_vi8 k = (cyl_vi8)t - (int32_t)cyl_f32_to_bits(shifter);
-    cyl_vf8 r = (xc - kf * ln2_hi) - kf * ln2_lo;
+    cyl_vf8 t, kf, r;
+    CYL_EXPF_REDUCE(xc, t, kf, r);
+    cyl_vi8 k = (cyl_vi8)t - (int32_t)cyl_f32_to_bits(CYL_EXPF_SHIFTER);
     cyl_vf8 r2 = r * r, r4 = r2 * r2;
-    cyl_vf8 p = ((r * (1.0f / 5040.0f) + 1.0f / 720.0f) * r2 + (r * (1.0f / 120.0f) + 1.0f / 24.0f)) * r4
-              + ((r * (1.0f / 6.0f) + 0.5f) * r2 + (r + 1.0f));
+    cyl_vf8 p = CYL_EXPF_POLY(r, r2, r4);
     /* A NaN x stays NaN through the arithmetic (p is NaN, the scale factors are finite or
      * inf), with its payload: cyl_expf's final select is not needed here. */
     if (!wide)
@@ -206,8 +210,6 @@ CYL_INLINE cyl_vf8 cyl_expf_v8_nonpos_any(cyl_vf8 x, const int wide)
  * float and one multiplication by it rounds p 2^k exactly as the two by 2^k1 and 2^k2 do
  * (each of those is exact but the last, which rounds the same product); no clamp either.
  * The callers test the row's minimum first: about a sixth fewer operations. */
-#define cyl_expf_v8_nonpos(x) cyl_expf_v8_nonpos_any((x), 1)
-#define cyl_expf_v8_near(x) cyl_expf_v8_nonpos_any((x), 0)
 #define CYL_HAVE_V8 1
 #else
 #define CYL_HAVE_V8 0
