@@ -167,38 +167,79 @@ CYL_INLINE double cyl_row_maxmin_v8(const float *x, ptrdiff_t C, double *least)
 #define CYL_ROW_MAX_f64(x, sb, C, least) cyl_row_max_f64((x), (sb), (C))
 
 #if CYL_HAVE_V8
-/* One vector step of the exponential sums: e^(v - mv) for the lanes below their row
- * maximum mv, +0.0 at it (the mask applied before the conversion to double, which keeps
- * the bits), the ties counted in *cnt (int32 lanes, exact), the result added to the
- * double halves *lo and *hi. `wide` as in cyl_expf_v8_nonpos_any. */
-CYL_INLINE void cyl_expsum8_step(cyl_vf8 v, cyl_vf8 mv, const int wide, cyl_vi8 *cnt,
-                                 cyl_vd4 *lo, cyl_vd4 *hi)
+/* One vector step of the exponential sums, in the two halves of cyl_expf_v8_*: e^(v - mv)
+ * for the lanes below their row maximum mv, +0.0 at it (the mask applied before the
+ * conversion to double, which keeps the bits), the ties counted in *cnt (int32 lanes,
+ * exact), the result added to the double halves *lo and *hi. `wide` as in
+ * cyl_expf_v8_reduce. Not wide, the mask clears the scale factor instead, in the first
+ * half: there the maximum is finite (the callers' range test fails for an infinite one),
+ * so a tie's p = e^0 = 1 and 1 * +0.0 is the +0.0 of the mask. Wide, v = mv = +inf gives
+ * p = NaN, and the mask must come last. */
+typedef struct {
+    cyl_expf8_parts q;
+    cyl_vi8 eq;
+} cyl_expsum8_parts;
+
+CYL_INLINE cyl_expsum8_parts cyl_expsum8_begin(cyl_vf8 v, cyl_vf8 mv, const int wide,
+                                               cyl_vi8 *cnt)
 {
-    cyl_vi8 eq = v == mv;
-    cyl_vf8 e = (cyl_vf8)(~eq & (cyl_vi8)cyl_expf_v8_nonpos_any(v - mv, wide));
-    *cnt -= eq;
+    cyl_expsum8_parts h;
+    h.eq = v == mv;
+    *cnt -= h.eq;
+    h.q = cyl_expf_v8_reduce(v - mv, wide);
+    if (!wide)
+        h.q.s1 = (cyl_vf8)(~h.eq & (cyl_vi8)h.q.s1);
+    return h;
+}
+
+CYL_INLINE void cyl_expsum8_end(cyl_expsum8_parts h, const int wide, cyl_vd4 *lo,
+                                cyl_vd4 *hi)
+{
+    cyl_vf8 e = cyl_expf_v8_finish(h.q, wide);
+    if (wide)
+        e = (cyl_vf8)(~h.eq & (cyl_vi8)e);
     cyl_vd4 el, eh;
     CYL_VF8_WIDEN(e, el, eh);
     *lo += el;
     *hi += eh;
 }
 
-/* cyl_expsum8_step over x[0 .. C - C % 8), prefetching pf_x and pf_n (if not NULL) at the
- * same offsets over their first pf_end items; returns the index where the tail starts. */
+/* The steps of CYL_EXPSUM8_GROUP vectors run half by half, each half's loop unrolled (GCC
+ * keeps the loops, and the parts in memory, otherwise). */
+#define CYL_EXPSUM8_GROUP 4
+#define CYL_UNROLL_GROUP _Pragma("GCC unroll 4")
+
+/* The exponential sum steps over x[0 .. C - C % 8), a group of vectors at a time, then
+ * one at a time, prefetching pf_x and pf_n (if not NULL) at the same offsets over their
+ * first pf_end items; returns the index where the tail starts. */
 CYL_INLINE ptrdiff_t cyl_expsum8_run(const float *x, ptrdiff_t C, cyl_vf8 mv, const int wide,
                                      const char *pf_x, const char *pf_n, ptrdiff_t pf_end,
                                      cyl_vi8 *cnt, cyl_vd4 *lo, cyl_vd4 *hi)
 {
+    enum { G = CYL_EXPSUM8_GROUP };
     ptrdiff_t k = 0;
-    for (; k + 8 <= C; k += 8) {
-        if (k < pf_end && (k & 15) == 0) {
-            __builtin_prefetch(pf_x + 4 * k, 0, 2);
-            if (pf_n)
-                __builtin_prefetch(pf_n + 4 * k, 0, 2);
+    for (; k + 8 * G <= C; k += 8 * G) {
+        if (k < pf_end)
+            for (int j = 0; j < G; j += 2) {      /* a 64-byte line per two vectors */
+                __builtin_prefetch(pf_x + 4 * k + 32 * j, 0, 2);
+                if (pf_n)
+                    __builtin_prefetch(pf_n + 4 * k + 32 * j, 0, 2);
+            }
+        cyl_expsum8_parts h[G];
+        CYL_UNROLL_GROUP
+        for (int j = 0; j < G; j++) {
+            cyl_vf8 v;
+            memcpy(&v, x + k + 8 * j, sizeof v);
+            h[j] = cyl_expsum8_begin(v, mv, wide, cnt);
         }
+        CYL_UNROLL_GROUP
+        for (int j = 0; j < G; j++)
+            cyl_expsum8_end(h[j], wide, lo, hi);
+    }
+    for (; k + 8 <= C; k += 8) {
         cyl_vf8 v;
         memcpy(&v, x + k, sizeof v);
-        cyl_expsum8_step(v, mv, wide, cnt, lo, hi);
+        cyl_expsum8_end(cyl_expsum8_begin(v, mv, wide, cnt), wide, lo, hi);
     }
     return k;
 }
@@ -681,11 +722,28 @@ CYL_INLINE void cyl_rows8_lognorm_##SUFFIX(const T *xt, ptrdiff_t C, double *m, 
 CYL_INLINE void cyl_rows8_expsum(const float *xt, ptrdiff_t C, cyl_vf8 mv, const int wide,
                                  cyl_vi8 *cnt, cyl_vd4 (*acc)[2])
 {
-    for (ptrdiff_t k = 0; k < C; k++) {
-        int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;
+    enum { G = CYL_EXPSUM8_GROUP };
+    const ptrdiff_t main_end = C & ~(ptrdiff_t)7;
+    ptrdiff_t k = 0;
+    for (; k + G <= C; k += G) {
+        cyl_expsum8_parts h[G];
+        CYL_UNROLL_GROUP
+        for (int j = 0; j < G; j++) {
+            cyl_vf8 v;
+            memcpy(&v, xt + (k + j) * CYL_LANES, sizeof v);
+            h[j] = cyl_expsum8_begin(v, mv, wide, cnt);
+        }
+        CYL_UNROLL_GROUP
+        for (int j = 0; j < G; j++) {
+            int l = k + j < main_end ? (int)((k + j) & 7) : 0;
+            cyl_expsum8_end(h[j], wide, &acc[l][0], &acc[l][1]);
+        }
+    }
+    for (; k < C; k++) {
+        int l = k < main_end ? (int)(k & 7) : 0;
         cyl_vf8 v;
         memcpy(&v, xt + k * CYL_LANES, sizeof v);
-        cyl_expsum8_step(v, mv, wide, cnt, &acc[l][0], &acc[l][1]);
+        cyl_expsum8_end(cyl_expsum8_begin(v, mv, wide, cnt), wide, &acc[l][0], &acc[l][1]);
     }
 }
 
