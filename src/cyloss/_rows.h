@@ -800,13 +800,6 @@ CYL_INLINE void cyl_rows_log1p(const double *m, const double *arg, double *logno
         lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p(arg[r]);
 }
 
-CYL_INLINE void cyl_rows8_lognorm_f32(const float *xt, ptrdiff_t C, double *m,
-                                      double *lognorm)
-{
-    double arg[CYL_LANES];
-    cyl_rows8_lognorm_arg_f32(xt, C, m, arg);
-    cyl_rows_log1p(m, arg, lognorm, CYL_LANES);
-}
 CYL_DEFINE_ROWS8_LOGNORM(f64, double)
 #else
 CYL_DEFINE_ROWS8_LOGNORM(f32, float)
@@ -946,59 +939,73 @@ CYL_CLONES static int cyl_categorical_logits_rows8_##SUFFIX(                    
 #if CYL_HAVE_V8
 /* The float32 instance with vector types (row r in lane r): the same double operations
  * lane by lane as the macro above and cyl_row_soft_xent, so the same bits; the target
- * check runs on the float vectors. */
+ * check runs on the float vectors. As in cyl_sparse_logits_rows8_f32, the log1p of 16
+ * blocks (128 rows) at a time, after their exponential sums; the transposed blocks wait
+ * for it on the stack (2 x 16 KiB at most, 2 x 5 KiB for ten classes). */
 CYL_CLONES static int cyl_categorical_logits_rows8_f32(
     const float *y, const float *x, ptrdiff_t C, ptrdiff_t n, double keep, double spread,
     cyl_acc *sums)
 {
+    enum { RUN = 16 };
     if (C > CYL_SMALL_CLASSES)
         return 1;
     const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
-    for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += CYL_LANES) {
-        double m[CYL_LANES], lognorm[CYL_LANES];
-        float xt[CYL_SMALL_CLASSES * CYL_LANES], yt[CYL_SMALL_CLASSES * CYL_LANES];
-        const float *xr = x + r0 * C, *yr = y + r0 * C;
-        cyl_prefetch_ahead(xr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
-        cyl_prefetch_ahead(yr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
-        cyl_rows8_transpose_f32(xr, C, xt);
-        cyl_rows8_transpose_f32(yr, C, yt);
-        cyl_vi8 out = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (ptrdiff_t k = 0; k < C; k++) {
-            cyl_vf8 yv;
-            memcpy(&yv, yt + k * CYL_LANES, sizeof yv);
-            out |= cyl_outside_unit8(yv);
+    const ptrdiff_t span = C * CYL_LANES;     /* one block, transposed */
+    for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += RUN * CYL_LANES) {
+        double m[RUN * CYL_LANES], arg[RUN * CYL_LANES], lognorm[RUN * CYL_LANES];
+        float xt[RUN * CYL_SMALL_CLASSES * CYL_LANES], yt[RUN * CYL_SMALL_CLASSES * CYL_LANES];
+        int nb = 0;
+        for (; nb < RUN && r0 + (nb + 1) * CYL_LANES <= n; nb++) {
+            const ptrdiff_t rb = r0 + nb * CYL_LANES;
+            const float *xr = x + rb * C, *yr = y + rb * C;
+            float *xb = xt + nb * span, *yb = yt + nb * span;
+            cyl_prefetch_ahead(xr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
+            cyl_prefetch_ahead(yr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
+            cyl_rows8_transpose_f32(xr, C, xb);
+            cyl_rows8_transpose_f32(yr, C, yb);
+            cyl_vi8 out = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (ptrdiff_t k = 0; k < C; k++) {
+                cyl_vf8 yv;
+                memcpy(&yv, yb + k * CYL_LANES, sizeof yv);
+                out |= cyl_outside_unit8(yv);
+            }
+            int bad = 0;
+            for (int r = 0; r < CYL_LANES; r++)
+                bad |= out[r];
+            if (bad)
+                return 1;
+            cyl_rows8_lognorm_arg_f32(xb, C, m + nb * CYL_LANES, arg + nb * CYL_LANES);
         }
-        int bad = 0;
-        for (int r = 0; r < CYL_LANES; r++)
-            bad |= out[r];
-        if (bad)
-            return 1;
-        cyl_rows8_lognorm_f32(xt, C, m, lognorm);
-        cyl_vd4 m4[2], ln4[2], xent[CYL_LANES][2];
-        memcpy(&m4[0], m, sizeof m4[0]);
-        memcpy(&m4[1], m + 4, sizeof m4[1]);
-        memcpy(&ln4[0], lognorm, sizeof ln4[0]);
-        memcpy(&ln4[1], lognorm + 4, sizeof ln4[1]);
-        for (int l = 0; l < CYL_LANES; l++)
-            xent[l][0] = xent[l][1] = zero4;
-        for (ptrdiff_t k = 0; k < C; k++) {
-            int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;
-            cyl_vf8 v, yv;
-            memcpy(&v, xt + k * CYL_LANES, sizeof v);
-            memcpy(&yv, yt + k * CYL_LANES, sizeof yv);
-            cyl_vd4 vh[2], yh[2];
-            CYL_VF8_WIDEN(v, vh[0], vh[1]);
-            CYL_VF8_WIDEN(yv, yh[0], yh[1]);
-            for (int h = 0; h < 2; h++)
-                xent[l][h] += cyl_xent_term4(yh[h], vh[h], m4[h], ln4[h], keep, spread);
+        cyl_rows_log1p(m, arg, lognorm, nb * CYL_LANES);
+        for (int b = 0; b < nb; b++) {
+            const ptrdiff_t rb = r0 + b * CYL_LANES;
+            const float *xb = xt + b * span, *yb = yt + b * span;
+            cyl_vd4 m4[2], ln4[2], xent[CYL_LANES][2];
+            memcpy(&m4[0], m + b * CYL_LANES, sizeof m4[0]);
+            memcpy(&m4[1], m + b * CYL_LANES + 4, sizeof m4[1]);
+            memcpy(&ln4[0], lognorm + b * CYL_LANES, sizeof ln4[0]);
+            memcpy(&ln4[1], lognorm + b * CYL_LANES + 4, sizeof ln4[1]);
+            for (int l = 0; l < CYL_LANES; l++)
+                xent[l][0] = xent[l][1] = zero4;
+            for (ptrdiff_t k = 0; k < C; k++) {
+                int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;
+                cyl_vf8 v, yv;
+                memcpy(&v, xb + k * CYL_LANES, sizeof v);
+                memcpy(&yv, yb + k * CYL_LANES, sizeof yv);
+                cyl_vd4 vh[2], yh[2];
+                CYL_VF8_WIDEN(v, vh[0], vh[1]);
+                CYL_VF8_WIDEN(yv, yh[0], yh[1]);
+                for (int h = 0; h < 2; h++)
+                    xent[l][h] += cyl_xent_term4(yh[h], vh[h], m4[h], ln4[h], keep, spread);
+            }
+            for (int h = 0; h < 2; h++) {
+                cyl_vd4 t = cyl_lanes_total8x4((const cyl_vd4 (*)[2])xent, h);
+                for (int j = 0; j < 4; j++)
+                    sums->part[4 * h + j] += t[j];
+            }
+            if (((rb + 7) & 63) == 63)   /* as cyl_acc_add at offset rb + 7 */
+                cyl_acc_fold(sums);
         }
-        for (int h = 0; h < 2; h++) {
-            cyl_vd4 t = cyl_lanes_total8x4((const cyl_vd4 (*)[2])xent, h);
-            for (int j = 0; j < 4; j++)
-                sums->part[4 * h + j] += t[j];
-        }
-        if (((r0 + 7) & 63) == 63)   /* as cyl_acc_add at offset r0 + 7 */
-            cyl_acc_fold(sums);
     }
     return 0;
 }
