@@ -201,3 +201,79 @@ def test_exponential_paths_agree_across_gaps(classes, gap):
     tiny = 4 * classes * 2.0**-149
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=tiny)
     np.testing.assert_allclose(cat, want, rtol=1e-6, atol=tiny)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("classes", [3, 10, 17])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_categorical_kernel_near_and_far_blocks(smoothing, classes, dtype):
+    # The float32 cross-row kernel drops the term's masks in blocks of eight rows whose
+    # logits all lie within 87 of their row maximum ("near"), and keeps them elsewhere.
+    # Mix both kinds of block with zero targets against -inf logits (0 * inf := 0), ties,
+    # a NaN row and an all -inf row, over more than one run of 16 blocks; the reduced
+    # result must have the general loop's bits, and finite rows the float64 value.
+    rng = np.random.default_rng(classes * 10 + int(smoothing * 10))
+    n = 16 * 8 * 2 + 13
+    x = rng.normal(size=(n, classes)) * 3
+    y = rng.dirichlet(np.ones(classes), size=n)
+    y[rng.random((n, classes)) < 0.4] = 0.0
+    far_rows = rng.choice(n, 40, replace=False)
+    for r in far_rows:
+        k = rng.integers(0, classes)
+        x[r, k] = -np.inf if r % 2 else -200.0
+        y[r, k] = 0.0
+    x[5, :2] = x[5, :2].max()                              # a tie at the maximum
+    x, y = x.astype(dtype), y.astype(dtype)
+    kw = dict(from_logits=True, label_smoothing=smoothing)
+    for reduction in ("sum", "mean"):
+        fast = cyloss.categorical_crossentropy(y, x, reduction=reduction, **kw)
+        slow = cyloss.categorical_crossentropy(strided(y, 1), strided(x, 1),
+                                               reduction=reduction, **kw)
+        assert same_bits(fast, slow)
+    q = y.astype(np.float64) * (1 - smoothing) + smoothing / classes
+    xx = x.astype(np.float64)
+    m = xx.max(axis=1, keepdims=True)
+    logp = xx - m - np.log(np.exp(xx - m).sum(axis=1, keepdims=True))
+    want = -(q * np.where(q == 0, 0.0, logp)).sum()   # 0 * -inf := 0
+    if smoothing == 0.0:   # with smoothing no target is 0 and -inf logits make the sum inf
+        np.testing.assert_allclose(cyloss.categorical_crossentropy(y, x, reduction="sum", **kw),
+                                   want, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    # A NaN row makes the sum NaN on both paths; an all -inf row too (no maximum).
+    for bad in (np.nan, -np.inf):
+        xb = x.copy()
+        xb[100] = bad
+        fast = cyloss.categorical_crossentropy(y, xb, reduction="sum", **kw)
+        assert np.isnan(fast)
+        assert np.isnan(cyloss.categorical_crossentropy(strided(y, 1), strided(xb, 1),
+                                                        reduction="sum", **kw))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_categorical_kernel_hands_nan_and_negative_zero_targets_on(dtype):
+    # The float32 kernel checks targets by bit pattern (at most that of 1.0): a NaN or a
+    # -0.0 target fails that test although it is no error, and the block goes to the
+    # general loop instead, which must give the value it gives for every layout.
+    rng = np.random.default_rng(3)
+    y = rng.dirichlet(np.ones(10), size=200).astype(dtype)
+    x = (rng.normal(size=(200, 10)) * 2).astype(dtype)
+    y[::7, 3] = 0.0
+    yz = y.copy()
+    yz[::7, 3] = -0.0
+    for reduction in ("sum", "mean"):
+        want = cyloss.categorical_crossentropy(y, x, from_logits=True, reduction=reduction)
+        got = cyloss.categorical_crossentropy(yz, x, from_logits=True, reduction=reduction)
+        assert same_bits(got, want)
+        assert same_bits(got, cyloss.categorical_crossentropy(
+            strided(yz, 1), strided(x, 1), from_logits=True, reduction=reduction))
+    yn = y.copy()
+    yn[150, 4] = np.nan
+    assert np.isnan(cyloss.categorical_crossentropy(yn, x, from_logits=True))
+    y1 = y.copy()
+    y1[150] = 0.0
+    y1[150, 4] = 1.0                                      # exactly 1 is in range
+    assert same_bits(cyloss.categorical_crossentropy(y1, x, from_logits=True),
+                     cyloss.categorical_crossentropy(strided(y1, 1), strided(x, 1),
+                                                     from_logits=True))
+    y1[150, 4] = np.nextafter(dtype(1), dtype(2))
+    with pytest.raises(ValueError, match=r"index \(150, 4\)"):
+        cyloss.categorical_crossentropy(y1, x, from_logits=True)

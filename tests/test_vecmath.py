@@ -92,6 +92,22 @@ def test_special_values(name, x, expected):
             assert math.copysign(1.0, got) == math.copysign(1.0, expected)
 
 
+def test_log1p_nonneg_gives_log1p_bits_on_its_domain():
+    # The row lognorms take log1p((ties - 1) + total) through a copy without the special
+    # cases; on [+0, 2^52) and NaN it must give cyl_log1p's bits (and so its accuracy).
+    rng = np.random.default_rng(10)
+    x = np.concatenate([
+        [0.0, 5e-324, 2.0**-60, 2.0**-53, 2.0**-52, 1e-300, 0.5, 1.0, 2.0, 31.0, 32.0,
+         2.0**31, 2.0**52 - 1.0],
+        10.0 ** rng.uniform(-310, 15.6, 100_000),
+        rng.uniform(0, 32, 100_000),                        # (ties - 1) + total, C <= 32
+        rng.integers(0, 32, 1000) + rng.uniform(0, 1, 1000) * 2.0**-40,
+    ])
+    got, want = run("log1p_nonneg", x), run("log1p", x)
+    assert got.tobytes() == want.tobytes()
+    assert np.isnan(run("log1p_nonneg", [math.nan])[0])
+
+
 def test_log1p_keeps_the_sign_of_zero():
     assert math.copysign(1.0, float(run("log1p", [-0.0])[0])) == -1.0
 

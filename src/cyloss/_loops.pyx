@@ -48,7 +48,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_
 from numpy import ndarray as _ndarray
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
-    cyl_binary,
+    cyl_log1p_nonneg, cyl_binary,
     cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_regression_hess,
     cyl_binary_logit_hess,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
@@ -1126,10 +1126,11 @@ def simd_path():
 # --- test hook -----------------------------------------------------------------------------
 
 def vecmath(str name, const double[:] x, double[:] out):
-    """Apply cyl_exp, cyl_log, cyl_log1p, or cyl_expf / cyl_log1pf_unit (on x rounded to
-    float32) elementwise (tests measure their accuracy)."""
+    """Apply cyl_exp, cyl_log, cyl_log1p, cyl_log1p_nonneg, or cyl_expf / cyl_log1pf_unit
+    (on x rounded to float32) elementwise (tests measure their accuracy)."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef int which = {"exp": 0, "log": 1, "log1p": 2, "expf": 3, "log1pf_unit": 4}[name]
+    cdef int which = {"exp": 0, "log": 1, "log1p": 2, "expf": 3, "log1pf_unit": 4,
+                      "log1p_nonneg": 5}[name]
     _require(out.shape[0] == n, "out length differs")
     with nogil:
         for i in range(n):
@@ -1141,5 +1142,7 @@ def vecmath(str name, const double[:] x, double[:] out):
                 out[i] = cyl_log1p(x[i])
             elif which == 3:
                 out[i] = cyl_expf(<float>x[i])
+            elif which == 5:
+                out[i] = cyl_log1p_nonneg(x[i])
             else:
                 out[i] = cyl_log1pf_unit(<float>x[i])

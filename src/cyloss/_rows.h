@@ -192,12 +192,18 @@ CYL_INLINE cyl_expsum8_parts cyl_expsum8_begin(cyl_vf8 v, cyl_vf8 mv, const int 
     return h;
 }
 
-CYL_INLINE void cyl_expsum8_end(cyl_expsum8_parts h, const int wide, cyl_vd4 *lo,
-                                cyl_vd4 *hi)
+CYL_INLINE cyl_vf8 cyl_expsum8_value(cyl_expsum8_parts h, const int wide)
 {
     cyl_vf8 e = cyl_expf_v8_finish(h.q, wide);
     if (wide)
         e = (cyl_vf8)(~h.eq & (cyl_vi8)e);
+    return e;
+}
+
+CYL_INLINE void cyl_expsum8_end(cyl_expsum8_parts h, const int wide, cyl_vd4 *lo,
+                                cyl_vd4 *hi)
+{
+    cyl_vf8 e = cyl_expsum8_value(h, wide);
     cyl_vd4 el, eh;
     CYL_VF8_WIDEN(e, el, eh);
     *lo += el;
@@ -457,7 +463,7 @@ CYL_CLONES static double cyl_row_logits_##SUFFIX(                               
     );                                                                                   \
     *m_out = m;                                                                          \
     /* ties >= 1 whenever m is a finite or +inf maximum; exact small integers. */        \
-    return m == -INFINITY ? NAN : cyl_log1p((ties - 1.0) + total);                       \
+    return m == -INFINITY ? NAN : cyl_log1p_nonneg((ties - 1.0) + total);                \
 }                                                                                        \
                                                                                          \
 /* sum_k cyl_term(q_k, -log softmax(x)_k), q = y (1 - s) + s / C given as keep, spread;  \
@@ -712,18 +718,50 @@ CYL_INLINE void cyl_rows8_lognorm_##SUFFIX(const T *xt, ptrdiff_t C, double *m, 
                      + ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));              \
         double ties = ((cnt[0][r] + cnt[1][r]) + (cnt[2][r] + cnt[3][r]))                \
                     + ((cnt[4][r] + cnt[5][r]) + (cnt[6][r] + cnt[7][r]));               \
-        lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p((ties - 1.0) + total);          \
+        lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p_nonneg((ties - 1.0) + total);   \
     }                                                                                    \
 }
 
 #if CYL_HAVE_V8
-/* The exponential sums of eight transposed rows: class k into lane k % 8 of each row (0
- * for the tail), as cyl_row_logits adds them. */
+/* The per-row sums of eight transposed rows over C <= CYL_SMALL_CLASSES classes, as the
+ * row loops add them: class k into lane k % 8 (0 for the tail, after the main part), the
+ * lanes combined as cyl_lanes_total does. BODY sets tk[0], tk[1] (rows 0-3, 4-7) to the
+ * terms of class K; total[0], total[1] receive the sums. Each lane's sum is built in its
+ * own loop with a constant lane index, so that they can stay in registers. */
+#define CYL_ROWS8_LANE_SUMS(C, K, tk, BODY, total)                                       \
+    do {                                                                                 \
+        const ptrdiff_t main_end_ = (C) & ~(ptrdiff_t)7;                                 \
+        cyl_vd4 a_[CYL_LANES][2];                                                        \
+        _Pragma("GCC unroll 8")                                                          \
+        for (int l_ = 0; l_ < CYL_LANES; l_++) {                                         \
+            a_[l_][0] = a_[l_][1] = (cyl_vd4){0.0, 0.0, 0.0, 0.0};                       \
+            for (ptrdiff_t K = l_; K < main_end_; K += 8) {                              \
+                cyl_vd4 tk[2];                                                           \
+                BODY                                                                     \
+                a_[l_][0] += tk[0];                                                      \
+                a_[l_][1] += tk[1];                                                      \
+            }                                                                            \
+        }                                                                                \
+        for (ptrdiff_t K = main_end_; K < (C); K++) {                                    \
+            cyl_vd4 tk[2];                                                               \
+            BODY                                                                         \
+            a_[0][0] += tk[0];                                                           \
+            a_[0][1] += tk[1];                                                           \
+        }                                                                                \
+        (total)[0] = cyl_lanes_total8x4((const cyl_vd4 (*)[2])a_, 0);                    \
+        (total)[1] = cyl_lanes_total8x4((const cyl_vd4 (*)[2])a_, 1);                    \
+    } while (0)
+
+/* The exponential sums of eight transposed rows (C <= CYL_SMALL_CLASSES): class k into
+ * lane k % 8 of each row (0 for the tail), combined as cyl_lanes_total does, for rows
+ * 0-3 (*lo) and 4-7 (*hi). The exponentials of a group of vectors first (their chains
+ * overlap), then the sums in registers: lane l collects classes l, l + 8, ... in order
+ * and lane 0 the tail after them, as the row loop adds them. */
 CYL_INLINE void cyl_rows8_expsum(const float *xt, ptrdiff_t C, cyl_vf8 mv, const int wide,
-                                 cyl_vi8 *cnt, cyl_vd4 (*acc)[2])
+                                 cyl_vi8 *cnt, cyl_vd4 *lo, cyl_vd4 *hi)
 {
     enum { G = CYL_EXPSUM8_GROUP };
-    const ptrdiff_t main_end = C & ~(ptrdiff_t)7;
+    cyl_vf8 e[CYL_SMALL_CLASSES];
     ptrdiff_t k = 0;
     for (; k + G <= C; k += G) {
         cyl_expsum8_parts h[G];
@@ -734,32 +772,31 @@ CYL_INLINE void cyl_rows8_expsum(const float *xt, ptrdiff_t C, cyl_vf8 mv, const
             h[j] = cyl_expsum8_begin(v, mv, wide, cnt);
         }
         CYL_UNROLL_GROUP
-        for (int j = 0; j < G; j++) {
-            int l = k + j < main_end ? (int)((k + j) & 7) : 0;
-            cyl_expsum8_end(h[j], wide, &acc[l][0], &acc[l][1]);
-        }
+        for (int j = 0; j < G; j++)
+            e[k + j] = cyl_expsum8_value(h[j], wide);
     }
     for (; k < C; k++) {
-        int l = k < main_end ? (int)(k & 7) : 0;
         cyl_vf8 v;
         memcpy(&v, xt + k * CYL_LANES, sizeof v);
-        cyl_expsum8_end(cyl_expsum8_begin(v, mv, wide, cnt), wide, &acc[l][0], &acc[l][1]);
+        e[k] = cyl_expsum8_value(cyl_expsum8_begin(v, mv, wide, cnt), wide);
     }
+    cyl_vd4 total[2];
+    CYL_ROWS8_LANE_SUMS(C, c, tc, CYL_VF8_WIDEN(e[c], tc[0], tc[1]);, total);
+    *lo = total[0];
+    *hi = total[1];
 }
 
 /* The float32 instance with vector types: row r in lane r, the same operations per lane,
  * so the same bits (the ties counted exactly in int32 lanes, the mask applied before the
- * conversion to double, as in cyl_row_expsum_v8). */
-CYL_INLINE void cyl_rows8_lognorm_arg_f32(const float *xt, ptrdiff_t C, double *m,
-                                          double *arg)
+ * conversion to double, as in cyl_row_expsum_v8). Returns 1 when every row's values lie
+ * within 87 of its maximum (NaN aside): then each row's maximum and values are finite,
+ * or the row is all NaN. */
+CYL_INLINE int cyl_rows8_lognorm_arg_f32(const float *xt, ptrdiff_t C, double *m,
+                                         double *arg)
 {
-    const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
     cyl_vf8 mv = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
                   -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    cyl_vd4 acc[CYL_LANES][2];
     cyl_vi8 cnt = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int l = 0; l < CYL_LANES; l++)
-        acc[l][0] = acc[l][1] = zero4;
     cyl_vf8 least = {INFINITY, INFINITY, INFINITY, INFINITY,
                      INFINITY, INFINITY, INFINITY, INFINITY};
     for (ptrdiff_t k = 0; k < C; k++) {
@@ -772,22 +809,21 @@ CYL_INLINE void cyl_rows8_lognorm_arg_f32(const float *xt, ptrdiff_t C, double *
     int near = 1;
     for (int r = 0; r < CYL_LANES; r++)
         near &= (double)least[r] - (double)mv[r] >= -87.0;
+    cyl_vd4 tl, th;
     if (near)   /* each call inlined with `wide` a constant */
-        cyl_rows8_expsum(xt, C, mv, 0, &cnt, acc);
+        cyl_rows8_expsum(xt, C, mv, 0, &cnt, &tl, &th);
     else
-        cyl_rows8_expsum(xt, C, mv, 1, &cnt, acc);
-    /* Into plain arrays, so that the log1p loop below vectorises. */
+        cyl_rows8_expsum(xt, C, mv, 1, &cnt, &tl, &th);
     double total[CYL_LANES], ties[CYL_LANES];
-    for (int h = 0; h < 2; h++) {
-        cyl_vd4 t = cyl_lanes_total8x4((const cyl_vd4 (*)[2])acc, h);
-        memcpy(total + 4 * h, &t, sizeof t);
-    }
+    memcpy(total, &tl, sizeof tl);
+    memcpy(total + 4, &th, sizeof th);
     for (int r = 0; r < CYL_LANES; r++) {
         m[r] = mv[r];
         ties[r] = (double)cnt[r];
     }
     for (int r = 0; r < CYL_LANES; r++)
         arg[r] = (ties[r] - 1.0) + total[r];
+    return near;
 }
 
 /* lognorm = log1p(arg), NaN for a row without a finite or +inf maximum: the last step of
@@ -796,8 +832,10 @@ CYL_INLINE void cyl_rows8_lognorm_arg_f32(const float *xt, ptrdiff_t C, double *
 CYL_INLINE void cyl_rows_log1p(const double *m, const double *arg, double *lognorm,
                                ptrdiff_t count)
 {
-    for (ptrdiff_t r = 0; r < count; r++)
-        lognorm[r] = m[r] == -INFINITY ? NAN : cyl_log1p(arg[r]);
+    for (ptrdiff_t r = 0; r < count; r++) {
+        double y = cyl_log1p_nonneg(arg[r]);   /* unconditional: no masked load */
+        lognorm[r] = m[r] == -INFINITY ? NAN : y;
+    }
 }
 
 CYL_DEFINE_ROWS8_LOGNORM(f64, double)
@@ -939,7 +977,8 @@ CYL_CLONES static int cyl_categorical_logits_rows8_##SUFFIX(                    
 #if CYL_HAVE_V8
 /* The float32 instance with vector types (row r in lane r): the same double operations
  * lane by lane as the macro above and cyl_row_soft_xent, so the same bits; the target
- * check runs on the float vectors. As in cyl_sparse_logits_rows8_f32, the log1p of 16
+ * check compares bit patterns (a NaN or -0.0 target also returns 1: the general loop
+ * takes it, without an error). As in cyl_sparse_logits_rows8_f32, the log1p of 16
  * blocks (128 rows) at a time, after their exponential sums; the transposed blocks wait
  * for it on the stack (2 x 16 KiB at most, 2 x 5 KiB for ten classes). */
 CYL_CLONES static int cyl_categorical_logits_rows8_f32(
@@ -949,11 +988,12 @@ CYL_CLONES static int cyl_categorical_logits_rows8_f32(
     enum { RUN = 16 };
     if (C > CYL_SMALL_CLASSES)
         return 1;
-    const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
     const ptrdiff_t span = C * CYL_LANES;     /* one block, transposed */
+    const int plain = keep == 1.0 && spread == 0.0;
     for (ptrdiff_t r0 = 0; r0 + CYL_LANES <= n; r0 += RUN * CYL_LANES) {
         double m[RUN * CYL_LANES], arg[RUN * CYL_LANES], lognorm[RUN * CYL_LANES];
         float xt[RUN * CYL_SMALL_CLASSES * CYL_LANES], yt[RUN * CYL_SMALL_CLASSES * CYL_LANES];
+        int near[RUN];
         int nb = 0;
         for (; nb < RUN && r0 + (nb + 1) * CYL_LANES <= n; nb++) {
             const ptrdiff_t rb = r0 + nb * CYL_LANES;
@@ -961,48 +1001,52 @@ CYL_CLONES static int cyl_categorical_logits_rows8_f32(
             float *xb = xt + nb * span, *yb = yt + nb * span;
             cyl_prefetch_ahead(xr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
             cyl_prefetch_ahead(yr, CYL_LANES * C * (ptrdiff_t)sizeof(float));
+            /* Targets in [+0, 1] have bit patterns up to that of 1.0f; a larger pattern
+             * is a target outside, or a NaN or -0.0 (the general loop takes those). */
+            uint32_t top = 0;
+            for (ptrdiff_t i = 0; i < span; i++) {
+                uint32_t u;
+                memcpy(&u, yr + i, sizeof u);
+                top = u > top ? u : top;
+            }
+            if (top > 0x3f800000u)
+                return 1;
             cyl_rows8_transpose_f32(xr, C, xb);
             cyl_rows8_transpose_f32(yr, C, yb);
-            cyl_vi8 out = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (ptrdiff_t k = 0; k < C; k++) {
-                cyl_vf8 yv;
-                memcpy(&yv, yb + k * CYL_LANES, sizeof yv);
-                out |= cyl_outside_unit8(yv);
-            }
-            int bad = 0;
-            for (int r = 0; r < CYL_LANES; r++)
-                bad |= out[r];
-            if (bad)
-                return 1;
-            cyl_rows8_lognorm_arg_f32(xb, C, m + nb * CYL_LANES, arg + nb * CYL_LANES);
+            near[nb] = cyl_rows8_lognorm_arg_f32(xb, C, m + nb * CYL_LANES,
+                                                 arg + nb * CYL_LANES);
         }
         cyl_rows_log1p(m, arg, lognorm, nb * CYL_LANES);
         for (int b = 0; b < nb; b++) {
             const ptrdiff_t rb = r0 + b * CYL_LANES;
             const float *xb = xt + b * span, *yb = yt + b * span;
-            cyl_vd4 m4[2], ln4[2], xent[CYL_LANES][2];
+            cyl_vd4 m4[2], ln4[2], t[2];
             memcpy(&m4[0], m + b * CYL_LANES, sizeof m4[0]);
             memcpy(&m4[1], m + b * CYL_LANES + 4, sizeof m4[1]);
             memcpy(&ln4[0], lognorm + b * CYL_LANES, sizeof ln4[0]);
             memcpy(&ln4[1], lognorm + b * CYL_LANES + 4, sizeof ln4[1]);
-            for (int l = 0; l < CYL_LANES; l++)
-                xent[l][0] = xent[l][1] = zero4;
-            for (ptrdiff_t k = 0; k < C; k++) {
-                int l = k < (C & ~(ptrdiff_t)7) ? (int)(k & 7) : 0;
-                cyl_vf8 v, yv;
-                memcpy(&v, xb + k * CYL_LANES, sizeof v);
-                memcpy(&yv, yb + k * CYL_LANES, sizeof yv);
-                cyl_vd4 vh[2], yh[2];
-                CYL_VF8_WIDEN(v, vh[0], vh[1]);
-                CYL_VF8_WIDEN(yv, yh[0], yh[1]);
-                for (int h = 0; h < 2; h++)
-                    xent[l][h] += cyl_xent_term4(yh[h], vh[h], m4[h], ln4[h], keep, spread);
-            }
-            for (int h = 0; h < 2; h++) {
-                cyl_vd4 t = cyl_lanes_total8x4((const cyl_vd4 (*)[2])xent, h);
+            /* Near (see cyl_rows8_lognorm_arg_f32), m - x_k is finite and >= +0, +0 at a
+             * tie, and so is nls: the term's two masks change nothing, q nls is its value
+             * to the bit (q >= +0 by the target check). Plain (no smoothing), q = y. */
+#define CYL_XENT_TERMS(TERM)                                                             \
+            CYL_ROWS8_LANE_SUMS(C, k, tk,                                                \
+                cyl_vd4 vh[2];                                                           \
+                cyl_vd4 yh[2];                                                           \
+                cyl_load_widen8(xb + k * CYL_LANES, &vh[0], &vh[1]);                     \
+                cyl_load_widen8(yb + k * CYL_LANES, &yh[0], &yh[1]);                     \
+                for (int h = 0; h < 2; h++)                                              \
+                    tk[h] = (TERM);,                                                     \
+                t)
+            if (near[b] && plain)
+                CYL_XENT_TERMS(yh[h] * ((m4[h] - vh[h]) + ln4[h]));
+            else if (near[b])
+                CYL_XENT_TERMS((yh[h] * keep + spread) * ((m4[h] - vh[h]) + ln4[h]));
+            else
+                CYL_XENT_TERMS(cyl_xent_term4(yh[h], vh[h], m4[h], ln4[h], keep, spread));
+#undef CYL_XENT_TERMS
+            for (int h = 0; h < 2; h++)
                 for (int j = 0; j < 4; j++)
-                    sums->part[4 * h + j] += t[j];
-            }
+                    sums->part[4 * h + j] += t[h][j];
             if (((rb + 7) & 63) == 63)   /* as cyl_acc_add at offset rb + 7 */
                 cyl_acc_fold(sums);
         }

@@ -69,23 +69,23 @@ CYL_INLINE double cyl_exp(double x)
 }
 
 /* log(x) for x > 0: x = 2^e m with m in [sqrt(1/2), sqrt(2)); log(m) = 2 atanh(s),
- * s = (m - 1) / (m + 1), |s| <= 0.1716, by its odd series to s^23 (< 2^-60 relative). */
-CYL_INLINE double cyl_log(double x)
+ * s = (m - 1) / (m + 1), |s| <= 0.1716, by its odd series to s^23 (< 2^-60 relative).
+ * cyl_log_core is the arithmetic for a positive normal xs whose exponent is eadj too
+ * high (54 for a subnormal scaled by 2^54); `above1` (a constant): xs >= 1, where a
+ * logical shift extracts e (AVX2 has no 64-bit arithmetic shift; the same e). */
+CYL_INLINE double cyl_log_core(double xs, double eadj, const int above1)
 {
     const double ln2_hi = 6.93147180369123816490e-01;
     const double ln2_lo = 1.90821492927058770002e-10;
-    /* Subnormals: scale by 2^54 first so that the exponent field is meaningful. */
-    int sub = x < 2.2250738585072014e-308;
-    double xs = sub ? x * 18014398509481984.0 : x;
     uint64_t bits = cyl_to_bits(xs);
     /* Shift the mantissa range to [sqrt(1/2), sqrt(2)) by biasing before splitting. */
     uint64_t tmp = bits - 0x3fe6a09e667f3bcdULL;             /* bits of sqrt(1/2) */
-    int64_t e = (int64_t)tmp >> 52;                           /* arithmetic shift */
+    int64_t e = above1 ? (int64_t)(tmp >> 52) : (int64_t)tmp >> 52;
     double m = cyl_from_bits(bits - ((uint64_t)e << 52));
     /* e as a double without an int64-to-double conversion (small integer trick). */
     double ed = cyl_from_bits(0x4330000000000000ULL + (uint64_t)(e + 2048))
                 - 4503599627372544.0;                     /* 2^52 + 2048 */
-    ed = ed - (sub ? 54.0 : 0.0);
+    ed = ed - eadj;
     double s = (m - 1.0) / (m + 1.0);
     double z = s * s;
     /* q = sum_{j=0..10} z^j 2/(2j+3) by Estrin's scheme: the terms in pairs, then pairs of
@@ -97,7 +97,15 @@ CYL_INLINE double cyl_log(double x)
     /* log(m) = 2s + s z q, with 2s split as (m - 1) - s (m - 1) to keep it exact-ish. */
     double f = m - 1.0;
     double logm = f - s * f + s * z * q;
-    double y = ed * ln2_hi + (logm + ed * ln2_lo);
+    return ed * ln2_hi + (logm + ed * ln2_lo);
+}
+
+CYL_INLINE double cyl_log(double x)
+{
+    /* Subnormals: scale by 2^54 first so that the exponent field is meaningful. */
+    int sub = x < 2.2250738585072014e-308;
+    double xs = sub ? x * 18014398509481984.0 : x;
+    double y = cyl_log_core(xs, sub ? 54.0 : 0.0, 0);
     y = x == 0.0 ? -INFINITY : y;
     y = x < 0.0 ? NAN : y;
     y = x == INFINITY ? x : y;
@@ -116,6 +124,17 @@ CYL_INLINE double cyl_log1p(double x)
     y = u == INFINITY ? u : y;
     y = u == 0.0 ? -INFINITY : y;          /* x = -1 (c would be 0/0) */
     return x != x ? x : y;
+}
+
+/* cyl_log1p(x) to the bit for x in [+0, 2^52) or NaN, without its special cases: the
+ * lognorm of a row, log1p((ties - 1) + total). There u = 1 + x is normal, >= 1 and
+ * finite; at u == 1, log(u) comes out +0 and c = x, so the sum is x as the select gives;
+ * NaN propagates through c. */
+CYL_INLINE double cyl_log1p_nonneg(double x)
+{
+    double u = 1.0 + x;
+    double c = (x - (u - 1.0)) / u;
+    return cyl_log_core(u, 0.0, 1) + c;
 }
 
 /* --- single precision --------------------------------------------------------------------
@@ -183,6 +202,21 @@ CYL_INLINE cyl_vf8 cyl_vf8_pick(cyl_vi8 mask, cyl_vf8 a, cyl_vf8 b)
         (lo) = l_;                                                                       \
         (hi) = h_;                                                                       \
     } while (0)
+
+typedef float cyl_vf4 __attribute__((vector_size(16)));
+
+/* Eight floats read from memory as two vectors of four doubles: a vcvtps2pd from memory
+ * each. (CYL_VF8_WIDEN on a vector that was only loaded lets GCC 12 split the load into
+ * eight scalar loads and inserts.) */
+CYL_INLINE void cyl_load_widen8(const float *p, cyl_vd4 *lo, cyl_vd4 *hi)
+{
+    cyl_vf4 a, b;
+    memcpy(&a, p, sizeof a);
+    memcpy(&b, p + 4, sizeof b);
+    cyl_vd4 l = {a[0], a[1], a[2], a[3]}, h = {b[0], b[1], b[2], b[3]};
+    *lo = l;
+    *hi = h;
+}
 
 /* cyl_expf on eight lanes for x <= 0 (including -inf) or NaN, the arguments of the row
  * exponentials e^(x_k - max): the same operations in the same order, so the same bits
