@@ -678,7 +678,14 @@ CYL_INLINE void cyl_rows8_transpose_f32(const float *xr, ptrdiff_t C, float *xt)
             memcpy(xt + (c0 + q + 4) * CYL_LANES, &b, sizeof b);
         }
     }
-    CYL_ROWS8_TRANSPOSE_SCALAR(float, xr, C, xt, c0);
+    /* The tail a class vector at a time, built in a register and stored whole: the
+     * loads that read it next then take it from that one store (eight scalar stores
+     * cannot forward to a vector load, which then waits for them to reach the cache). */
+    for (ptrdiff_t k = c0; k < C; k++) {
+        const float *c = xr + k;
+        cyl_vf8 v = {c[0], c[C], c[2 * C], c[3 * C], c[4 * C], c[5 * C], c[6 * C], c[7 * C]};
+        memcpy(xt + k * CYL_LANES, &v, sizeof v);
+    }
 }
 #define CYL_ROWS8_TRANSPOSE_f32(xr, C, xt) cyl_rows8_transpose_f32((xr), (C), (xt))
 #else
