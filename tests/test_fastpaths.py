@@ -277,3 +277,55 @@ def test_categorical_kernel_hands_nan_and_negative_zero_targets_on(dtype):
     y1[150, 4] = np.nextafter(dtype(1), dtype(2))
     with pytest.raises(ValueError, match=r"index \(150, 4\)"):
         cyloss.categorical_crossentropy(y1, x, from_logits=True)
+
+
+@pytest.mark.parametrize("classes", [1, 3, 10, 1000])
+@pytest.mark.parametrize("n", [1, 7, 8, 63, 64, 65, 1003])
+def test_sparse_probability_rows_kernel_matches(n, classes):
+    # Plain sparse CE from contiguous float32 probabilities takes a kernel that computes
+    # the logs of 64 rows together; it must give the general loop's bits, clip at both
+    # ends, and agree with a float64 reference.
+    rng = np.random.default_rng(n * 7 + classes)
+    p = rng.random((n, classes)).astype(np.float32)
+    labels = rng.integers(0, classes, n)
+    if classes > 1:
+        p[::5, labels[0]] = 0.0                           # -log(0) clips to -log(eps)
+        p[1::9] = 0.0
+        p[1::9, 0] = 0.5                                  # p_label / total = 1 or 0
+    for reduction in ("sum", "mean"):
+        fast = cyloss.sparse_categorical_crossentropy(labels, p, reduction=reduction)
+        slow = cyloss.sparse_categorical_crossentropy(labels, strided(p, 1),
+                                                      reduction=reduction)
+        assert same_bits(fast, slow)
+    eps = 1e-7
+    q = p.astype(np.float64)[np.arange(n), labels] / p.astype(np.float64).sum(axis=1)
+    want = -np.log(np.clip(q, eps, 1 - eps)).sum()
+    np.testing.assert_allclose(cyloss.sparse_categorical_crossentropy(labels, p,
+                                                                      reduction="sum"),
+                               want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("row", [0, 63, 64, 700, 1002])
+def test_sparse_probability_rows_kernel_hands_errors_to_the_general_loop(row):
+    rng = np.random.default_rng(row)
+    p = rng.random((1003, 12)).astype(np.float32)
+    labels = rng.integers(0, 12, 1003)
+    bad = p.copy()
+    bad[row, 5] = -0.25
+    with pytest.raises(ValueError, match=rf"-0\.25 at index \({row}, 5\)"):
+        cyloss.sparse_categorical_crossentropy(labels, bad)
+    bad = p.copy()
+    bad[row] = 0.0
+    with pytest.raises(ValueError, match=rf"row at index \({row},\) .*sums to 0"):
+        cyloss.sparse_categorical_crossentropy(labels, bad)
+    wrong = labels.copy()
+    wrong[row] = 12
+    with pytest.raises(ValueError, match=rf"label 12 at index \({row},\)"):
+        cyloss.sparse_categorical_crossentropy(wrong, p)
+    nan = p.copy()
+    nan[row, labels[row]] = np.nan
+    assert np.isnan(cyloss.sparse_categorical_crossentropy(labels, nan))
+    zero = p.copy()
+    zero[row, (labels[row] + 1) % 12] = -0.0               # -0.0 is not negative
+    assert same_bits(cyloss.sparse_categorical_crossentropy(labels, zero),
+                     cyloss.sparse_categorical_crossentropy(labels, strided(zero, 1)))

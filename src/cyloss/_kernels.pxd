@@ -118,6 +118,8 @@ cdef extern from "_rows.h" nogil:
                                     double hi) noexcept
     int cyl_sparse_logits_rows8_f32(const float* x, Py_ssize_t C, const int64_t* labels,
                                     Py_ssize_t n, cyl_acc* sums) noexcept
+    int cyl_sparse_prob_rows_f32(const float* x, Py_ssize_t C, const int64_t* labels,
+                                 Py_ssize_t n, double lo, double hi, cyl_acc* sums) noexcept
     int cyl_sparse_logits_rows8_f64(const double* x, Py_ssize_t C, const int64_t* labels,
                                     Py_ssize_t n, cyl_acc* sums) noexcept
     int cyl_categorical_logits_rows8_f32(const float* y, const float* x, Py_ssize_t C,

@@ -57,7 +57,7 @@ from cyloss._kernels cimport (
     cyl_row_gap_f32, cyl_row_gap_f64, cyl_row_weighted_nls_f32, cyl_row_weighted_nls_f64,
     cyl_row_total_f32, cyl_row_total_f64, cyl_row_prob_soft_xent_f32,
     cyl_row_prob_soft_xent_f64, cyl_row_prob_nll_sum_f32, cyl_row_prob_nll_sum_f64,
-    cyl_sparse_logits_rows8_f32, cyl_sparse_logits_rows8_f64,
+    cyl_sparse_logits_rows8_f32, cyl_sparse_logits_rows8_f64, cyl_sparse_prob_rows_f32,
     cyl_categorical_logits_rows8_f32, cyl_categorical_logits_rows8_f64,
     cyl_row_logit_grad_f32, cyl_row_logit_grad_f64, cyl_regression_sum_grad_f32,
     cyl_regression_sum_grad_f64, cyl_binary_sum_grad_f32, cyl_binary_sum_grad_f64,
@@ -987,6 +987,19 @@ cdef void _sparse_block(
             first = m_samples & ~(<Py_ssize_t>7)
             count = first
             # Each of those rows adds exactly 1 to den: any grouping gives the same sum.
+            cyl_acc_add(&den, m_samples, m_samples, <double>first)
+        else:
+            cyl_acc_init(&acc)
+    elif (floating is float and not from_logits and not has_ignore and not has_class_weight
+            and smoothing == 0.0 and not has_weight and not write_out and not write_grad
+            and inner == 1 and psb == sizeof(floating)
+            and y_pred.strides[0] == n_classes * psb
+            and labels.strides[0] == sizeof(int64_t)):
+        # The same from float32 probabilities: their logs 64 rows at a time.
+        if cyl_sparse_prob_rows_f32(&y_pred[start, 0, 0], n_classes, &labels[start],
+                                    m_samples, lo, hi, &acc) == 0:
+            first = m_samples & ~(<Py_ssize_t>7)
+            count = first
             cyl_acc_add(&den, m_samples, m_samples, <double>first)
         else:
             cyl_acc_init(&acc)

@@ -392,21 +392,23 @@ CYL_INLINE double cyl_lanes16_total(const double *acc)
 
 #if CYL_HAVE_V8
 /* cyl_row_total_f32 over a contiguous row: the sixteen lanes as four vectors of doubles,
- * the negative check fused into the same pass (a float32 minimum, exact). */
+ * the negative check fused into the same pass. */
 CYL_INLINE double cyl_row_total_v8(const float *x, ptrdiff_t C, int *negative)
 {
     const cyl_vd4 zero4 = {0.0, 0.0, 0.0, 0.0};
+    const cyl_vf8 zero8 = {0, 0, 0, 0, 0, 0, 0, 0};
     cyl_vd4 a0 = zero4, a1 = zero4, a2 = zero4, a3 = zero4;
-    cyl_vf8 lo = {INFINITY, INFINITY, INFINITY, INFINITY,
-                  INFINITY, INFINITY, INFINITY, INFINITY}, lo2 = lo;
+    /* Lanes where some value is below 0 (NaN is not): an OR of masks, not a minimum, so
+     * that the row's end waits on no chain of sixteen selects. The next row's loop
+     * cannot start before that end: this loop alone fills the reorder buffer. */
+    cyl_vi8 below = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t k = 0;
     for (; k + 16 <= C; k += 16) {
         __builtin_prefetch(x + k + CYL_PREFETCH_AHEAD / sizeof(float), 0, 2);
         cyl_vf8 v, u;
         memcpy(&v, x + k, sizeof v);
         memcpy(&u, x + k + 8, sizeof u);
-        lo = cyl_vf8_pick(v < lo, v, lo);
-        lo2 = cyl_vf8_pick(u < lo2, u, lo2);
+        below |= (v < zero8) | (u < zero8);
         cyl_vd4 d0, d1, d2, d3;
         CYL_VF8_WIDEN(v, d0, d1);
         CYL_VF8_WIDEN(u, d2, d3);
@@ -415,20 +417,19 @@ CYL_INLINE double cyl_row_total_v8(const float *x, ptrdiff_t C, int *negative)
         a2 += d2;
         a3 += d3;
     }
-    double acc[16], least = INFINITY;
+    double acc[16];
     memcpy(acc, &a0, sizeof a0);
     memcpy(acc + 4, &a1, sizeof a1);
     memcpy(acc + 8, &a2, sizeof a2);
     memcpy(acc + 12, &a3, sizeof a3);
-    for (int j = 0; j < 8; j++) {
-        least = lo[j] < least ? lo[j] : least;
-        least = lo2[j] < least ? lo2[j] : least;
-    }
+    int flag = 0;
+    for (int j = 0; j < 8; j++)
+        flag |= below[j];
     for (; k < C; k++) {
         acc[0] += (double)x[k];
-        least = x[k] < least ? x[k] : least;
+        flag |= x[k] < 0.0f;
     }
-    *negative = least < 0.0;
+    *negative = flag != 0;
     return cyl_lanes16_total(acc);
 }
 #define CYL_ROW_TOTAL_FAST_f32(x, sb, C, negative, total)                                \
@@ -933,6 +934,53 @@ CYL_CLONES static int cyl_sparse_logits_rows8_f32(
 CYL_DEFINE_SPARSE_SMALL(f32, float)
 #endif
 CYL_DEFINE_SPARSE_SMALL(f64, double)
+
+/* Sparse cross-entropy from float32 probabilities over contiguous rows, in the plain case
+ * (no smoothing, class weights, ignored labels, sample weights or per-sample output): per
+ * row -log(clip(p_label / total, lo, hi)) by the operations of the general loop, so the
+ * same bits, and the rows' losses into *sums as cyl_acc_add adds them. The totals and
+ * label entries of 64 rows first, then their logs together: one row of a thousand
+ * classes fills the reorder buffer, so a log at each row's end would add its whole
+ * latency to every row. Covers the first n - n % 8 rows; returns 0, or 1 when a label lies
+ * outside [0, C), a row has a negative entry or sums to 0 (the caller's general loop then
+ * redoes the block and reports it; *sums is then partly filled). */
+#if CYL_HAVE_V8
+#define CYL_PROB_ROW_TOTAL_f32(xr, C, negative) cyl_row_total_v8((xr), (C), (negative))
+#else
+#define CYL_PROB_ROW_TOTAL_f32(xr, C, negative)                                          \
+    cyl_row_total_f32((xr), (ptrdiff_t)sizeof(float), (C), (negative))
+#endif
+CYL_CLONES static int cyl_sparse_prob_rows_f32(
+    const float *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, double lo, double hi,
+    cyl_acc *sums)
+{
+    enum { RUN = 64 };
+    const ptrdiff_t end = n & ~(ptrdiff_t)7;
+    for (ptrdiff_t r0 = 0; r0 < end; r0 += RUN) {
+        const ptrdiff_t count = end - r0 < RUN ? end - r0 : RUN;
+        double q[RUN], nll[RUN];
+        for (ptrdiff_t r = 0; r < count; r++) {
+            const int64_t lab = labels[r0 + r];
+            if (lab < 0 || lab >= C)
+                return 1;
+            const float *xr = x + (r0 + r) * C;
+            int negative;
+            double total = CYL_PROB_ROW_TOTAL_f32(xr, C, &negative);
+            if (negative || total == 0.0)
+                return 1;
+            q[r] = (double)xr[lab] / total;
+        }
+        for (ptrdiff_t r = 0; r < count; r++)
+            nll[r] = -cyl_log(cyl_clip(q[r], lo, hi));
+        for (ptrdiff_t r = 0; r < count; r++) {
+            const ptrdiff_t o = r0 + r;
+            sums->part[o & 7] += nll[r];
+            if ((o & 63) == 63)   /* as cyl_acc_add at offset o */
+                cyl_acc_fold(sums);
+        }
+    }
+    return 0;
+}
 
 /* Categorical cross-entropy from logits with soft targets over contiguous (n, C) rows of
  * few classes, eight rows at a time, in the plain case (no sample weights or per-sample
