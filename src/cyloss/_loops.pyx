@@ -974,35 +974,29 @@ cdef void _sparse_block(
     cyl_acc_init(&den)
     cdef double qsum
     cdef double cw_sum = _cw_total(cw_row, n_classes) if has_class_weight else 0.0
-    if (from_logits and not has_ignore and not has_class_weight and smoothing == 0.0
-            and not has_weight and not write_out and not write_grad and inner == 1
-            and n_classes <= SMALL_CLASSES and psb == sizeof(floating)
-            and y_pred.strides[0] == n_classes * psb
+    cdef int fast = -1          # a cross-row kernel's answer: 0 done, 1 redo; -1 none ran
+    if (not has_ignore and not has_class_weight and smoothing == 0.0 and not has_weight
+            and not write_out and not write_grad and inner == 1
+            and psb == sizeof(floating) and y_pred.strides[0] == n_classes * psb
             and labels.strides[0] == sizeof(int64_t)):
-        # Plain sparse CE over contiguous rows of few classes: the first m - m % 8 rows
-        # go through the cross-row kernel (same bits, no per-row overhead); the rest, or
-        # everything when a label is invalid (to report it), through the loop below.
-        if _sparse_rows8(&y_pred[start, 0, 0], n_classes, &labels[start], m_samples,
-                         &acc) == 0:
-            first = m_samples & ~(<Py_ssize_t>7)
-            count = first
-            # Each of those rows adds exactly 1 to den: any grouping gives the same sum.
-            cyl_acc_add(&den, m_samples, m_samples, <double>first)
-        else:
-            cyl_acc_init(&acc)
-    elif (floating is float and not from_logits and not has_ignore and not has_class_weight
-            and smoothing == 0.0 and not has_weight and not write_out and not write_grad
-            and inner == 1 and psb == sizeof(floating)
-            and y_pred.strides[0] == n_classes * psb
-            and labels.strides[0] == sizeof(int64_t)):
-        # The same from float32 probabilities: their logs 64 rows at a time.
-        if cyl_sparse_prob_rows_f32(&y_pred[start, 0, 0], n_classes, &labels[start],
-                                    m_samples, lo, hi, &acc) == 0:
-            first = m_samples & ~(<Py_ssize_t>7)
-            count = first
-            cyl_acc_add(&den, m_samples, m_samples, <double>first)
-        else:
-            cyl_acc_init(&acc)
+        # Plain sparse CE over contiguous rows: the first m - m % 8 rows go through a
+        # cross-row kernel (same bits, no per-row overhead): eight rows of few classes
+        # at a time from logits, 64 rows' logs at a time from float32 probabilities. The
+        # rest, or everything when the kernel finds bad data (to report it), through the
+        # loop below.
+        if from_logits and n_classes <= SMALL_CLASSES:
+            fast = _sparse_rows8(&y_pred[start, 0, 0], n_classes, &labels[start],
+                                 m_samples, &acc)
+        elif floating is float and not from_logits:
+            fast = cyl_sparse_prob_rows_f32(&y_pred[start, 0, 0], n_classes, &labels[start],
+                                            m_samples, lo, hi, &acc)
+    if fast == 0:
+        first = m_samples & ~(<Py_ssize_t>7)
+        count = first
+        # Each of those rows adds exactly 1 to den: any grouping gives the same sum.
+        cyl_acc_add(&den, m_samples, m_samples, <double>first)
+    elif fast == 1:
+        cyl_acc_init(&acc)
     for i in range(first, m_samples):
         si = start + i
         label = labels[si]

@@ -972,12 +972,8 @@ CYL_CLONES static int cyl_sparse_prob_rows_f32(
         }
         for (ptrdiff_t r = 0; r < count; r++)
             nll[r] = -cyl_log(cyl_clip(q[r], lo, hi));
-        for (ptrdiff_t r = 0; r < count; r++) {
-            const ptrdiff_t o = r0 + r;
-            sums->part[o & 7] += nll[r];
-            if ((o & 63) == 63)   /* as cyl_acc_add at offset o */
-                cyl_acc_fold(sums);
-        }
+        for (ptrdiff_t r = 0; r < count; r++)
+            cyl_acc_add(sums, r0 + r, n, nll[r]);
     }
     return 0;
 }
