@@ -93,7 +93,9 @@ def check_config():
           f"macOS identifiers for both architectures: {' '.join(options)}")
     targets = set()
     for ident, b in options.items():
-        env = b.environment.as_dictionary(prev_environment={})
+        # $(...) in a value is shown, not run: it is meant for the macOS runner.
+        env = b.environment.as_dictionary(
+            prev_environment={}, executor=lambda cmd, _env: "$(" + " ".join(cmd) + ")")
         target = env.get("MACOSX_DEPLOYMENT_TARGET")
         problems = []
         if target is None:
