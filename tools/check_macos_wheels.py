@@ -8,7 +8,8 @@ The macOS wheels promise macOS 12.0 on x86_64 and arm64. Without a Mac, this che
    every macOS identifier: MACOSX_DEPLOYMENT_TARGET at most 12.0, no Homebrew, libomp from
    tools/macos_libomp.sh with CPPFLAGS/LDFLAGS (and an rpath) pointing at it, delocate as
    the repair command followed by macho_minos.py at the same target, and a test command
-   that runs the suite and assert_openmp.py (`python -m cyloss`, OpenMP ON) at that target;
+   that runs the suite and assert_openmp.py (`python -m cyloss`, OpenMP ON) at that target,
+   and README's platform table stating that target for both architectures;
 2. tools/macos_libomp.sh pins one llvm-openmp version, one package per architecture with
    its SHA-256, and checks the unpacked libomp against the same target;
 3. tools/macho_minos.py against macholib (the version cibuildwheel installs for delocate)
@@ -138,6 +139,15 @@ def check_config():
               + ("" if not problems else ": " + "; ".join(problems)))
     check(len(targets) == 1, f"one deployment target for every macOS wheel: {sorted(targets)}")
     return options, targets.pop() if len(targets) == 1 else None
+
+
+def check_readme(target):
+    section("README: the platform table's minimum macOS")
+    row = [line for line in (REPO / "README.md").read_text().splitlines()
+           if line.startswith("| macOS |")]
+    for arch in ["x86_64", "arm64"]:
+        check(len(row) == 1 and f"{arch} (macOS {target} or newer)" in row[0],
+              f"README's macOS row says {arch} (macOS {target} or newer)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -322,6 +332,7 @@ def main():
     options, target = check_config()
     if target is None:
         sys.exit("check_macos_wheels: FAIL: no single deployment target")
+    check_readme(target)
     check_libomp_script(target)
     check_reader()
     check_vendored_libomp(work, options, target)
