@@ -405,3 +405,43 @@ def test_float32_logit_gradient_accuracy(classes, smoothing):
     tiny = (e.sum(axis=1) - 1.0)[rows] / e.sum(axis=1)[rows]
     np.testing.assert_allclose(-grad[rows, labels[:8]], tiny - (1.0 - q[rows, labels[:8]]),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [7, 8, 9, 100, 8193, 40_000])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"pos_weight": 2.5}],
+                         ids=["plain", "ls", "pw"])
+def test_float32_binary_logit_gradient(n, options):
+    # float32 logits take the float32 e^-|x| of the loss's softplus tail for the sigmoids
+    # (the fused loop computes one exponential for both); the strided loop the same, so
+    # both layouts give the same bits. Each term a sigmoid(-x), b sigmoid(x) is then within
+    # about 2 float32 ulp of its value: the gradient within a few ulp of their sum (for
+    # hard targets, of the gradient itself), against float64 sigmoids computed here.
+    rng = np.random.default_rng(n)
+    y = rng.uniform(size=n).astype(np.float32)
+    y[: n // 2] = np.round(y[: n // 2])                # hard targets in the first half
+    x = (rng.normal(size=n) * 8).astype(np.float32)
+    x[:3] = [np.inf, -np.inf, np.nan]
+    for reduction in ("mean", "sum"):
+        value, grad = cyloss.value_and_grad("binary_crossentropy", y, x, from_logits=True,
+                                            reduction=reduction, **options)
+        value_s, grad_s = cyloss.value_and_grad("binary_crossentropy", strided(y),
+                                                strided(x), from_logits=True,
+                                                reduction=reduction, **options)
+        assert same_bits(value, value_s) and same_bits(grad, grad_s)
+    grad = cyloss.grad("binary_crossentropy", y, x, from_logits=True, reduction="sum",
+                       **options)
+    ys = y.astype(np.float64) * (1.0 - options.get("label_smoothing", 0.0)) \
+        + options.get("label_smoothing", 0.0) / 2
+    a, b = options.get("pos_weight", 1.0) * ys, 1.0 - ys
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        sp, sn = 1.0 / (1.0 + np.exp(-x64)), 1.0 / (1.0 + np.exp(x64))
+    expected = b * sp - a * sn
+    # the limits at +-inf (b and -a, rounded to float32) and NaN
+    assert grad[0] == np.float32(b[0]) and grad[1] == np.float32(-a[1])
+    assert np.isnan(grad[2])
+    terms = (b * sp + a * sn)[3:]
+    assert np.all(np.abs(grad[3:] - expected[3:]) <= 4 * 2.0**-24 * terms + 2.0**-149)
+    hard = np.arange(3, n // 2) if "label_smoothing" not in options else np.arange(0)
+    assert np.all(np.abs(grad[hard] - expected[hard])
+                  <= 4 * 2.0**-24 * np.abs(expected[hard]) + 2.0**-149)

@@ -34,6 +34,8 @@ cdef extern from "_rows.h" nogil:
                           double half, double lo, double hi) noexcept
     double cyl_binary_grad(double y, double p, double pw, int from_logits, double keep,
                            double half, double lo, double hi) noexcept
+    double cyl_binary_grad_f32(double y, double p, double pw, int from_logits, double keep,
+                               double half, double lo, double hi) noexcept
     double cyl_binary_logit_hess(double y, double x, double pw, double keep,
                                  double half) noexcept
     int cyl_binary_bad(double y, double p, int from_logits) noexcept

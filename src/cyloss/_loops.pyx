@@ -49,7 +49,8 @@ from numpy import ndarray as _ndarray
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
     cyl_log1p_nonneg, cyl_binary,
-    cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_regression_hess,
+    cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_binary_grad_f32,
+    cyl_regression_hess,
     cyl_binary_logit_hess,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
@@ -450,6 +451,17 @@ cdef inline double _binary_elem(const floating* like, double y, double x, double
         return cyl_binary(y, x, pw, from_logits, keep, half, lo, hi)
 
 
+cdef inline double _binary_grad_elem(const floating* like, double y, double x, double pw,
+                                     bint from_logits, double keep, double half, double lo,
+                                     double hi) noexcept nogil:
+    # The derivative of _binary_elem: float32 input takes the float32 e^-|x| as the value
+    # does.
+    if floating is float:
+        return cyl_binary_grad_f32(y, x, pw, from_logits, keep, half, lo, hi)
+    else:
+        return cyl_binary_grad(y, x, pw, from_logits, keep, half, lo, hi)
+
+
 cdef inline double _binary_row(
     const floating* t, Py_ssize_t ts, const floating* p, Py_ssize_t ps,
     const double[:] pos_weight, Py_ssize_t width, bint from_logits, double keep,
@@ -555,8 +567,8 @@ cdef void _binary_block(
             loss_out[start + i] = <floating>l
         if write_grad:
             for k in range(width):
-                grad[start + i, k] = <floating>(w * cyl_binary_grad(
-                    _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
+                grad[start + i, k] = <floating>(w * _binary_grad_elem(
+                    t, _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
                     pos_weight[k], from_logits, keep, half, lo, hi) / width)
                 if write_hess:
                     hess[start + i, k] = <floating>(w * cyl_binary_logit_hess(
