@@ -329,3 +329,119 @@ def test_sparse_probability_rows_kernel_hands_errors_to_the_general_loop(row):
     zero[row, (labels[row] + 1) % 12] = -0.0               # -0.0 is not negative
     assert same_bits(cyloss.sparse_categorical_crossentropy(labels, zero),
                      cyloss.sparse_categorical_crossentropy(labels, strided(zero, 1)))
+
+
+def _hostile_logits(rng, n, classes, dtype):
+    """Logit rows with ties at the maximum, +inf, an all -inf row, a NaN, arguments below
+    float32's normal exponentials (-200 from the maximum) and wide spreads."""
+    x = rng.normal(size=(n, classes)) * rng.choice([1.0, 30.0, 100.0], size=(n, 1))
+    x[0, 0] = np.inf
+    x[1] = -np.inf
+    x[2, -1] = np.nan
+    if classes > 2:
+        x[3, 1] = x[3].max()
+        x[4, :2] = x[4].max() - 200.0
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("classes", [1, 3, 8, 31, 33, 100, 1000, 3001])
+@pytest.mark.parametrize("case", ["sparse", "sparse-ls", "sparse-cw", "categorical",
+                                  "categorical-ls"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "weighted_mean"])
+def test_logit_gradient_rows_match_any_class_axis_layout(case, classes, reduction):
+    # Contiguous float32 rows keep the loss's exponentials in the gradient row and finish
+    # the gradient from them (cyl_row_logits_keep_f32); a class axis 0 reads the rows
+    # through a stride and recomputes them (cyl_row_logit_grad_f32): same bits.
+    rng = np.random.default_rng(classes)
+    n = 37
+    x = _hostile_logits(rng, n, classes, np.float32)
+    options = {"from_logits": True, "reduction": reduction}
+    if case.startswith("sparse"):
+        name, y, y_t = "sparse_categorical_crossentropy", rng.integers(0, classes, n), None
+        if case == "sparse-cw":
+            options["class_weight"] = rng.uniform(0.0, 2.0, classes)
+    else:
+        name = "categorical_crossentropy"
+        y = rng.uniform(size=(n, classes)).astype(np.float32)
+        y /= y.sum(axis=1, keepdims=True)
+    if case.endswith("-ls"):
+        options["label_smoothing"] = 0.2
+    y_t = y if y.ndim == 1 else y.T.copy()
+    with np.errstate(invalid="ignore", over="ignore"):
+        value, grad = cyloss.value_and_grad(name, y, x, **options)
+        value_t, grad_t = cyloss.value_and_grad(name, y_t, x.T.copy(), axis=0, **options)
+    assert same_bits(value, value_t)
+    assert same_bits(grad, grad_t.T)
+
+
+@pytest.mark.parametrize("classes", [10, 1000, 32000])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_float32_logit_gradient_accuracy(classes, smoothing):
+    # float32 rows take p_k = e^(x_k - m) / S with the float32 exponential the loss takes
+    # (2 ulp) of the float32 difference x_k - m (as PyTorch's and JAX's float32 softmax
+    # do; that difference carries half an ulp of |x_k - m|, which the reference below
+    # models by rounding it to float32 too). Every element is then within a few float32
+    # ulp of its own size, and the label's term at a confident row, p - 1 with p near 1,
+    # keeps its relative precision (p comes from S in double: e = 1 exactly at the maximum).
+    rng = np.random.default_rng(classes)
+    n = 64
+    x = (rng.normal(size=(n, classes)) * 6).astype(np.float32)
+    labels = rng.integers(0, classes, n)
+    labels[:8] = np.argmax(x[:8], axis=1)      # confident, correct rows: p near 1
+    x[:8] *= 4
+    grad = cyloss.grad("sparse_categorical_crossentropy", labels, x, from_logits=True,
+                       label_smoothing=smoothing, reduction="sum")
+    z = (x - x.max(axis=1, keepdims=True)).astype(np.float64)   # float32 differences
+    e = np.exp(z)
+    p = e / e.sum(axis=1, keepdims=True)
+    q = np.full_like(p, smoothing / classes)
+    q[np.arange(n), labels] += 1.0 - smoothing
+    expected = p - q
+    # (plus float32's subnormal spacing, 2**-149, for the tiniest p_k)
+    assert np.all(np.abs(grad - expected)
+                  <= 8 * 2.0**-24 * (p + np.abs(expected)) + 4 * 2.0**-149)
+    # confident rows: -g_label = 1 - p (+ the smoothing's share), p = 1 - tiny
+    rows = np.arange(8)
+    tiny = (e.sum(axis=1) - 1.0)[rows] / e.sum(axis=1)[rows]
+    np.testing.assert_allclose(-grad[rows, labels[:8]], tiny - (1.0 - q[rows, labels[:8]]),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [7, 8, 9, 100, 8193, 40_000])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"pos_weight": 2.5}],
+                         ids=["plain", "ls", "pw"])
+def test_float32_binary_logit_gradient(n, options):
+    # float32 logits take the float32 e^-|x| of the loss's softplus tail for the sigmoids
+    # (the fused loop computes one exponential for both); the strided loop the same, so
+    # both layouts give the same bits. Each term a sigmoid(-x), b sigmoid(x) is then within
+    # about 2 float32 ulp of its value: the gradient within a few ulp of their sum (for
+    # hard targets, of the gradient itself), against float64 sigmoids computed here.
+    rng = np.random.default_rng(n)
+    y = rng.uniform(size=n).astype(np.float32)
+    y[: n // 2] = np.round(y[: n // 2])                # hard targets in the first half
+    x = (rng.normal(size=n) * 8).astype(np.float32)
+    x[:3] = [np.inf, -np.inf, np.nan]
+    for reduction in ("mean", "sum"):
+        value, grad = cyloss.value_and_grad("binary_crossentropy", y, x, from_logits=True,
+                                            reduction=reduction, **options)
+        value_s, grad_s = cyloss.value_and_grad("binary_crossentropy", strided(y),
+                                                strided(x), from_logits=True,
+                                                reduction=reduction, **options)
+        assert same_bits(value, value_s) and same_bits(grad, grad_s)
+    grad = cyloss.grad("binary_crossentropy", y, x, from_logits=True, reduction="sum",
+                       **options)
+    ys = y.astype(np.float64) * (1.0 - options.get("label_smoothing", 0.0)) \
+        + options.get("label_smoothing", 0.0) / 2
+    a, b = options.get("pos_weight", 1.0) * ys, 1.0 - ys
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        sp, sn = 1.0 / (1.0 + np.exp(-x64)), 1.0 / (1.0 + np.exp(x64))
+    expected = b * sp - a * sn
+    # the limits at +-inf (b and -a, rounded to float32) and NaN
+    assert grad[0] == np.float32(b[0]) and grad[1] == np.float32(-a[1])
+    assert np.isnan(grad[2])
+    terms = (b * sp + a * sn)[3:]
+    assert np.all(np.abs(grad[3:] - expected[3:]) <= 4 * 2.0**-24 * terms + 2.0**-149)
+    hard = np.arange(3, n // 2) if "label_smoothing" not in options else np.arange(0)
+    assert np.all(np.abs(grad[hard] - expected[hard])
+                  <= 4 * 2.0**-24 * np.abs(expected[hard]) + 2.0**-149)

@@ -288,7 +288,7 @@ CYL_DEFINE_BINARY(f64, double, cyl_binary)
 
 /* Value and gradient of binary cross-entropy in one pass (width 1, no weights), as
  * cyl_binary_sum plus g[i] = d l_i / d p_i with the general loop's bits. */
-#define CYL_DEFINE_BINARY_GRAD(SUFFIX, T, BINARY)                                        \
+#define CYL_DEFINE_BINARY_GRAD(SUFFIX, T, BINARY, GRAD)                                        \
     CYL_CLONES static double cyl_binary_sum_grad_##SUFFIX(                               \
         const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
         double half, double lo, double hi, int *bad, T *g)                              \
@@ -298,18 +298,18 @@ CYL_DEFINE_BINARY(f64, double, cyl_binary)
         if (from_logits)                                                                 \
             CYL_ACC_SUM_EACH(T, t, p, n, (flag |= cyl_binary_bad(y, x, 1),               \
                              BINARY(y, x, pw, 1, keep, half, lo, hi)),                   \
-                             g[I_] = (T)cyl_binary_grad(y, x, pw, 1, keep, half, lo, hi), \
+                             g[I_] = (T)GRAD(y, x, pw, 1, keep, half, lo, hi),            \
                              total);                                                     \
         else                                                                             \
             CYL_ACC_SUM_EACH(T, t, p, n, (flag |= cyl_binary_bad(y, x, 0),               \
                              BINARY(y, x, pw, 0, keep, half, lo, hi)),                   \
-                             g[I_] = (T)cyl_binary_grad(y, x, pw, 0, keep, half, lo, hi), \
+                             g[I_] = (T)GRAD(y, x, pw, 0, keep, half, lo, hi),            \
                              total);                                                     \
         *bad = flag;                                                                     \
         return total;                                                                    \
     }
 
-CYL_DEFINE_BINARY_GRAD(f32, float, cyl_binary_f32)
-CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary)
+CYL_DEFINE_BINARY_GRAD(f32, float, cyl_binary_f32, cyl_binary_grad_f32)
+CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary, cyl_binary_grad)
 
 #endif /* CYLOSS_FASTPATHS_H */

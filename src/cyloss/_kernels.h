@@ -160,20 +160,37 @@ CYL_INLINE double cyl_binary_f32(double y, double p, double pw, int from_logits,
  *                  1 at -+inf), each term 0 when its coefficient is;
  *   probabilities: (-a / p + b / (1 - p)) where eps <= p <= 1 - eps, 0 where clipped
  *                  (torch.clamp's gradient), NaN for NaN. */
+/* The logit form given e = exp(-|x|): r = 1 / (1 + e) is the sigmoid of |x|, e r that of
+ * -|x|; neither cancels. */
+CYL_INLINE double cyl_bce_logit_grad_e(double a, double b, double x, double e)
+{
+    double r = 1.0 / (1.0 + e), er = e * r;
+    double sp = x >= 0.0 ? r : er, sn = x >= 0.0 ? er : r;
+    return x != x ? x : cyl_term(b, sp) - cyl_term(a, sn);
+}
+
 CYL_INLINE double cyl_binary_grad(double y, double p, double pw, int from_logits,
                                   double keep, double half, double lo, double hi)
 {
     double ys = y * keep + half;
     double a = pw * ys, b = 1.0 - ys;
-    if (from_logits) {
-        /* sigmoid(+-x) from one e = exp(-|x|): r = 1 / (1 + e) is the sigmoid of |x|,
-         * e r that of -|x|; neither cancels. */
-        double e = cyl_exp(-fabs(p)), r = 1.0 / (1.0 + e), er = e * r;
-        double sp = p >= 0.0 ? r : er, sn = p >= 0.0 ? er : r;
-        return p != p ? p : cyl_term(b, sp) - cyl_term(a, sn);
-    }
+    if (from_logits)
+        return cyl_bce_logit_grad_e(a, b, p, cyl_exp(-fabs(p)));
     double g = cyl_term(b, 1.0 / (1.0 - p)) - cyl_term(a, 1.0 / p);
     return p != p ? p : ((p >= lo) & (p <= hi) ? g : 0.0);
+}
+
+/* float32 input: e = exp(-|x|) in float32, the exponential the loss's softplus tail takes
+ * (cyl_softplus_tail_f32; the fused value-and-gradient loop computes it once for both),
+ * the rest in double. x is a float32 value, so -|x| is exact and the sigmoids are within
+ * about 2 ulp (float) of their values. */
+CYL_INLINE double cyl_binary_grad_f32(double y, double p, double pw, int from_logits,
+                                      double keep, double half, double lo, double hi)
+{
+    if (!from_logits)
+        return cyl_binary_grad(y, p, pw, 0, keep, half, lo, hi);
+    double ys = y * keep + half;
+    return cyl_bce_logit_grad_e(pw * ys, 1.0 - ys, p, (double)cyl_expf(-fabsf((float)p)));
 }
 
 /* d2 l / d x2 from logits: (a + b) sigmoid(x) sigmoid(-x), the weights as in

@@ -34,6 +34,8 @@ cdef extern from "_rows.h" nogil:
                           double half, double lo, double hi) noexcept
     double cyl_binary_grad(double y, double p, double pw, int from_logits, double keep,
                            double half, double lo, double hi) noexcept
+    double cyl_binary_grad_f32(double y, double p, double pw, int from_logits, double keep,
+                               double half, double lo, double hi) noexcept
     double cyl_binary_logit_hess(double y, double x, double pw, double keep,
                                  double half) noexcept
     int cyl_binary_bad(double y, double p, int from_logits) noexcept
@@ -82,6 +84,11 @@ cdef extern from "_rows.h" nogil:
     double cyl_row_soft_xent_f64(const double* y, Py_ssize_t ysb, const double* x,
                                  Py_ssize_t sb, Py_ssize_t C, double keep, double spread,
                                  double m, double lognorm, int* bad) noexcept
+    double cyl_row_logits_keep_f32(const float* x, Py_ssize_t C, double* m,
+                                   float* e) noexcept
+    void cyl_row_grad_kept_f32(const float* y, Py_ssize_t C, int64_t label, const double* cw,
+                               double keep, double spread, double qsum, double lognorm,
+                               double w, float* g) noexcept
     void cyl_row_logit_grad_f32(const float* x, Py_ssize_t sb, const float* y,
                                 Py_ssize_t ysb, Py_ssize_t C, int64_t label, const double* cw,
                                 double keep, double spread, double qsum, double m,

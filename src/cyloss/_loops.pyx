@@ -49,7 +49,8 @@ from numpy import ndarray as _ndarray
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
     cyl_log1p_nonneg, cyl_binary,
-    cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_regression_hess,
+    cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_binary_grad_f32,
+    cyl_regression_hess,
     cyl_binary_logit_hess,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
@@ -59,7 +60,8 @@ from cyloss._kernels cimport (
     cyl_row_prob_soft_xent_f64, cyl_row_prob_nll_sum_f32, cyl_row_prob_nll_sum_f64,
     cyl_sparse_logits_rows8_f32, cyl_sparse_logits_rows8_f64, cyl_sparse_prob_rows_f32,
     cyl_categorical_logits_rows8_f32, cyl_categorical_logits_rows8_f64,
-    cyl_row_logit_grad_f32, cyl_row_logit_grad_f64, cyl_regression_sum_grad_f32,
+    cyl_row_logit_grad_f32, cyl_row_logit_grad_f64, cyl_row_logits_keep_f32,
+    cyl_row_grad_kept_f32, cyl_regression_sum_grad_f32,
     cyl_regression_sum_grad_f64, cyl_binary_sum_grad_f32, cyl_binary_sum_grad_f64,
     cyl_acc, cyl_acc_init, cyl_acc_add, cyl_acc_total, cyl_two_sum_add, cyl_unless,
 )
@@ -449,6 +451,17 @@ cdef inline double _binary_elem(const floating* like, double y, double x, double
         return cyl_binary(y, x, pw, from_logits, keep, half, lo, hi)
 
 
+cdef inline double _binary_grad_elem(const floating* like, double y, double x, double pw,
+                                     bint from_logits, double keep, double half, double lo,
+                                     double hi) noexcept nogil:
+    # The derivative of _binary_elem: float32 input takes the float32 e^-|x| as the value
+    # does.
+    if floating is float:
+        return cyl_binary_grad_f32(y, x, pw, from_logits, keep, half, lo, hi)
+    else:
+        return cyl_binary_grad(y, x, pw, from_logits, keep, half, lo, hi)
+
+
 cdef inline double _binary_row(
     const floating* t, Py_ssize_t ts, const floating* p, Py_ssize_t ps,
     const double[:] pos_weight, Py_ssize_t width, bint from_logits, double keep,
@@ -554,8 +567,8 @@ cdef void _binary_block(
             loss_out[start + i] = <floating>l
         if write_grad:
             for k in range(width):
-                grad[start + i, k] = <floating>(w * cyl_binary_grad(
-                    _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
+                grad[start + i, k] = <floating>(w * _binary_grad_elem(
+                    t, _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
                     pos_weight[k], from_logits, keep, half, lo, hi) / width)
                 if write_hess:
                     hess[start + i, k] = <floating>(w * cyl_binary_logit_hess(
@@ -737,6 +750,16 @@ cdef inline double _target(const floating* yr, Py_ssize_t ysb, int64_t label, co
     return q * cw[k] if cw != NULL else q
 
 
+cdef inline bint _keeps_exps(bint from_logits, bint write_grad, bint write_hess,
+                             Py_ssize_t psb, Py_ssize_t gsb, Py_ssize_t ysb,
+                             Py_ssize_t itemsize) noexcept nogil:
+    # Contiguous float32 logit rows whose gradient row is contiguous too: the loss's own
+    # exponential pass leaves e^(x_k - m) in the gradient row (cyl_row_logits_keep_f32),
+    # and the gradient is computed from it, in place, with the same bits.
+    return (itemsize == 4 and from_logits and write_grad and not write_hess
+            and psb == 4 and gsb == 4 and ysb == 4)
+
+
 cdef inline void _logit_grad_row(
     const floating* xr, Py_ssize_t psb, Py_ssize_t n_classes, const floating* yr,
     Py_ssize_t ysb, int64_t label, const double* cw, double keep, double spread,
@@ -794,7 +817,7 @@ cdef void _categorical_block(
     const double[:] weight, bint has_weight, bint from_logits, double smoothing,
     double lo, double hi, floating[:] loss_out, bint write_out,
     floating[:, :, :] grad, bint write_grad, floating[:, :, :] hess, bint write_hess,
-    Py_ssize_t start, Py_ssize_t end, Block* blk,
+    double grad_scale, Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
     cdef Py_ssize_t ysb = y_true.strides[1], psb = y_pred.strides[1]
@@ -808,6 +831,8 @@ cdef void _categorical_block(
     cdef cyl_acc acc, den
     cdef int bad, negative, lane
     cdef Py_ssize_t first = 0
+    cdef bint kept = _keeps_exps(from_logits, write_grad, write_hess, psb,
+                                 grad.strides[1] if write_grad else 0, ysb, sizeof(floating))
     cyl_acc_init(&acc)
     cyl_acc_init(&den)
     if (from_logits and not has_weight and not write_out and not write_grad and inner == 1
@@ -827,8 +852,15 @@ cdef void _categorical_block(
         xr = &y_pred[a, 0, c]
         bad = 0
         if from_logits:
-            lognorm = _row_logits(xr, psb, n_classes, &mx,
-                                  yr if ysb == sizeof(floating) else NULL)
+            if floating is float:
+                if kept:
+                    lognorm = cyl_row_logits_keep_f32(xr, n_classes, &mx, &grad[a, 0, c])
+                else:
+                    lognorm = _row_logits(xr, psb, n_classes, &mx,
+                                          yr if ysb == sizeof(floating) else NULL)
+            else:
+                lognorm = _row_logits(xr, psb, n_classes, &mx,
+                                      yr if ysb == sizeof(floating) else NULL)
             l = _row_soft_xent(yr, ysb, xr, psb, n_classes, keep, spread, mx, lognorm, &bad)
             if bad:
                 _fail(blk, ERR_TARGET, si, _first_outside_unit(yr, ysb, n_classes))
@@ -857,11 +889,20 @@ cdef void _categorical_block(
             qsum = 0.0
             for k in range(n_classes):
                 qsum += _at(yr, k * ysb)[0] * keep + spread
-            _logit_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread, qsum, mx,
-                            lognorm, w, grad, hess, write_hess, a, c)
+            if floating is float:
+                if kept:
+                    cyl_row_grad_kept_f32(yr, n_classes, -1, NULL, keep, spread, qsum,
+                                          lognorm, w * grad_scale, &grad[a, 0, c])
+                else:
+                    _logit_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread,
+                                    qsum, mx, lognorm, w * grad_scale, grad, hess,
+                                    write_hess, a, c)
+            else:
+                _logit_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread, qsum,
+                                mx, lognorm, w * grad_scale, grad, hess, write_hess, a, c)
         elif write_grad:
             _prob_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread, total, lo,
-                           hi, w, grad, a, c)
+                           hi, w * grad_scale, grad, a, c)
         cyl_acc_add(&acc, i, m_samples, l)
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m_samples,
          m_samples)
@@ -871,9 +912,11 @@ def categorical(
     const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
     weight, bint has_weight, bint from_logits, double smoothing,
     double lo, double hi, loss_out, bint write_out, int n_threads, grad_out=None,
-    hess_out=None,
+    hess_out=None, double grad_scale=1.0,
 ):
-    """Categorical cross-entropy over arrays viewed as (outer, classes, inner)."""
+    """Categorical cross-entropy over arrays viewed as (outer, classes, inner).
+    ``grad_scale`` multiplies every gradient element's sample weight (the reduction's
+    1 / divisor when the caller knows it before the loop; see losses._grad_prescale)."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
@@ -913,13 +956,13 @@ def categorical(
                 for b in range(n_blocks):
                     _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
                                        lo, hi, out_view, write_out, g_view, write_grad,
-                                       h_view, write_hess,
+                                       h_view, write_hess, grad_scale,
                                        b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
                 _categorical_block(y_true, y_pred, w_view, has_weight, from_logits, smoothing,
                                    lo, hi, out_view, write_out, g_view, write_grad,
-                                   h_view, write_hess,
+                                   h_view, write_hess, grad_scale,
                                    b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
@@ -956,7 +999,7 @@ cdef void _sparse_block(
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
     floating[:] loss_out, bint write_out, floating[:, :, :] grad, bint write_grad,
-    floating[:, :, :] hess, bint write_hess,
+    floating[:, :, :] hess, bint write_hess, double grad_scale,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
@@ -975,6 +1018,8 @@ cdef void _sparse_block(
     cdef double qsum
     cdef double cw_sum = _cw_total(cw_row, n_classes) if has_class_weight else 0.0
     cdef int fast = -1          # a cross-row kernel's answer: 0 done, 1 redo; -1 none ran
+    cdef bint kept = _keeps_exps(from_logits, write_grad, write_hess, psb,
+                                 grad.strides[1] if write_grad else 0, 4, sizeof(floating))
     if (not has_ignore and not has_class_weight and smoothing == 0.0 and not has_weight
             and not write_out and not write_grad and inner == 1
             and psb == sizeof(floating) and y_pred.strides[0] == n_classes * psb
@@ -1018,7 +1063,13 @@ cdef void _sparse_block(
         cw = class_weight[label] if has_class_weight else 1.0
         smooth = 0.0
         if from_logits:
-            lognorm = _row_logits(xr, psb, n_classes, &mx)
+            if floating is float:
+                if kept:
+                    lognorm = cyl_row_logits_keep_f32(xr, n_classes, &mx, &grad[a, 0, c])
+                else:
+                    lognorm = _row_logits(xr, psb, n_classes, &mx)
+            else:
+                lognorm = _row_logits(xr, psb, n_classes, &mx)
             xl = _at(xr, label * psb)[0]
             nll = cyl_unless(xl == mx, mx - xl) + lognorm
             if smoothing != 0.0:
@@ -1048,11 +1099,21 @@ cdef void _sparse_block(
             # d/dx_k sum_j cw_j q_j (-log softmax(x)_j) = p_k Q - cw_k q_k,
             # Q = sum_j cw_j q_j.
             qsum = keep * cw + (spread * cw_sum if has_class_weight else smoothing)
-            _logit_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep, spread, qsum,
-                            mx, lognorm, w, grad, hess, write_hess, a, c)
+            if floating is float:
+                if kept:
+                    cyl_row_grad_kept_f32(NULL, n_classes, label, cw_row, keep, spread, qsum,
+                                          lognorm, w * grad_scale, &grad[a, 0, c])
+                else:
+                    _logit_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep,
+                                    spread, qsum, mx, lognorm, w * grad_scale, grad, hess,
+                                    write_hess, a, c)
+            else:
+                _logit_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep, spread,
+                                qsum, mx, lognorm, w * grad_scale, grad, hess, write_hess,
+                                a, c)
         elif write_grad:
             _prob_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep, spread, total,
-                           lo, hi, w, grad, a, c)
+                           lo, hi, w * grad_scale, grad, a, c)
         cyl_acc_add(&acc, i, m_samples, l)
         cyl_acc_add(&den, i, m_samples, w * cw)
         count += 1
@@ -1066,8 +1127,10 @@ def sparse(
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
     loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
+    double grad_scale=1.0,
 ):
-    """Sparse (integer-label) cross-entropy over y_pred viewed as (outer, classes, inner)."""
+    """Sparse (integer-label) cross-entropy over y_pred viewed as (outer, classes, inner);
+    ``grad_scale`` as in `categorical`."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
@@ -1113,13 +1176,13 @@ def sparse(
                     _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                                   has_ignore, ignore_index, from_logits, smoothing, lo, hi,
                                   out_view, write_out, g_view, write_grad, h_view, write_hess,
-                                  b * size, min(n, (b + 1) * size), &blocks[b])
+                                  grad_scale, b * size, min(n, (b + 1) * size), &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
                 _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                               has_ignore, ignore_index, from_logits, smoothing, lo, hi,
                               out_view, write_out, g_view, write_grad, h_view, write_hess,
-                              b * size, min(n, (b + 1) * size), &blocks[b])
+                              grad_scale, b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)

@@ -201,9 +201,14 @@ CYL_INLINE cyl_vf8 cyl_expsum8_value(cyl_expsum8_parts h, const int wide)
 }
 
 CYL_INLINE void cyl_expsum8_end(cyl_expsum8_parts h, const int wide, cyl_vd4 *lo,
-                                cyl_vd4 *hi)
+                                cyl_vd4 *hi, float *store)
 {
     cyl_vf8 e = cyl_expsum8_value(h, wide);
+    if (store) {    /* the gradient's e^(x - m), 1 at the maximum (see cyl_row_logits_keep_f32) */
+        const cyl_vf8 one = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+        cyl_vf8 kept = cyl_vf8_pick(h.eq, one, e);
+        memcpy(store, &kept, sizeof kept);
+    }
     cyl_vd4 el, eh;
     CYL_VF8_WIDEN(e, el, eh);
     *lo += el;
@@ -217,10 +222,12 @@ CYL_INLINE void cyl_expsum8_end(cyl_expsum8_parts h, const int wide, cyl_vd4 *lo
 
 /* The exponential sum steps over x[0 .. C - C % 8), a group of vectors at a time, then
  * one at a time, prefetching pf_x and pf_n (if not NULL) at the same offsets over their
- * first pf_end items; returns the index where the tail starts. */
+ * first pf_end items; returns the index where the tail starts. Each e^(x_k - m) also goes
+ * to e_out[k] when e_out is not NULL (a constant NULL in the loss's own calls, where the
+ * store is compiled away). */
 CYL_INLINE ptrdiff_t cyl_expsum8_run(const float *x, ptrdiff_t C, cyl_vf8 mv, const int wide,
                                      const char *pf_x, const char *pf_n, ptrdiff_t pf_end,
-                                     cyl_vi8 *cnt, cyl_vd4 *lo, cyl_vd4 *hi)
+                                     cyl_vi8 *cnt, cyl_vd4 *lo, cyl_vd4 *hi, float *e_out)
 {
     enum { G = CYL_EXPSUM8_GROUP };
     ptrdiff_t k = 0;
@@ -240,12 +247,13 @@ CYL_INLINE ptrdiff_t cyl_expsum8_run(const float *x, ptrdiff_t C, cyl_vf8 mv, co
         }
         CYL_UNROLL_GROUP
         for (int j = 0; j < G; j++)
-            cyl_expsum8_end(h[j], wide, lo, hi);
+            cyl_expsum8_end(h[j], wide, lo, hi, e_out ? e_out + k + 8 * j : NULL);
     }
     for (; k + 8 <= C; k += 8) {
         cyl_vf8 v;
         memcpy(&v, x + k, sizeof v);
-        cyl_expsum8_end(cyl_expsum8_begin(v, mv, wide, cnt), wide, lo, hi);
+        cyl_expsum8_end(cyl_expsum8_begin(v, mv, wide, cnt), wide, lo, hi,
+                        e_out ? e_out + k : NULL);
     }
     return k;
 }
@@ -256,7 +264,8 @@ CYL_INLINE ptrdiff_t cyl_expsum8_run(const float *x, ptrdiff_t C, cyl_vf8 mv, co
  * bits of the scalar loop. The ties are counted in int32 lanes (exact, as the double
  * lanes were; C < 2^31), and the mask applied before the conversion to double. */
 CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double least,
-                                  double *total, double *ties, const void *next)
+                                  double *total, double *ties, const void *next,
+                                  float *e_out)
 {
     /* This pass is bound by the exponentials, and the passes after it by memory: it
      * prefetches into L2 what they read first, `next` (the caller's next row: the targets
@@ -272,8 +281,8 @@ CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double 
     /* Every argument x_k - m >= -87 (the common case): the cheaper exponential. Each call
      * below is inlined with `wide` a constant. */
     ptrdiff_t k = least - m >= -87.0
-        ? cyl_expsum8_run(x, C, mv, 0, pf_x, pf_n, pf_end, &cnt, &lo, &hi)
-        : cyl_expsum8_run(x, C, mv, 1, pf_x, pf_n, pf_end, &cnt, &lo, &hi);
+        ? cyl_expsum8_run(x, C, mv, 0, pf_x, pf_n, pf_end, &cnt, &lo, &hi, e_out)
+        : cyl_expsum8_run(x, C, mv, 1, pf_x, pf_n, pf_end, &cnt, &lo, &hi, e_out);
     double acc[CYL_LANES];
     memcpy(acc, &lo, sizeof lo);
     memcpy(acc + 4, &hi, sizeof hi);
@@ -284,6 +293,8 @@ CYL_INLINE void cyl_row_expsum_v8(const float *x, ptrdiff_t C, double m, double 
         double v = x[k];
         acc[0] += cyl_unless(v == m, CYL_ROW_EXP_f32(v, m));
         count += v == m;
+        if (e_out)
+            e_out[k] = v == m ? 1.0f : cyl_expf((float)v - (float)m);
     }
     *total = cyl_lanes_total(acc);
     *ties = (double)count;
@@ -356,7 +367,7 @@ CYL_INLINE double cyl_row_soft_xent_v8(const float *y, const float *x, ptrdiff_t
                                        (bad)), 1) : 0)
 #define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, least, total, ties, next)                   \
     ((sb) == (ptrdiff_t)sizeof(float) && (C) <= INT32_MAX                                \
-     ? (cyl_row_expsum_v8((x), (C), (m), (least), (total), (ties), (next)), 1) : 0)
+     ? (cyl_row_expsum_v8((x), (C), (m), (least), (total), (ties), (next), NULL), 1) : 0)
 #else
 #define CYL_ROW_EXPSUM_FAST_f32(x, sb, C, m, least, total, ties, next) 0
 #define CYL_ROW_SOFT_XENT_FAST_f32(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, total) 0
@@ -583,15 +594,24 @@ CYL_CLONES static double cyl_row_prob_nll_sum_##SUFFIX(                         
 
 /* Row gradient of w sum_k cw_k q_k (-log softmax(x)_k):
  *   g_k = w (p_k Q - cw_k q_k),   h_k = w Q p_k (1 - p_k)   (h may be NULL),
- * p_k = exp(-((m - x_k) + lognorm)) as in the loss, 1 - p_k = -expm1(log p_k) (exact near
- * p_k = 1), q_k = y_k keep + spread for a target row y, or spread + keep [k == label]
- * when y is NULL; cw NULL means all 1. g and h are written through the byte stride gsb.
+ * q_k = y_k keep + spread for a target row y, or spread + keep [k == label] when y is
+ * NULL; cw NULL means all 1. g and h are written through the byte stride gsb.
+ * p_k is CYL_ROW_P: for float64 rows exp(-((m - x_k) + lognorm)) in double; for float32
+ * rows e^(x_k - m) in float32 (cyl_expf, the exponential the loss itself takes; 1 at the
+ * maximum) times e^-lognorm, computed once per row in double: the double exponential per
+ * element cost three times the loss. Off the maximum p_k <= 1/2, so the float32
+ * exponential's 2 ulp stay 2 ulp of g_k; at the maximum e = 1 is exact and p_k as
+ * accurate as in double. 1 - p_k = -expm1(log p_k) (exact near p_k = 1).
  * The contiguous case (every stride the item size) is a separate, vectorised instance of
  * the same arithmetic. */
-#define CYL_ROW_GRAD_LOOP(T, C, x, m, lognorm, QEXPR, TARGET)                           \
+#define CYL_ROW_P_f64(v, m, lognorm, inv) cyl_exp(-(cyl_unless((v) == (m), (m) - (v)) + (lognorm)))
+#define CYL_ROW_P_f32(v, m, lognorm, inv)                                                \
+    ((double)((v) == (m) ? 1.0f : cyl_expf((float)(v) - (float)(m))) * (inv))
+
+#define CYL_ROW_GRAD_LOOP(SUFFIX, T, C, x, m, lognorm, QEXPR, TARGET)                   \
     for (ptrdiff_t k = 0; k < (C); k++) {                                                \
         double v = (double)(x)[k];                                                       \
-        double pk = cyl_exp(-(cyl_unless(v == (m), (m) - v) + (lognorm)));               \
+        double pk = CYL_ROW_P_##SUFFIX(v, m, lognorm, inv);                              \
         double q = (QEXPR);                                                              \
         g[k] = (T)(w * (pk * qsum - (TARGET)));                                          \
     }
@@ -603,22 +623,25 @@ CYL_CLONES static void cyl_row_logit_grad_##SUFFIX(                             
     double w, T *g, T *h, ptrdiff_t gsb)                                                 \
 {                                                                                        \
     const ptrdiff_t it = (ptrdiff_t)sizeof(T);                                           \
+    const double inv = cyl_exp(-lognorm);                                                \
+    (void)inv;                                                                           \
     if (sb == it && gsb == it && (y == NULL || ysb == it) && h == NULL) {                \
         /* One loop per case: a NULL pointer tested inside the loop becomes a masked load \
          * from it, which costs a fault-suppression assist per vector. */                \
         if (y != NULL) {                                                                 \
-            CYL_ROW_GRAD_LOOP(T, C, x, m, lognorm, (double)y[k] * keep + spread, q);        \
+            CYL_ROW_GRAD_LOOP(SUFFIX, T, C, x, m, lognorm, (double)y[k] * keep + spread, q); \
         } else if (cw != NULL) {                                                         \
-            CYL_ROW_GRAD_LOOP(T, C, x, m, lognorm, spread + (k == label ? keep : 0.0),      \
+            CYL_ROW_GRAD_LOOP(SUFFIX, T, C, x, m, lognorm, spread + (k == label ? keep : 0.0), \
                               q * cw[k]);                                                \
         } else {                                                                         \
-            CYL_ROW_GRAD_LOOP(T, C, x, m, lognorm, spread + (k == label ? keep : 0.0), q);  \
+            CYL_ROW_GRAD_LOOP(SUFFIX, T, C, x, m, lognorm, spread + (k == label ? keep : 0.0), q); \
         }                                                                                \
         return;                                                                          \
     }                                                                                    \
     for (ptrdiff_t k = 0; k < C; k++) {                                                  \
         double v = CYL_AT(T, x, k, sb);                                                  \
-        double logp = -(cyl_unless(v == m, m - v) + lognorm), pk = cyl_exp(logp);        \
+        double logp = -(cyl_unless(v == m, m - v) + lognorm);                            \
+        double pk = CYL_ROW_P_##SUFFIX(v, m, lognorm, inv);                              \
         double q = y != NULL ? CYL_AT(T, y, k, ysb) * keep + spread                      \
                              : spread + (k == label ? keep : 0.0);                       \
         *(T *)((char *)g + k * gsb) = (T)(w * (pk * qsum - (cw != NULL ? q * cw[k] : q))); \
@@ -631,6 +654,59 @@ CYL_DEFINE_ROWS(f32, float)
 CYL_DEFINE_ROWS(f64, double)
 CYL_DEFINE_ROW_GRAD(f32, float)
 CYL_DEFINE_ROW_GRAD(f64, double)
+
+/* Value and gradient of a contiguous float32 logit row in two passes instead of three:
+ * cyl_row_logits_keep_f32 is cyl_row_logits_f32 (same lognorm bits) that also writes each
+ * e_k = e^(x_k - m), 1 at the maximum, to e (the row's gradient, contiguous: C floats);
+ * cyl_row_grad_kept_f32 then turns e in place into cyl_row_logit_grad_f32's g_k, with the
+ * same operations on the same e_k (CYL_ROW_P_f32), hence the same bits, without a second
+ * exponential: the row is still in the cache. */
+CYL_CLONES static double cyl_row_logits_keep_f32(const float *x, ptrdiff_t C, double *m_out,
+                                                 float *e)
+{
+    double least = -INFINITY, total = 0.0, ties = 0.0;
+    double m = CYL_ROW_MAX_f32(x, (ptrdiff_t)sizeof(float), C, &least);
+    (void)least;
+#if CYL_HAVE_V8
+    if (C <= INT32_MAX) {
+        cyl_row_expsum_v8(x, C, m, least, &total, &ties, NULL, e);
+    } else
+#endif
+    {
+        CYL_LANES_INIT(acc);
+        CYL_LANES_INIT(cnt);
+        CYL_FOR_LANES(C, double v = x[K];
+                         double ek = CYL_ROW_EXP_f32(v, m);
+                         acc[L] += cyl_unless(v == m, ek);
+                         cnt[L] += (double)(v == m);
+                         e[K] = v == m ? 1.0f : cyl_expf((float)v - (float)m););
+        total = cyl_lanes_total(acc);
+        ties = cyl_lanes_total(cnt);
+    }
+    *m_out = m;
+    return m == -INFINITY ? NAN : cyl_log1p_nonneg((ties - 1.0) + total);
+}
+
+#define CYL_ROW_GRAD_KEPT_LOOP(C, QEXPR, TARGET)                                         \
+    for (ptrdiff_t k = 0; k < (C); k++) {                                                \
+        double pk = (double)g[k] * inv;                                                  \
+        double q = (QEXPR);                                                              \
+        g[k] = (float)(w * (pk * qsum - (TARGET)));                                      \
+    }
+
+CYL_CLONES static void cyl_row_grad_kept_f32(
+    const float *y, ptrdiff_t C, int64_t label, const double *cw, double keep,
+    double spread, double qsum, double lognorm, double w, float *g)
+{
+    const double inv = cyl_exp(-lognorm);
+    if (y != NULL) {
+        CYL_ROW_GRAD_KEPT_LOOP(C, (double)y[k] * keep + spread, q);
+    } else if (cw != NULL) {
+        CYL_ROW_GRAD_KEPT_LOOP(C, spread + (k == label ? keep : 0.0), q * cw[k]);
+    } else {
+        CYL_ROW_GRAD_KEPT_LOOP(C, spread + (k == label ? keep : 0.0), q);
+    }
+}
 
 /* Sparse cross-entropy from logits over contiguous rows of few classes, eight rows at a
  * time (one row per vector lane), for the plain case: no smoothing, class weights,

@@ -71,7 +71,7 @@ def reduce_sums(num, den, count, reduction):
 
 
 def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
-            grad=None, grad_view=None, hess=None, hess_view=None, wexp=0):
+            grad=None, grad_view=None, hess=None, hess_view=None, wexp=0, grad_scale=1.0):
     """The loop's result as the caller's value, or ``(value, grad)`` when a gradient was
     requested (``grad`` the array returned, ``grad_view`` its loop-layout view), or
     ``(value, grad, hess)`` with the Hessian diagonal."""
@@ -93,7 +93,8 @@ def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
     if grad is None:
         return value
     divisor, exponent = _grad_divisor(scaled_den, count, reduction, wexp)
-    _scale(grad_view, divisor, exponent)
+    if grad_scale == 1.0:   # else the loop applied 1 / divisor (see _grad_prescale)
+        _scale(grad_view, divisor, exponent)
     if hess is None:
         return value, grad
     _scale(hess_view, divisor, exponent)
@@ -103,6 +104,22 @@ def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
 # A derivative request: None (not wanted), or _GRAD / an array (wanted, the array being
 # the caller's grad_out or hess_out).
 _GRAD = object()
+
+
+def _grad_prescale(reduction, n_samples, grad_request, hess_request, wexp, plain):
+    """1 / the reduction's divisor when it is known before the loop, else 1.0.
+
+    The row loops then apply it to each gradient element as they write it, and _finish
+    skips its second sweep over the gradient (a read and a write of an input-sized array).
+    Known up front: "mean" (every sample is counted, ``plain``: no ignored labels) and
+    "weighted_mean" without sample or class weights (the divisor is again the count).
+    Extreme weights (wexp) keep the sweep, which also applies their exponent."""
+    if (grad_request is None or hess_request is not None or wexp or n_samples == 0
+            or not plain):
+        return 1.0
+    if reduction == "mean" or reduction == "weighted_mean":
+        return 1.0 / n_samples
+    return 1.0
 
 
 def _grad_divisor(scaled_den, count, reduction, wexp):
@@ -269,14 +286,16 @@ def _categorical(y_true, y_pred, from_logits, label_smoothing, axis, sample_weig
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
+    grad_scale = _grad_prescale(reduction, prep.n_samples, grad_request, hess_request, wexp,
+                                reduction == "mean" or not has_weight)
     result = _loops.categorical(
         prep.y_true, prep.y_pred, weight, has_weight, from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
-        hess_view,
+        hess_view, grad_scale,
     )
     return _finish(result, reduction, loss_out, prep, "categorical_crossentropy",
                    grad=grad, grad_view=grad_view,
-                   hess=hess, hess_view=hess_view, wexp=wexp)
+                   hess=hess, hess_view=hess_view, wexp=wexp, grad_scale=grad_scale)
 
 
 def sparse_categorical_crossentropy(
@@ -358,16 +377,19 @@ def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
+    grad_scale = _grad_prescale(
+        reduction, prep.n_samples, grad_request, hess_request, wexp,
+        ignore_index is None and (reduction == "mean" or not (has_weight or has_cw)))
     result = _loops.sparse(
         prep.labels, prep.y_pred, weight, has_weight, cw, has_cw,
         ignore_index is not None, ignore_index if ignore_index is not None else 0,
         from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
-        hess_view,
+        hess_view, grad_scale,
     )
     return _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
                    ignore_index, grad=grad, grad_view=grad_view,
-                   hess=hess, hess_view=hess_view, wexp=wexp)
+                   hess=hess, hess_view=hess_view, wexp=wexp, grad_scale=grad_scale)
 
 
 def binary_crossentropy(
