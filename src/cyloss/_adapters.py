@@ -18,8 +18,9 @@ Mappings (``"mean"`` is PyTorch's everywhere):
 - The elementwise losses (``binary_cross_entropy[_with_logits]``, ``l1_loss``,
   ``mse_loss``, ``huber_loss``, ``smooth_l1_loss``) run on the flattened arrays, so every
   element is a sample and cyloss's ``"mean"`` is PyTorch's mean over all elements;
-  ``weight`` and ``pos_weight`` are broadcast to ``input``'s shape and flattened (one
-  array of ``input``'s size unless they are scalars).
+  ``weight`` is broadcast to ``input``'s shape and flattened (one array of ``input``'s
+  size unless it is a scalar); a ``pos_weight`` that is not a scalar becomes a target
+  and a sample weight of ``input``'s size (see ``binary_cross_entropy_with_logits``).
 - ``binary_cross_entropy`` passes ``epsilon = exp(-100)``: clipping ``p`` there is
   PyTorch's clamp of the log at -100, except at ``p == 1`` exactly with a target below 1
   (cyloss: ``inf``; PyTorch: ``100 (1 - y)``).
@@ -174,10 +175,32 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
                                      reduction="mean", n_threads=None, need_grad=True):
     """``torch.nn.functional.binary_cross_entropy_with_logits`` on arrays."""
     pw = _flat_weight("pos_weight", pos_weight, input.shape)
+    sample_weight = _flat_weight("weight", weight, input.shape)
+    if isinstance(pw, np.ndarray):
+        # cyloss's pos_weight varies along the last axis of y_pred, and here every element
+        # is a sample. The loss (1 - y) x + (1 + (pw - 1) y) softplus(-x) is also
+        # s ((1 - y') x + softplus(-x)): plain BCE of the target y' = pw y / s with the
+        # sample weight s = 1 + (pw - 1) y (y' in [0, 1] for y in [0, 1], pw >= 0).
+        if tuple(target.shape) != tuple(input.shape):
+            raise ValueError(f"target: shape {tuple(target.shape)} differs from input's "
+                             f"{tuple(input.shape)}")
+        y = np.asarray(target, dtype=np.float64).reshape(-1)
+        bad = ~((y >= 0) & (y <= 1))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"target: values must be in [0, 1]; index {i} holds {y[i]!r}")
+        if not np.all(pw >= 0) or not np.all(np.isfinite(pw)):
+            raise ValueError("pos_weight must be finite and non-negative")
+        s = 1.0 + (pw - 1.0) * y
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(s > 0, pw * y / s, 0.0)
+        target = y.astype(input.dtype).reshape(input.shape)
+        sample_weight = s if sample_weight is None else s * sample_weight
+        pw = None
     return _elementwise(
         lambda r: _losses.BinaryCrossentropy(from_logits=True, pos_weight=pw, reduction=r,
                                              n_threads=n_threads),
-        input, target, reduction, need_grad, _flat_weight("weight", weight, input.shape))
+        input, target, reduction, need_grad, sample_weight)
 
 
 def binary_cross_entropy(input, target, *, weight=None, reduction="mean", n_threads=None,
