@@ -191,6 +191,13 @@ def test_value_and_grad_match_the_formula_float64(case):
         _check_case(case, "float64")
 
 
+@pytest.mark.parametrize("case", [CASES[1], CASES[4], CASES[6]], ids=lambda c: c[0])
+def test_pure_callback_fallback(case, monkeypatch):
+    """The path for JAX without buffer_callback, or a backend other than the CPU."""
+    monkeypatch.setattr(cj, "_buffer_callback", None)
+    _check_case(case, "float32")
+
+
 def test_equals_optax_with_integer_labels():
     optax = pytest.importorskip("optax")
     x, t = _data("labels", (32, 10), "float32", 0)

@@ -57,9 +57,12 @@ def check_reduction(reduction):
     return reduction
 
 
-def _run(loss, target, input, sample_weight, need_grad):
+def _run(loss, target, input, sample_weight, need_grad, grad_out=None):
     if need_grad:
-        return loss.value_and_grad(target, input, sample_weight=sample_weight)
+        if grad_out is not None:          # a C-contiguous buffer of input's size
+            grad_out = grad_out.reshape(input.shape)
+        return loss.value_and_grad(target, input, sample_weight=sample_weight,
+                                   grad_out=grad_out)
     return loss(target, input, sample_weight=sample_weight), None
 
 
@@ -94,7 +97,7 @@ def cross_entropy_shape(input_shape, target_shape, target_is_float):
 
 
 def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, n_threads=None, need_grad=True):
+                  label_smoothing=0.0, n_threads=None, need_grad=True, grad_out=None):
     """``torch.nn.functional.cross_entropy(input, target, ...)`` on arrays."""
     reduction = check_reduction(reduction)
     float_target = np.issubdtype(target.dtype, np.floating)
@@ -132,7 +135,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
             label_smoothing=label_smoothing,
             reduction="weighted_mean" if reduction == "mean" else reduction,
             n_threads=n_threads)
-    value, grad = _run(loss, target, input, sample_weight, need_grad)
+    value, grad = _run(loss, target, input, sample_weight, need_grad, grad_out)
     if reduction == "none":
         value = value.reshape(per_sample)
     if grad is not None:
@@ -156,14 +159,15 @@ def _flat_weight(name, weight, shape):
                          f"{tuple(shape)}") from None
 
 
-def _elementwise(make_loss, input, target, reduction, need_grad, sample_weight=None):
+def _elementwise(make_loss, input, target, reduction, need_grad, sample_weight=None,
+                 grad_out=None):
     reduction = check_reduction(reduction)
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"target: shape {tuple(target.shape)} differs from input's "
                          f"{tuple(input.shape)} (PyTorch would broadcast; cyloss needs "
                          "equal shapes)")
     value, grad = _run(make_loss(reduction), target.reshape(-1), input.reshape(-1),
-                       sample_weight, need_grad)
+                       sample_weight, need_grad, grad_out)
     if reduction == "none":
         value = value.reshape(input.shape)
     if grad is not None:
@@ -172,7 +176,8 @@ def _elementwise(make_loss, input, target, reduction, need_grad, sample_weight=N
 
 
 def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=None,
-                                     reduction="mean", n_threads=None, need_grad=True):
+                                     reduction="mean", n_threads=None, need_grad=True,
+                                     grad_out=None):
     """``torch.nn.functional.binary_cross_entropy_with_logits`` on arrays."""
     pw = _flat_weight("pos_weight", pos_weight, input.shape)
     sample_weight = _flat_weight("weight", weight, input.shape)
@@ -200,46 +205,49 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
     return _elementwise(
         lambda r: _losses.BinaryCrossentropy(from_logits=True, pos_weight=pw, reduction=r,
                                              n_threads=n_threads),
-        input, target, reduction, need_grad, sample_weight)
+        input, target, reduction, need_grad, sample_weight, grad_out)
 
 
 def binary_cross_entropy(input, target, *, weight=None, reduction="mean", n_threads=None,
-                         need_grad=True):
+                         need_grad=True, grad_out=None):
     """``torch.nn.functional.binary_cross_entropy`` on arrays (see :data:`BCE_EPSILON`)."""
     return _elementwise(
         lambda r: _losses.BinaryCrossentropy(from_logits=False, epsilon=BCE_EPSILON,
                                              reduction=r, n_threads=n_threads),
-        input, target, reduction, need_grad, _flat_weight("weight", weight, input.shape))
+        input, target, reduction, need_grad, _flat_weight("weight", weight, input.shape),
+        grad_out)
 
 
-def l1_loss(input, target, *, reduction="mean", n_threads=None, need_grad=True):
+def l1_loss(input, target, *, reduction="mean", n_threads=None, need_grad=True,
+            grad_out=None):
     """``torch.nn.functional.l1_loss`` on arrays."""
     return _elementwise(
         lambda r: _losses.MeanAbsoluteError(reduction=r, n_threads=n_threads),
-        input, target, reduction, need_grad)
+        input, target, reduction, need_grad, grad_out=grad_out)
 
 
-def mse_loss(input, target, *, reduction="mean", n_threads=None, need_grad=True):
+def mse_loss(input, target, *, reduction="mean", n_threads=None, need_grad=True,
+             grad_out=None):
     """``torch.nn.functional.mse_loss`` on arrays."""
     return _elementwise(
         lambda r: _losses.MeanSquaredError(reduction=r, n_threads=n_threads),
-        input, target, reduction, need_grad)
+        input, target, reduction, need_grad, grad_out=grad_out)
 
 
 def huber_loss(input, target, *, reduction="mean", delta=1.0, n_threads=None,
-               need_grad=True):
+               need_grad=True, grad_out=None):
     """``torch.nn.functional.huber_loss`` on arrays."""
     return _elementwise(
         lambda r: _losses.Huber(delta=delta, reduction=r, n_threads=n_threads),
-        input, target, reduction, need_grad)
+        input, target, reduction, need_grad, grad_out=grad_out)
 
 
 def smooth_l1_loss(input, target, *, reduction="mean", beta=1.0, n_threads=None,
-                   need_grad=True):
+                   need_grad=True, grad_out=None):
     """``torch.nn.functional.smooth_l1_loss`` on arrays."""
     return _elementwise(
         lambda r: _losses.SmoothL1(beta=beta, reduction=r, n_threads=n_threads),
-        input, target, reduction, need_grad)
+        input, target, reduction, need_grad, grad_out=grad_out)
 
 
 #: functional name -> the function above. A new loss (``nll_loss``, ``kl_div``) is one

@@ -23,7 +23,10 @@ function                                  options
 
 Every function also takes ``n_threads`` (cyloss's thread count).
 
-How it works. cyloss runs on the host through ``jax.pure_callback`` (CPU). A plain call
+How it works. cyloss runs on the host through a callback: on the CPU backend JAX's
+``buffer_callback``, which hands cyloss XLA's own buffers (the logits are read in place
+and the gradient is written straight into the result), elsewhere or on JAX versions without it
+``jax.pure_callback`` (which copies the arrays to the host and back). A plain call
 computes the value only; under differentiation the forward pass makes one fused
 ``value_and_grad`` call and keeps the gradient as the residual, and the backward pass
 multiplies it by the incoming cotangent (broadcast along the class axis for
@@ -32,7 +35,7 @@ integer. Options (``weight``, ``pos_weight``, ``ignore_index``, ...) are fixed w
 function is traced: they must be concrete values (constants, or closed over), not traced
 arrays.
 
-``jax.vmap`` is supported through the callback's ``vmap_method="sequential"``: one cyloss
+``jax.vmap`` is supported through the callbacks' ``vmap_method="sequential"``: one cyloss
 call per batch element, in a loop (correct for every reduction; no faster than the loop).
 
 Limits: gradients with respect to ``input`` only (differentiating ``target`` is a
@@ -61,6 +64,11 @@ import numpy as np
 
 from cyloss import _adapters
 
+try:
+    from jax.experimental.buffer_callback import buffer_callback as _buffer_callback
+except ImportError:  # older JAX
+    _buffer_callback = None
+
 __all__ = [
     "cross_entropy", "binary_cross_entropy_with_logits", "binary_cross_entropy",
     "l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss",
@@ -78,6 +86,27 @@ def _concrete(name, value):
         raise TypeError(f"{name}: cyloss.jax needs a concrete {name} (a constant or a "
                         "closed-over array), not a traced one")
     return np.asarray(value)
+
+
+def _callback(host, out_types, x, t):
+    """Run ``host(x, t, outs)`` (NumPy arrays; it fills ``outs``) from JAX.
+
+    On the CPU backend with ``buffer_callback`` (recent JAX versions), ``x``, ``t`` and the
+    outputs are XLA's own buffers: cyloss reads the logits in place and writes the
+    gradient straight into the result (``grad_out``). ``pure_callback`` copies the
+    inputs to the host and the outputs back (about the cost of the loss itself at 10^7
+    elements), so it is the fallback only.
+    """
+    if _buffer_callback is not None and jax.default_backend() == "cpu":
+        def run(ctx, outs, x, t):
+            host(np.asarray(x), np.asarray(t), [np.asarray(o) for o in outs])
+        return _buffer_callback(run, out_types, vmap_method=VMAP_METHOD)(x, t)
+
+    def run(x, t):
+        outs = [np.empty(o.shape, o.dtype) for o in out_types]
+        host(np.asarray(x), np.asarray(t), outs)
+        return tuple(outs)
+    return jax.pure_callback(run, out_types, x, t, vmap_method=VMAP_METHOD)
 
 
 def _loss(name, input, target, options):
@@ -99,25 +128,22 @@ def _loss(name, input, target, options):
     value_type = jax.ShapeDtypeStruct(out_shape, dtype)
     grad_type = jax.ShapeDtypeStruct(input.shape, dtype)
 
-    def value_host(x, t):
-        result = fn(np.asarray(x), np.asarray(t), need_grad=False, **options)
-        return np.asarray(result.value, dtype=dtype)
+    def value_host(x, t, outs):
+        outs[0][...] = fn(x, t, need_grad=False, **options).value
 
-    def both_host(x, t):
-        result = fn(np.asarray(x), np.asarray(t), need_grad=True, **options)
-        return np.asarray(result.value, dtype=dtype), result.grad
+    def both_host(x, t, outs):
+        outs[0][...] = fn(x, t, need_grad=True, grad_out=outs[1], **options).value
 
     @jax.custom_vjp
     def loss(x, t):
-        return jax.pure_callback(value_host, value_type, x, t, vmap_method=VMAP_METHOD)
+        return _callback(value_host, (value_type,), x, t)[0]
 
     def forward(x, t):
         if t.perturbed:
             raise NotImplementedError(
                 f"target: cyloss.jax.{name} differentiates with respect to input only; "
                 "use the plain JAX formula to differentiate the target")
-        value, grad = jax.pure_callback(both_host, (value_type, grad_type), x.value,
-                                        t.value, vmap_method=VMAP_METHOD)
+        value, grad = _callback(both_host, (value_type, grad_type), x.value, t.value)
         return value, grad
 
     def backward(grad, g):
