@@ -82,10 +82,11 @@ def _concrete(name, value):
     """An option as a NumPy array (``None`` stays ``None``); traced values are refused."""
     if value is None:
         return None
-    if isinstance(value, jax.core.Tracer):
+    try:
+        return np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         raise TypeError(f"{name}: cyloss.jax needs a concrete {name} (a constant or a "
-                        "closed-over array), not a traced one")
-    return np.asarray(value)
+                        "closed-over array), not a traced one") from None
 
 
 def _callback(host, out_types, x, t):
