@@ -202,7 +202,9 @@ def test_reads_cpu_tensors_without_copy(monkeypatch):
 
     def spy(x, t, **kw):
         seen["x"], seen["t"] = x, t
-        return real(x, t, **kw)
+        result = real(x, t, **kw)
+        seen["grad"] = result.grad
+        return result
 
     monkeypatch.setitem(_adapters.LOSSES, "cross_entropy", spy)
     x = torch.randn(6, 4).t().contiguous().t().requires_grad_()   # F-ordered: strided
@@ -211,6 +213,9 @@ def test_reads_cpu_tensors_without_copy(monkeypatch):
     assert seen["x"].__array_interface__["data"][0] == x.data_ptr()
     assert seen["x"].strides == (4, 24)
     assert seen["t"].__array_interface__["data"][0] == t.data_ptr()
+    # loss.backward() (incoming gradient 1): cyloss's gradient array becomes x.grad as it
+    # is, with no pass over it.
+    assert x.grad.data_ptr() == seen["grad"].__array_interface__["data"][0]
     assert_close(x.grad, torch.autograd.grad(nn.functional.cross_entropy(x, t), x)[0],
                  torch.float32)
 
