@@ -213,11 +213,14 @@ def test_reads_cpu_tensors_without_copy(monkeypatch):
     assert seen["x"].__array_interface__["data"][0] == x.data_ptr()
     assert seen["x"].strides == (4, 24)
     assert seen["t"].__array_interface__["data"][0] == t.data_ptr()
-    # loss.backward() (incoming gradient 1): cyloss's gradient array becomes x.grad as it
-    # is, with no pass over it.
-    assert x.grad.data_ptr() == seen["grad"].__array_interface__["data"][0]
     assert_close(x.grad, torch.autograd.grad(nn.functional.cross_entropy(x, t), x)[0],
                  torch.float32)
+    # loss.backward() (incoming gradient 1) on a contiguous input: cyloss's gradient
+    # array becomes x.grad as it is, with no pass over it (autograd copies it only to
+    # match a strided input's layout, as above).
+    x = torch.randn(6, 4, requires_grad=True)
+    ct.CrossEntropyLoss()(x, t).backward()
+    assert x.grad.data_ptr() == seen["grad"].__array_interface__["data"][0]
 
 
 def test_no_grad_computes_the_value_only():
