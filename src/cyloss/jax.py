@@ -95,8 +95,8 @@ def _callback(host, out_types, x, t):
     On the CPU backend with ``buffer_callback`` (recent JAX versions), ``x``, ``t`` and the
     outputs are XLA's own buffers: cyloss reads the logits in place and writes the
     gradient straight into the result (``grad_out``). ``pure_callback`` copies the
-    inputs to the host and the outputs back (about the cost of the loss itself at 10^7
-    elements), so it is the fallback only.
+    inputs to the host and the outputs back: at 10^4 x 1000 float32 logits those copies
+    took about 0.7 of the fused call's own time; so it is the fallback only.
     """
     if _buffer_callback is not None and jax.default_backend() == "cpu":
         def run(ctx, outs, x, t):

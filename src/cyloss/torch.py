@@ -32,7 +32,8 @@ gradient (an array of ``input``'s size, which is what PyTorch's own cross-entrop
 its softmax). Recomputing it in backward would cost a second pass over the logits, as
 long as the forward itself, to save memory that PyTorch spends anyway. The backward
 returns the saved gradient as it is when the incoming gradient is the scalar 1 (the
-usual ``loss.backward()``: no pass over it at all), and otherwise multiplies it by the
+usual ``loss.backward()``: no pass over it at all; autograd copies it only to match the
+layout of an input that is not C-contiguous), and otherwise multiplies it by the
 incoming gradient; for ``reduction="none"`` the incoming gradient has the per-sample
 shape and is broadcast along the class axis (each sample's loss depends only on its own
 row, so the gradient of ``sum_i g_i l_i`` is the gradient of ``sum_i l_i`` scaled row by
