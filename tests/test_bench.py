@@ -88,6 +88,13 @@ def test_every_implementation_computes_cylosss_value(loss, dtype):
     workload = _bench.Workload(loss, TINY[family], dtype)
     data = _bench.make_data(workload)
     libs = _libs()
+    if loss in _bench.ADAPTER_LOSSES:
+        if dtype != "float32":
+            pytest.skip("the adapter workloads are float32 only")
+        libs, _missing = _bench.load_libraries(use_jax=loss == "jax_ce_step")
+        needed = ["torch"] if loss == "torch_ce_step" else ["jax", "optax"]
+        if any(name not in libs for name in needed):
+            pytest.skip(f"{loss} needs {' and '.join(needed)}")
     impls = _bench.build_impls(workload, data, libs, [1, 2])
     ids = [impl.id for impl in impls]
     assert ids[:3] == ["cyloss-1t", "cyloss-2t", "numpy"] and "read" in ids
@@ -136,7 +143,10 @@ def test_data_is_inside_every_domain():
 
 def test_workload_selection():
     every = _bench.select_workloads()
-    assert len(every) == 84 and len({w.id for w in every}) == 84
+    assert len(every) == 88 and len({w.id for w in every}) == 88
+    steps = [w.id for w in every if w.loss in _bench.ADAPTER_LOSSES]     # issue 15
+    assert steps == ["torch_ce_step-10000x1000-f32", "torch_ce_step-256x32000-f32",
+                     "jax_ce_step-10000x1000-f32", "jax_ce_step-256x32000-f32"]
     assert {w.dtype for w in every} == {"float32", "float64"}
     quick = _bench.select_workloads(quick=True)
     assert len(quick) == len(_bench.QUICK_IDS)
@@ -157,6 +167,24 @@ def test_bench_subcommand_parses():
     assert args.dtype == ["float64"] and args.filter == ["mse"] and args.no_plot
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--threads", "0"])
+
+
+def test_adapter_workloads_record_the_frameworks_ratio(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    workloads = [_bench.Workload("torch_ce_step", (50, 7), "float32"),
+                 _bench.Workload("jax_ce_step", (50, 7), "float32")]
+    results = _bench.run_benchmark(workloads, threads=[1], rounds=2, warmup=1,
+                                   target_ms=0.2, progress=False)
+    assert results["mismatches"] == [] and results["errors"] == []
+    torch_step, jax_step = ({rec["id"]: rec for rec in e["implementations"]}
+                            for e in results["workloads"])
+    assert torch_step["cyloss-1t"]["ratio_torch"] > 0 and "jax" not in torch_step
+    assert jax_step["cyloss-1t"]["ratio_jax"] > 0 and "torch" not in jax_step
+    assert results["machine"]["jax"] and results["machine"]["optax"]
+    md = _bench.markdown(results)
+    assert "cyloss 1t xjax" in md and "jax (optax)" in md
 
 
 def test_list_and_no_match(capsys):

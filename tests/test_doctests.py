@@ -1,6 +1,9 @@
 """The docstring examples, run against the installed, compiled package."""
 
 import doctest
+import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -18,6 +21,26 @@ def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+@pytest.mark.parametrize("name", ["cyloss.torch", "cyloss.jax"])
+def test_framework_adapter_examples(name):
+    """The adapters' examples run where their framework is installed (CI installs both)."""
+    pytest.importorskip(name.split(".")[1])
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
+    for public in module.__all__:
+        assert ">>>" in (getattr(module, public).__doc__ or ""), public
+
+
+def test_import_cyloss_imports_no_framework():
+    code = ("import sys, cyloss; "
+            "print(sorted({'torch', 'jax', 'optax'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_every_public_function_has_an_example():

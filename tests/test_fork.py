@@ -44,6 +44,9 @@ def test_child_process_gives_the_parent_results(method, serial, record_property)
         # Python >= 3.12 warns that fork() in a multi-threaded process may deadlock:
         # that is exactly the case under test.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # JAX does too (a RuntimeWarning) once an earlier test started its backend in
+        # this process (cyloss.jax's tests and examples).
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
         with ctx.Pool(1) as pool:
             try:
                 forked, digests = pool.apply_async(run_tasks, (SEED,)).get(TIMEOUT_S)

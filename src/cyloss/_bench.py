@@ -84,8 +84,21 @@ LOSSES = {
     "sparse_logits_grad": ("sparse", True, "sparse_categorical_crossentropy",
                            {"from_logits": True},
                            "sparse cross-entropy from logits, value and gradient"),
+    # One training step's loss through the framework adapters (issue 15): cyloss.torch's
+    # forward + backward against F.cross_entropy's; cyloss.jax under jax.jit(jax.value_and_
+    # grad) against optax's. float32 only, at the two large class shapes.
+    "torch_ce_step": ("sparse", True, "sparse_categorical_crossentropy",
+                      {"from_logits": True},
+                      "training step through cyloss.torch.CrossEntropyLoss "
+                      "(forward + backward)"),
+    "jax_ce_step": ("sparse", True, "sparse_categorical_crossentropy",
+                    {"from_logits": True},
+                    "training step through cyloss.jax.cross_entropy "
+                    "(jit of value_and_grad)"),
 }
 GRADIENT_LOSSES = {"mse_grad", "bce_logits_grad", "cce_logits_grad", "sparse_logits_grad"}
+ADAPTER_LOSSES = {"torch_ce_step", "jax_ce_step"}
+ADAPTER_SHAPES = [(10**4, 1000), (256, 32000)]
 ELEMENTWISE_SIZES = [(10**4,), (10**6,), (10**7,)]
 CLASS_SHAPES = [(10**5, 10), (10**4, 1000), (256, 32000)]
 DTYPES = ["float32", "float64"]
@@ -148,6 +161,8 @@ def all_workloads(dtypes=DTYPES):
     for dtype in dtypes:
         for loss, (family, *_rest) in LOSSES.items():
             shapes = ELEMENTWISE_SIZES if family in ("regression", "binary") else CLASS_SHAPES
+            if loss in ADAPTER_LOSSES:
+                shapes = ADAPTER_SHAPES if dtype == "float32" else []
             out.extend(Workload(loss, shape, dtype) for shape in shapes)
     return out
 
@@ -244,14 +259,14 @@ def _numpy_grad_fn(workload, y_true, y_pred):
             return (float(np.mean((1 - y_true) * y_pred + sp)),
                     (np.exp(-sp) - y_true) / n)          # sigmoid(x) = exp(-softplus(-x))
         return bce
-    if loss in ("cce_logits_grad", "sparse_logits_grad"):
+    if loss in ("cce_logits_grad", "sparse_logits_grad", *ADAPTER_LOSSES):
         def cross_entropy():
             z = y_pred - y_pred.max(axis=1, keepdims=True)
             e = np.exp(z)
             s = e.sum(axis=1, keepdims=True)
             log_p = z - np.log(s)
             g = e / s
-            if loss == "sparse_logits_grad":
+            if loss != "cce_logits_grad":
                 rows = np.arange(n)
                 value = -np.mean(log_p[rows, y_true])
                 g[rows, y_true] -= 1
@@ -266,7 +281,7 @@ def _numpy_grad_fn(workload, y_true, y_pred):
 
 def _numpy_fn(workload, y_true, y_pred):
     loss = workload.loss
-    if loss in GRADIENT_LOSSES:
+    if loss in GRADIENT_LOSSES or loss in ADAPTER_LOSSES:
         fn = _numpy_grad_fn(workload, y_true, y_pred)
         return lambda: fn()[0]
     if loss == "mae":
@@ -328,6 +343,7 @@ def _torch_grad_fn(torch, workload, y_true, y_pred):
         "bce_logits_grad": lambda: F.binary_cross_entropy_with_logits(x, t),
         "cce_logits_grad": lambda: F.cross_entropy(x, t),
         "sparse_logits_grad": lambda: F.cross_entropy(x, t),
+        "torch_ce_step": lambda: F.cross_entropy(x, t),
     }[workload.loss]
 
     def run():
@@ -344,7 +360,7 @@ def _torch_fn(torch, workload, y_true, y_pred):
     t = torch.from_numpy(y_true)
     x = torch.from_numpy(y_pred)
     loss = workload.loss
-    if loss in GRADIENT_LOSSES:
+    if loss in GRADIENT_LOSSES or loss == "torch_ce_step":
         return _torch_grad_fn(torch, workload, y_true, y_pred)
     if loss == "mae":
         return lambda: F.l1_loss(x, t).item()
@@ -374,6 +390,55 @@ def _torch_fn(torch, workload, y_true, y_pred):
             return -p.log_().mean().item()
         return sparse_probs
     raise KeyError(loss)
+
+
+def _adapter_impls(workload, data, libs, threads):
+    """The adapter workloads' cyloss implementations (one per thread count) and the
+    framework's own loss (``torch`` or ``jax``); ``None`` when the framework is missing."""
+    y_true, y_pred = data["y_true"], data["y_pred"]
+    if workload.loss == "torch_ce_step":
+        torch = libs.get("torch")
+        if torch is None:
+            return None
+        import cyloss.torch
+
+        x, t = torch.from_numpy(y_pred).requires_grad_(), torch.from_numpy(y_true)
+
+        def step(k):
+            loss = cyloss.torch.CrossEntropyLoss(n_threads=k)
+
+            def run():
+                with torch.enable_grad():
+                    x.grad = None
+                    out = loss(x, t)
+                    out.backward()
+                return out.item()
+            return run
+        return [Impl(f"cyloss-{k}t", f"cyloss {k}t", "cyloss", step(k), 1.0)
+                for k in threads]
+    jax, optax = libs.get("jax"), libs.get("optax")
+    if jax is None or optax is None:
+        return None
+    import cyloss.jax
+
+    x, t = jax.numpy.asarray(y_pred), jax.numpy.asarray(y_true.astype(np.int32))
+
+    def jitted(loss):
+        fn = jax.jit(jax.value_and_grad(loss))
+
+        def run():
+            value, grad = fn(x)
+            grad.block_until_ready()
+            return float(value)
+        return run
+
+    impls = [Impl(f"cyloss-{k}t", f"cyloss {k}t", "cyloss",
+                  jitted(lambda a, k=k: cyloss.jax.cross_entropy(a, t, n_threads=k)), 1.0)
+             for k in threads]
+    impls.append(Impl("jax", "jax (optax)", "baseline", jitted(
+        lambda a: optax.softmax_cross_entropy_with_integer_labels(a, t).mean()), 1.0,
+        "jax.jit(jax.value_and_grad) of optax.softmax_cross_entropy_with_integer_labels"))
+    return impls
 
 
 def _sklearn_impl(sk_loss, workload, data, n_threads):
@@ -416,6 +481,13 @@ def build_impls(workload, data, libs, threads):
     _, _, name, kwargs, _ = LOSSES[workload.loss]
     fn = getattr(cyloss, name)
     y_true, y_pred = data["y_true"], data["y_pred"]
+    if workload.loss in ADAPTER_LOSSES:
+        impls = _adapter_impls(workload, data, libs, threads)
+        if impls is None:
+            raise RuntimeError(f"{workload.id} needs "
+                               + ("torch" if workload.loss == "torch_ce_step"
+                                  else "jax and optax"))
+        return _with_baselines(workload, data, libs, threads, impls)
     if workload.loss in GRADIENT_LOSSES:
         grad_out = np.empty_like(y_pred)
 
@@ -427,16 +499,24 @@ def build_impls(workload, data, libs, threads):
             return functools.partial(fn, y_true, y_pred, n_threads=k, **kwargs)
     impls = [Impl(f"cyloss-{k}t", f"cyloss {k}t", "cyloss", cyloss_impl(k), 1.0)
              for k in threads]
+    return _with_baselines(workload, data, libs, threads, impls)
+
+
+def _with_baselines(workload, data, libs, threads, impls):
+    y_true, y_pred = data["y_true"], data["y_pred"]
+    framework = [i for i in impls if i.kind == "baseline"]
+    impls = [i for i in impls if i.kind != "baseline"]
     impls.append(Impl("numpy", "numpy", "baseline", _numpy_fn(workload, y_true, y_pred), 1.0))
+    impls.extend(framework)
     torch = libs.get("torch")
-    if torch is not None:
+    if torch is not None and workload.loss != "jax_ce_step":
         impls.append(Impl("torch", "torch", "baseline",
                           _torch_fn(torch, workload, y_true, y_pred), 1.0,
                           "F.binary_cross_entropy clamps the log at -100 instead of "
                           "clipping p (equal on this data)"
                           if workload.loss == "bce_probs" else ""))
     sk_loss = libs.get("sklearn_loss")
-    if sk_loss is not None:
+    if sk_loss is not None and workload.loss not in ADAPTER_LOSSES:
         impl = _sklearn_impl(sk_loss, workload, data, max(threads))
         if impl is not None:
             impls.append(impl)
@@ -560,9 +640,12 @@ def bench_workload(workload, libs, *, threads, rounds, warmup, target_s, seed=0,
         rec.update(_stats(rec["samples_s"]))
     read = results.get("read", (None, {}))[1].get("median_s")
     torch_t = results.get("torch", (None, {}))[1].get("median_s")
+    jax_t = results.get("jax", (None, {}))[1].get("median_s")
     for impl, rec in results.values():
         rec["ratio_read"] = rec["median_s"] / read if read else None
         rec["ratio_torch"] = rec["median_s"] / torch_t if torch_t else None
+        if jax_t:
+            rec["ratio_jax"] = rec["median_s"] / jax_t
         entry["implementations"].append(rec)
     if read:
         entry["read_gb_per_s"] = nbytes / read / 1e9
@@ -652,9 +735,15 @@ def _loadavg():
         return None
 
 
-def load_libraries(use_torch=True, use_sklearn=True):
+def load_libraries(use_torch=True, use_sklearn=True, use_jax=False):
     """The optional comparison libraries that import, and why the others do not."""
     libs, missing = {}, {}
+    if use_jax:  # only for the jax workloads: importing JAX takes a while
+        for name in ("jax", "optax"):
+            try:
+                libs[name] = __import__(name)
+            except Exception as exc:
+                missing[name] = f"{type(exc).__name__}: {exc}"
     if use_torch:
         try:
             import torch
@@ -697,6 +786,9 @@ def machine_info(libs):
         info["physical_cores"] = _openmp.physical_cores()
     except Exception:
         info["physical_cores"] = None
+    for name in ("jax", "optax"):
+        if libs.get(name) is not None:
+            info[name] = libs[name].__version__
     torch = libs.get("torch")
     if torch is not None:
         info["torch"] = torch.__version__
@@ -723,7 +815,8 @@ def run_benchmark(workloads, *, threads=(1, 2), rounds=15, warmup=2, target_ms=5
     """Time ``workloads`` and return the results dictionary (what ``results.json`` holds)."""
     threads = list(threads)
     if libs is None:
-        libs, missing = load_libraries()
+        libs, missing = load_libraries(
+            use_jax=any(w.loss == "jax_ce_step" for w in workloads))
     missing = missing or {}
     results = {
         "schema": SCHEMA,
@@ -803,6 +896,16 @@ def notes(libs, threads):
         "set to None before each call (optimizer.zero_grad()'s default); numpy: the "
         "value and the closed-form gradient written by hand."
     )
+    out.append(
+        "*_ce_step workloads (issue 15): one training step's loss, forward and backward, "
+        "through the framework adapters. torch_ce_step: cyloss.torch.CrossEntropyLoss("
+        "n_threads=k) on a tensor that requires grad, .backward() and .item(), against "
+        "F.cross_entropy's (the torch column; xtorch). jax_ce_step: "
+        "jax.jit(jax.value_and_grad(...)) of cyloss.jax.cross_entropy(n_threads=k) "
+        "against the same of optax.softmax_cross_entropy_with_integer_labels(...).mean() "
+        "(the jax column; xjax = time / jax), waiting for the gradient "
+        "(block_until_ready) and converting the value to a float."
+    )
     if libs.get("sklearn_loss") is not None:
         out.append(
             f"sklearn: scikit-learn's private sklearn._loss, .loss(y_true, raw_prediction, "
@@ -818,7 +921,7 @@ def notes(libs, threads):
 # --- outputs ------------------------------------------------------------------------------
 
 # Columns of the summary table, in order: implementation id -> header.
-_COLUMN_ORDER = ["numpy", "torch", "sklearn", "read", "read-torch", "exp"]
+_COLUMN_ORDER = ["numpy", "torch", "jax", "sklearn", "read", "read-torch", "exp"]
 
 
 def _ms(seconds):
@@ -890,7 +993,9 @@ def markdown(results):
         head = (["workload"] + [labels[c] for c in columns]
                 + [f"{labels[c]} xread" for c in cy_ids if c in present]
                 + ([f"{labels[c]} xtorch" for c in cy_ids if c in present]
-                   if "torch" in present else []))
+                   if "torch" in present else [])
+                + ([f"{labels[c]} xjax" for c in cy_ids if c in present]
+                   if "jax" in present else []))
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
         for e in rows:
@@ -906,6 +1011,10 @@ def markdown(results):
                 for c in cy_ids:
                     if c in present:
                         cells.append(_ratio(recs[c]["ratio_torch"]) if c in recs else "–")
+            if "jax" in present:
+                for c in cy_ids:
+                    if c in present:
+                        cells.append(_ratio(recs[c].get("ratio_jax")) if c in recs else "–")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Notes", ""]
@@ -1107,6 +1216,8 @@ def add_arguments(parser, default_out=None):
     parser.add_argument("--seed", type=int, default=0, help="data and order seed")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-sklearn", action="store_true", help="leave scikit-learn out")
+    parser.add_argument("--no-jax", action="store_true",
+                        help="leave JAX out (its workloads are skipped)")
     parser.add_argument("--no-plot", action="store_true", help="skip results.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
@@ -1143,14 +1254,29 @@ def run(args, *, stdout=None, stderr=None):
         for w in workloads:
             print(f"{w.id:<32} {LOSSES[w.loss][4]}, shape {w.shape}", file=stdout)
         return 0
+    if args.no_jax:
+        workloads = [w for w in workloads if w.loss != "jax_ce_step"]
+    if args.no_torch:
+        workloads = [w for w in workloads if w.loss != "torch_ce_step"]
     if not workloads:
         print(f"bench: no workload matches --filter {args.filter}; see --list", file=stderr)
         return 2
     out = args.out or os.path.join("benchmarks", "results")
-    libs, missing = load_libraries(use_torch=not args.no_torch,
-                                   use_sklearn=not args.no_sklearn)
+    libs, missing = load_libraries(
+        use_torch=not args.no_torch, use_sklearn=not args.no_sklearn,
+        use_jax=any(w.loss == "jax_ce_step" for w in workloads))
     for name, why in missing.items():
         print(f"bench: {name} left out ({why})", file=stderr)
+    # The adapter workloads need their framework (and optax for the JAX baseline).
+    runnable = [w for w in workloads
+                if w.loss != "torch_ce_step" or "torch" in libs
+                if w.loss != "jax_ce_step" or ("jax" in libs and "optax" in libs)]
+    for w in workloads:
+        if w not in runnable:
+            print(f"bench: {w.id} skipped (its framework is not installed)", file=stderr)
+    workloads = runnable
+    if not workloads:
+        return 2
     command = getattr(args, "command_line", None) or (
         "python -m cyloss " + shlex.join(sys.argv[1:]))
     results = run_benchmark(
