@@ -53,6 +53,7 @@ from cyloss._kernels cimport (
     cyl_binary_logit_hess,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
+    CYL_N_ELEMENTWISE, cyl_elementwise_names,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
     cyl_row_gap_f32, cyl_row_gap_f64, cyl_row_weighted_nls_f32, cyl_row_weighted_nls_f64,
     cyl_row_total_f32, cyl_row_total_f64, cyl_row_prob_soft_xent_f32,
@@ -73,7 +74,9 @@ cdef enum:
     ERR_ROW_ZERO = 4      # probability row summing to 0
     ERR_TARGET = 5        # target outside [0, 1]
 
-# Regression kinds (the CYL_* enum of _kernels.h).
+# Elementwise kind codes by kernel name, in the order of CYL_ELEMENTWISE (_kernels.h):
+# losses.py's table looks its losses up here. MAE ... SMOOTH_L1 name the first four.
+KINDS = {cyl_elementwise_names[k].decode(): k for k in range(CYL_N_ELEMENTWISE)}
 MAE, MSE, HUBER, SMOOTH_L1 = CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1
 LABEL, PROB_RANGE, PROB_NEG, ROW_ZERO, TARGET = (
     ERR_LABEL, ERR_PROB_RANGE, ERR_PROB_NEG, ERR_ROW_ZERO, ERR_TARGET)
@@ -343,6 +346,8 @@ def regression_quick(int kind, double param, y_true, y_pred, bint mean, n_thread
     if not (n_threads is None
             or (type(n_threads) is int and (n_threads == -1 or n_threads > 0))):
         return None
+    if kind < 0 or kind >= CYL_N_ELEMENTWISE:
+        return None
     cdef Py_buffer bt, bp
     if not _quick_buffer(y_true, &bt):
         return None
@@ -409,6 +414,7 @@ def regression(
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
     cdef int team = _team(n_threads, n_blocks)
     _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
+    _require(0 <= kind < CYL_N_ELEMENTWISE, "unknown elementwise kind")
     _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
                   out_view.shape[0] if write_out else 0, write_out)
     if n == 0 or y_pred.shape[1] == 0:
