@@ -145,24 +145,27 @@ static const char *const cyl_elementwise_names[] = { CYL_ELEMENTWISE(CYL_NAME_) 
 
 /* One element of loss `kind`, and its derivatives. An unknown kind (the loops reject it
  * before any data is read) gives NaN. */
-#define CYL_CASE_(NAME, name) case CYL_##NAME: return cyl_##name(y, p, param);
+#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name(y, p, param);
 CYL_INLINE double cyl_regression(int kind, double y, double p, double param)
 {
-    switch (kind) { CYL_ELEMENTWISE(CYL_CASE_) default: return NAN; }
+    CYL_ELEMENTWISE(CYL_CASE_)
+    return NAN;
 }
 #undef CYL_CASE_
 
-#define CYL_CASE_(NAME, name) case CYL_##NAME: return cyl_##name##_grad(y, p, param);
+#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name##_grad(y, p, param);
 CYL_INLINE double cyl_regression_grad(int kind, double y, double p, double param)
 {
-    switch (kind) { CYL_ELEMENTWISE(CYL_CASE_) default: return NAN; }
+    CYL_ELEMENTWISE(CYL_CASE_)
+    return NAN;
 }
 #undef CYL_CASE_
 
-#define CYL_CASE_(NAME, name) case CYL_##NAME: return cyl_##name##_hess(y, p, param);
+#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name##_hess(y, p, param);
 CYL_INLINE double cyl_regression_hess(int kind, double y, double p, double param)
 {
-    switch (kind) { CYL_ELEMENTWISE(CYL_CASE_) default: return NAN; }
+    CYL_ELEMENTWISE(CYL_CASE_)
+    return NAN;
 }
 #undef CYL_CASE_
 
