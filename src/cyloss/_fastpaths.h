@@ -204,31 +204,38 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
 
 /* Regression: sum over samples [0, n) of the mean over `width` contiguous elements. For
  * width 1 the samples are the elements, summed in lanes; for wider rows each row is
- * summed in lanes, divided by width, and the row means summed in lanes. */
+ * summed in lanes, divided by width, and the row means summed in lanes. One case per
+ * loss of CYL_ELEMENTWISE, each a loop over its own kernel (the switch stays outside the
+ * loops, so each vectorises); an unknown kind gives NaN. */
+#define CYL_SUM_CASE_(NAME, name)                                                        \
+    case CYL_##NAME:                                                                     \
+        CYL_ACC_SUM(elem_t_, t, p, n, cyl_##name(y, x, param), total);                   \
+        break;
+#define CYL_ROW_CASE_(NAME, name)                                                        \
+    case CYL_##NAME:                                                                     \
+        CYL_LANE_SUM(elem_t_, tr, pr, width, cyl_##name(y, x, param), row);              \
+        break;
 #define CYL_DEFINE_REGRESSION(SUFFIX, T)                                                 \
     CYL_CLONES static double cyl_regression_sum_##SUFFIX(                                \
         int kind, double param, const T *t, const T *p, ptrdiff_t n, ptrdiff_t width)   \
     {                                                                                    \
+        typedef T elem_t_;   /* T for the case macros, which are not given it */         \
         double total = 0.0;                                                              \
         if (width == 1) {                                                                \
             switch (kind) {                                                              \
-            case CYL_MSE: CYL_ACC_SUM(T, t, p, n, cyl_mse(y, x), total); break;          \
-            case CYL_MAE: CYL_ACC_SUM(T, t, p, n, cyl_mae(y, x), total); break;          \
-            case CYL_HUBER: CYL_ACC_SUM(T, t, p, n, cyl_huber(y, x, param), total); break; \
-            default: CYL_ACC_SUM(T, t, p, n, cyl_smooth_l1(y, x, param), total); break;  \
+            CYL_ELEMENTWISE(CYL_SUM_CASE_)                                               \
+            default: total = NAN; break;                                                 \
             }                                                                            \
             return total;                                                                \
         }                                                                                \
         cyl_acc acc;                                                                     \
         cyl_acc_init(&acc);                                                              \
         for (ptrdiff_t i = 0; i < n; i++) {                                              \
-            const T *tr = t + i * width, *pr = p + i * width;                            \
+            const elem_t_ *tr = t + i * width, *pr = p + i * width;                      \
             double row;                                                                  \
             switch (kind) {                                                              \
-            case CYL_MSE: CYL_LANE_SUM(T, tr, pr, width, cyl_mse(y, x), row); break;     \
-            case CYL_MAE: CYL_LANE_SUM(T, tr, pr, width, cyl_mae(y, x), row); break;     \
-            case CYL_HUBER: CYL_LANE_SUM(T, tr, pr, width, cyl_huber(y, x, param), row); break; \
-            default: CYL_LANE_SUM(T, tr, pr, width, cyl_smooth_l1(y, x, param), row); break; \
+            CYL_ELEMENTWISE(CYL_ROW_CASE_)                                               \
+            default: row = NAN; break;                                                   \
             }                                                                            \
             cyl_acc_add(&acc, i, n, row / (double)width);                                \
         }                                                                                \
@@ -237,30 +244,33 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
 
 CYL_DEFINE_REGRESSION(f32, float)
 CYL_DEFINE_REGRESSION(f64, double)
+#undef CYL_SUM_CASE_
+#undef CYL_ROW_CASE_
 
 /* Value and gradient in one pass over n contiguous samples of one output each (no
  * weights): the sum as cyl_regression_sum, and g[i] = d l_i / d p_i, the same bits as the
  * general loop's. */
+#define CYL_GRAD_CASE_(NAME, name)                                                       \
+    case CYL_##NAME:                                                                     \
+        CYL_ACC_SUM_EACH(elem_t_, t, p, n, cyl_##name(y, x, param),                      \
+                         g[I_] = (elem_t_)cyl_##name##_grad(y, x, param), total);         \
+        break;
 #define CYL_DEFINE_REGRESSION_GRAD(SUFFIX, T)                                            \
     CYL_CLONES static double cyl_regression_sum_grad_##SUFFIX(                           \
         int kind, double param, const T *t, const T *p, ptrdiff_t n, T *g)              \
     {                                                                                    \
+        typedef T elem_t_;   /* T for the case macros, which are not given it */         \
         double total = 0.0;                                                              \
         switch (kind) {                                                                  \
-        case CYL_MSE: CYL_ACC_SUM_EACH(T, t, p, n, cyl_mse(y, x),                        \
-            g[I_] = (T)cyl_regression_grad(CYL_MSE, y, x, param), total); break;        \
-        case CYL_MAE: CYL_ACC_SUM_EACH(T, t, p, n, cyl_mae(y, x),                        \
-            g[I_] = (T)cyl_regression_grad(CYL_MAE, y, x, param), total); break;        \
-        case CYL_HUBER: CYL_ACC_SUM_EACH(T, t, p, n, cyl_huber(y, x, param),             \
-            g[I_] = (T)cyl_regression_grad(CYL_HUBER, y, x, param), total); break;      \
-        default: CYL_ACC_SUM_EACH(T, t, p, n, cyl_smooth_l1(y, x, param),                \
-            g[I_] = (T)cyl_regression_grad(CYL_SMOOTH_L1, y, x, param), total); break;  \
+        CYL_ELEMENTWISE(CYL_GRAD_CASE_)                                                  \
+        default: total = NAN; break;                                                     \
         }                                                                                \
         return total;                                                                    \
     }
 
 CYL_DEFINE_REGRESSION_GRAD(f32, float)
 CYL_DEFINE_REGRESSION_GRAD(f64, double)
+#undef CYL_GRAD_CASE_
 
 /* Binary cross-entropy over n contiguous vectors of one output each (width 1), with one
  * pos_weight. *bad is set when any datum is invalid (the sum is then meaningless); the

@@ -26,17 +26,84 @@ CYL_INLINE double cyl_clip(double p, double lo, double hi)
     return p < lo ? lo : (p > hi ? hi : p);               /* NaN passes through */
 }
 
-/* --- regression ----------------------------------------------------------------------- */
+/* --- elementwise (regression-style) losses --------------------------------------------
+ * Each loss is one kernel triple of (y, p, param), param being its option (Huber's delta,
+ * smooth L1's beta; ignored by the others):
+ *   cyl_<name>(y, p, param)       the loss of one element,
+ *   cyl_<name>_grad(y, p, param)  d l / d p,
+ *   cyl_<name>_hess(y, p, param)  d2 l / d p2,
+ * listed once in CYL_ELEMENTWISE below, from which the kind enum, the dispatchers and the
+ * fast paths' switches (_fastpaths.h) are generated. Adding a loss: its triple here, its
+ * line in CYL_ELEMENTWISE, and its entry in losses.py's ELEMENTWISE table.
+ *
+ * Derivatives: kinks follow PyTorch (MAE's derivative is 0 at e = 0, Huber's and smooth
+ * L1's are continuous: e at |e| = delta, sign(e) for beta = 0). Second derivatives follow
+ * scikit-learn where the exact one is 0 almost everywhere: MAE (and smooth L1 with
+ * beta = 0, which is L1) take 1, so that Newton steps stay defined; Huber and smooth L1
+ * are exact (0 on the linear arms). NaN propagates through all three. */
 
-CYL_INLINE double cyl_mae(double y, double p) { return fabs(p - y); }
+CYL_INLINE double cyl_sign(double e)
+{
+    return e > 0.0 ? 1.0 : (e < 0.0 ? -1.0 : e * 0.0);   /* sign(0) = 0, sign(NaN) = NaN */
+}
 
-CYL_INLINE double cyl_mse(double y, double p) { double e = p - y; return e * e; }
+CYL_INLINE double cyl_mae(double y, double p, double param)
+{
+    (void)param;
+    return fabs(p - y);
+}
+
+CYL_INLINE double cyl_mae_grad(double y, double p, double param)
+{
+    (void)param;
+    return cyl_sign(p - y);
+}
+
+CYL_INLINE double cyl_mae_hess(double y, double p, double param)
+{
+    double e = p - y;
+    (void)param;
+    return e != e ? e : 1.0;
+}
+
+CYL_INLINE double cyl_mse(double y, double p, double param)
+{
+    double e = p - y;
+    (void)param;
+    return e * e;
+}
+
+CYL_INLINE double cyl_mse_grad(double y, double p, double param)
+{
+    double e = p - y;
+    (void)param;
+    return 2.0 * e;
+}
+
+CYL_INLINE double cyl_mse_hess(double y, double p, double param)
+{
+    double e = p - y;
+    (void)param;
+    return e != e ? e : 2.0;
+}
 
 /* Keras's form: quadratic up to and including |e| == delta; NaN takes the linear arm. */
 CYL_INLINE double cyl_huber(double y, double p, double delta)
 {
     double e = p - y, a = fabs(e);
     return a <= delta ? 0.5 * e * e : delta * (a - 0.5 * delta);
+}
+
+CYL_INLINE double cyl_huber_grad(double y, double p, double delta)
+{
+    double e = p - y, a = fabs(e);
+    return a <= delta ? e : delta * cyl_sign(e);
+}
+
+CYL_INLINE double cyl_huber_hess(double y, double p, double delta)
+{
+    double e = p - y, a = fabs(e);
+    return e != e ? e : (a <= delta ? 1.0 : 0.0);
 }
 
 /* PyTorch's form: quadratic strictly below beta, so beta == 0 is plain L1 (the quadratic
@@ -47,52 +114,60 @@ CYL_INLINE double cyl_smooth_l1(double y, double p, double beta)
     return a < beta ? 0.5 * e * e / beta : a - 0.5 * beta;
 }
 
-enum { CYL_MAE = 0, CYL_MSE = 1, CYL_HUBER = 2, CYL_SMOOTH_L1 = 3 };
-
-CYL_INLINE double cyl_regression(int kind, double y, double p, double param)
-{
-    switch (kind) {
-    case CYL_MSE: return cyl_mse(y, p);
-    case CYL_MAE: return cyl_mae(y, p);
-    case CYL_HUBER: return cyl_huber(y, p, param);
-    default: return cyl_smooth_l1(y, p, param);
-    }
-}
-
-/* Derivatives d l / d p of the elementwise formulas. Kinks follow PyTorch: MAE's is 0 at
- * e = 0, Huber's and smooth L1's are continuous (e at |e| = delta; sign(e) for beta = 0).
- * NaN propagates. */
-CYL_INLINE double cyl_sign(double e)
-{
-    return e > 0.0 ? 1.0 : (e < 0.0 ? -1.0 : e * 0.0);   /* sign(0) = 0, sign(NaN) = NaN */
-}
-
-CYL_INLINE double cyl_regression_grad(int kind, double y, double p, double param)
+CYL_INLINE double cyl_smooth_l1_grad(double y, double p, double beta)
 {
     double e = p - y, a = fabs(e);
-    switch (kind) {
-    case CYL_MSE: return 2.0 * e;
-    case CYL_MAE: return cyl_sign(e);
-    case CYL_HUBER: return a <= param ? e : param * cyl_sign(e);
-    default: return a < param ? e / param : cyl_sign(e);
-    }
+    return a < beta ? e / beta : cyl_sign(e);
 }
 
-/* Second derivatives d2 l / d p2 for gradient boosting, with scikit-learn's conventions
- * where the exact one is 0 almost everywhere: MAE (and smooth L1 with beta = 0, which is
- * L1) take 1, so that Newton steps stay defined; Huber and smooth L1 are exact (0 on the
- * linear arms). NaN propagates. */
+CYL_INLINE double cyl_smooth_l1_hess(double y, double p, double beta)
+{
+    double e = p - y, a = fabs(e);
+    return e != e ? e : (beta == 0.0 ? 1.0 : (a < beta ? 1.0 / beta : 0.0));
+}
+
+/* X(NAME, name) per elementwise loss; the order gives the kind codes (MAE = 0, ...), which
+ * losses.py reads back from _loops. */
+#define CYL_ELEMENTWISE(X) \
+    X(MAE, mae)            \
+    X(MSE, mse)            \
+    X(HUBER, huber)        \
+    X(SMOOTH_L1, smooth_l1)
+
+#define CYL_KIND_(NAME, name) CYL_##NAME,
+enum { CYL_ELEMENTWISE(CYL_KIND_) CYL_N_ELEMENTWISE };
+#undef CYL_KIND_
+
+/* The loss names by kind code, for _loops to give Python the codes by name. */
+#define CYL_NAME_(NAME, name) #name,
+static const char *const cyl_elementwise_names[] = { CYL_ELEMENTWISE(CYL_NAME_) };
+#undef CYL_NAME_
+
+/* One element of loss `kind`, and its derivatives. An unknown kind (the loops reject it
+ * before any data is read) gives NaN. */
+#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name(y, p, param);
+CYL_INLINE double cyl_regression(int kind, double y, double p, double param)
+{
+    CYL_ELEMENTWISE(CYL_CASE_)
+    return NAN;
+}
+#undef CYL_CASE_
+
+#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name##_grad(y, p, param);
+CYL_INLINE double cyl_regression_grad(int kind, double y, double p, double param)
+{
+    CYL_ELEMENTWISE(CYL_CASE_)
+    return NAN;
+}
+#undef CYL_CASE_
+
+#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name##_hess(y, p, param);
 CYL_INLINE double cyl_regression_hess(int kind, double y, double p, double param)
 {
-    double e = p - y, a = fabs(e), h;
-    switch (kind) {
-    case CYL_MSE: h = 2.0; break;
-    case CYL_MAE: h = 1.0; break;
-    case CYL_HUBER: h = a <= param ? 1.0 : 0.0; break;
-    default: h = param == 0.0 ? 1.0 : (a < param ? 1.0 / param : 0.0); break;
-    }
-    return e != e ? e : h;
+    CYL_ELEMENTWISE(CYL_CASE_)
+    return NAN;
 }
+#undef CYL_CASE_
 
 /* --- binary cross-entropy ----------------------------------------------------------------
  * With a = pos_weight * y and b = 1 - y (after label smoothing):

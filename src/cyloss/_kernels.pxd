@@ -17,11 +17,14 @@ cdef extern from "_rows.h" nogil:
     # _kernels.h: one function per formula
     double cyl_term(double coef, double v) noexcept          # coef * v, 0 * inf := 0
     double cyl_clip(double p, double lo, double hi) noexcept
-    double cyl_mae(double y, double p) noexcept
-    double cyl_mse(double y, double p) noexcept
+    # elementwise losses: cyl_<name>, cyl_<name>_grad, cyl_<name>_hess of (y, p, param),
+    # one kind code each (the order of CYL_ELEMENTWISE); the dispatchers take the kind
+    double cyl_mae(double y, double p, double param) noexcept
+    double cyl_mse(double y, double p, double param) noexcept
     double cyl_huber(double y, double p, double delta) noexcept
     double cyl_smooth_l1(double y, double p, double beta) noexcept
-    int CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1
+    int CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1, CYL_N_ELEMENTWISE
+    const char* cyl_elementwise_names[]                       # by kind code
     double cyl_regression(int kind, double y, double p, double param) noexcept
     double cyl_regression_grad(int kind, double y, double p, double param) noexcept
     double cyl_regression_hess(int kind, double y, double p, double param) noexcept

@@ -3,6 +3,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+KINDS: Final[dict[str, int]]
 MAE: Final[int]
 MSE: Final[int]
 HUBER: Final[int]

@@ -9,7 +9,9 @@ The package has four layers, each in its own file:
    ``_fastpaths.h`` (compensated sums, contiguous block sums), ``_rows.h`` (row
    operations of the class losses, cross-row kernels for few classes);
 2. ``_loops.pyx``    (this file) loops over typed memoryviews that call only those
-   kernels, release the GIL and run blocks of samples in an OpenMP ``prange``;
+   kernels, release the GIL and run blocks of samples in an OpenMP ``prange``. The
+   elementwise families (regression, whose kernels ``CYL_ELEMENTWISE`` lists, and binary
+   cross-entropy) share one entry and one general loop; only their fast paths differ;
 3. ``_validation.py`` shapes, dtypes, parameters and every error message;
 4. ``losses.py``     the public functions and classes: validate, call one loop, return.
 
@@ -54,6 +56,7 @@ from cyloss._kernels cimport (
     cyl_binary_logit_hess,
     cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
+    CYL_N_ELEMENTWISE, cyl_elementwise_names,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
     cyl_row_gap_f32, cyl_row_gap_f64, cyl_row_weighted_nls_f32, cyl_row_weighted_nls_f64,
     cyl_row_total_f32, cyl_row_total_f64, cyl_row_prob_soft_xent_f32,
@@ -75,7 +78,9 @@ cdef enum:
     ERR_ROW_ZERO = 4      # probability row summing to 0
     ERR_TARGET = 5        # target outside [0, 1]
 
-# Regression kinds (the CYL_* enum of _kernels.h).
+# Elementwise kind codes by kernel name, in the order of CYL_ELEMENTWISE (_kernels.h):
+# losses.py's table looks its losses up here. MAE ... SMOOTH_L1 name the first four.
+KINDS = {cyl_elementwise_names[k].decode(): k for k in range(CYL_N_ELEMENTWISE)}
 MAE, MSE, HUBER, SMOOTH_L1 = CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1
 LABEL, PROB_RANGE, PROB_NEG, ROW_ZERO, TARGET = (
     ERR_LABEL, ERR_PROB_RANGE, ERR_PROB_NEG, ERR_ROW_ZERO, ERR_TARGET)
@@ -241,66 +246,6 @@ cdef double _regression_fast(int kind, double param, const floating* t, const fl
         return cyl_regression_sum_f64(kind, param, t, p, n, width)
 
 
-cdef void _regression_block(
-    int kind, double param,
-    const floating[:, :] y_true, const floating[:, :] y_pred,
-    const double[:] weight, bint has_weight,
-    floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
-    floating[:, :] hess, bint write_hess,
-    Py_ssize_t start, Py_ssize_t end, Block* blk,
-) noexcept nogil:
-    cdef Py_ssize_t i, width = y_pred.shape[1], m = end - start
-    cdef const floating* t = &y_true[start, 0]
-    cdef const floating* p = &y_pred[start, 0]
-    cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
-    cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
-    cdef double l, w
-    cdef cyl_acc acc, den
-    cdef int lane
-    cdef Py_ssize_t k
-    if (not has_weight and not write_out and not write_grad
-            and ts1 == sizeof(floating) and ps1 == sizeof(floating)
-            and ts0 == width * ts1 and ps0 == width * ps1):
-        _set(blk, _regression_fast(kind, param, t, p, m, width), <double>m, m)
-        return
-    if (write_grad and not write_hess and not has_weight and not write_out and width == 1
-            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
-        # Value and gradient in one vectorised pass (same bits as the loop below).
-        if floating is float:
-            l = cyl_regression_sum_grad_f32(kind, param, t, p, m, &grad[start, 0])
-        else:
-            l = cyl_regression_sum_grad_f64(kind, param, t, p, m, &grad[start, 0])
-        _set(blk, l, <double>m, m)
-        return
-    cyl_acc_init(&acc)
-    cyl_acc_init(&den)
-    for i in range(m):
-        if width == 1:
-            l = cyl_regression(kind, _at(t, i * ts0)[0], _at(p, i * ps0)[0], param)
-        else:
-            l = _regression_row(kind, param, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1,
-                                width)
-        w = weight[start + i] if has_weight else 1.0
-        if has_weight:
-            l = w * l
-            cyl_acc_add(&den, i, m, w)
-        if write_out:
-            loss_out[start + i] = <floating>l
-        if write_grad:
-            # d (w_i mean_k f_ik) / d p_ik = w_i f'_ik / width; the reduction's scale is
-            # applied by the caller.
-            for k in range(width):
-                grad[start + i, k] = <floating>(w * cyl_regression_grad(
-                    kind, _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
-                    param) / width)
-                if write_hess:
-                    hess[start + i, k] = <floating>(w * cyl_regression_hess(
-                        kind, _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
-                        param) / width)
-        cyl_acc_add(&acc, i, m, l)
-    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
-
-
 cdef bint _quick_buffer(object a, Py_buffer* view):
     # An exact ndarray of native float32/float64, C-contiguous and aligned, one or two
     # axes; view is filled (and must be released) only when this returns True.
@@ -345,6 +290,8 @@ def regression_quick(int kind, double param, y_true, y_pred, bint mean, n_thread
     if not (n_threads is None
             or (type(n_threads) is int and (n_threads == -1 or n_threads > 0))):
         return None
+    if kind < 0 or kind >= CYL_N_ELEMENTWISE:
+        return None
     cdef Py_buffer bt, bp
     if not _quick_buffer(y_true, &bt):
         return None
@@ -377,63 +324,6 @@ def regression_quick(int kind, double param, y_true, y_pred, bint mean, n_thread
     finally:
         PyBuffer_Release(&bt)
         PyBuffer_Release(&bp)
-
-
-def regression(
-    int kind, double param,
-    const floating[:, :] y_true, const floating[:, :] y_pred,
-    weight, bint has_weight,
-    loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
-):
-    """Per-sample mean over the last axis of an elementwise regression loss."""
-    # Optional arrays are acquired only when used: each buffer acquisition costs time
-    # that matters for small inputs.
-    cdef const double[:] w_view
-    cdef floating[:] out_view
-    cdef floating[:, :] g_view, h_view
-    cdef bint write_grad = grad_out is not None
-    cdef bint write_hess = hess_out is not None
-    if has_weight:
-        w_view = weight
-    if write_out:
-        out_view = loss_out
-    if write_grad:
-        g_view = grad_out
-        _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1],
-                 "grad_out shape differs from y_pred")
-    if write_hess:
-        _require(write_grad, "hess_out needs grad_out")
-        h_view = hess_out
-        _require(h_view.shape[0] == y_pred.shape[0] and h_view.shape[1] == y_pred.shape[1],
-                 "hess_out shape differs from y_pred")
-    cdef Py_ssize_t n = y_pred.shape[0]
-    cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
-    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
-    cdef int team = _team(n_threads, n_blocks)
-    _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
-    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
-                  out_view.shape[0] if write_out else 0, write_out)
-    if n == 0 or y_pred.shape[1] == 0:
-        return _empty_rows(n, w_view, has_weight, loss_out, write_out)
-    cdef Block* blocks = _new_blocks(n_blocks)
-    try:
-        if team == 1:
-            # No OpenMP region for one thread: it costs a microsecond on small inputs.
-            with nogil:
-                for b in range(n_blocks):
-                    _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
-                                      out_view, write_out, g_view, write_grad, h_view,
-                                      write_hess,
-                                      b * size, min(n, (b + 1) * size), &blocks[b])
-        else:
-            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
-                _regression_block(kind, param, y_true, y_pred, w_view, has_weight,
-                                  out_view, write_out, g_view, write_grad, h_view,
-                                  write_hess,
-                                  b * size, min(n, (b + 1) * size), &blocks[b])
-        return _combine(blocks, n_blocks)
-    finally:
-        free(blocks)
 
 
 # Binary cross-entropy: validity is accumulated as a flag beside the sum (no branch in the
@@ -508,57 +398,70 @@ cdef double _binary_fast(const floating* t, const floating* p, Py_ssize_t n, dou
         return cyl_binary_sum_f64(t, p, n, pw, from_logits, keep, half, lo, hi, bad)
 
 
-cdef void _binary_block(
+# --- one entry for both families ---------------------------------------------------------
+# Regression (the kernels of CYL_ELEMENTWISE, told apart by `kind`) and binary
+# cross-entropy share everything but the formula: the entry below (buffers, invariant
+# checks, blocks, threads, combination) and the general strided loop of a block
+# (_elementwise_rows). Each family keeps its own contiguous fast paths. The family is
+# the type of its options, a fused type, so Cython compiles one copy of each function
+# per family with the other family's branches removed: no test of the family is left
+# in a loop.
+
+ctypedef struct RegressionOptions:
+    int kind              # the CYL_* kind of _kernels.h
+    double param          # the kernel's parameter (delta, beta, ...)
+
+ctypedef struct BinaryOptions:
+    bint from_logits
+    double keep           # smoothed target y * keep + half
+    double half
+    double lo             # probability clip [lo, hi]
+    double hi
+
+ctypedef fused ElemOptions:
+    RegressionOptions
+    BinaryOptions
+
+
+cdef inline void _elementwise_rows(
+    const ElemOptions* o,
     const floating[:, :] y_true, const floating[:, :] y_pred,
-    const double[:] weight, bint has_weight,
-    const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
+    const double[:] weight, bint has_weight, const double[:] pos_weight,
     floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
     floating[:, :] hess, bint write_hess,
     Py_ssize_t start, Py_ssize_t end, Block* blk,
 ) noexcept nogil:
+    # The general loop of a block: any strides, weights, per-sample output, derivatives.
     cdef Py_ssize_t i, width = y_pred.shape[1], m = end - start
     cdef const floating* t = &y_true[start, 0]
     cdef const floating* p = &y_pred[start, 0]
     cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
     cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
-    cdef double keep = 1.0 - smoothing, half = 0.5 * smoothing, pw0 = pos_weight[0]
-    cdef double l, y, x, w, total
+    cdef double l, y, x, w, pw
+    cdef double pw0 = 0.0
     cdef cyl_acc acc, den
-    cdef int bad = 0, lane
+    cdef int bad = 0
     cdef Py_ssize_t k
-    if (width == 1 and not has_weight and not write_out and not write_grad
-            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
-        total = _binary_fast(t, p, m, pw0, from_logits, keep, half, lo, hi, &bad)
-        if bad:
-            _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
-        else:
-            _set(blk, total, <double>m, m)
-        return
-    if (width == 1 and write_grad and not write_hess and not has_weight and not write_out
-            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
-        # Value and gradient in one vectorised pass (same bits as the loop below).
-        if floating is float:
-            total = cyl_binary_sum_grad_f32(t, p, m, pw0, from_logits, keep, half, lo, hi,
-                                            &bad, &grad[start, 0])
-        else:
-            total = cyl_binary_sum_grad_f64(t, p, m, pw0, from_logits, keep, half, lo, hi,
-                                            &bad, &grad[start, 0])
-        if bad:
-            _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
-        else:
-            _set(blk, total, <double>m, m)
-        return
+    if ElemOptions is BinaryOptions:
+        pw0 = pos_weight[0]
     cyl_acc_init(&acc)
     cyl_acc_init(&den)
     for i in range(m):
-        if width == 1:
-            y = _at(t, i * ts0)[0]
-            x = _at(p, i * ps0)[0]
-            bad |= cyl_binary_bad(y, x, from_logits)
-            l = _binary_elem(t, y, x, pw0, from_logits, keep, half, lo, hi)
+        if ElemOptions is RegressionOptions:
+            if width == 1:
+                l = cyl_regression(o.kind, _at(t, i * ts0)[0], _at(p, i * ps0)[0], o.param)
+            else:
+                l = _regression_row(o.kind, o.param, _at(t, i * ts0), ts1, _at(p, i * ps0),
+                                    ps1, width)
         else:
-            l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight, width,
-                            from_logits, keep, half, lo, hi, &bad)
+            if width == 1:
+                y = _at(t, i * ts0)[0]
+                x = _at(p, i * ps0)[0]
+                bad |= cyl_binary_bad(y, x, o.from_logits)
+                l = _binary_elem(t, y, x, pw0, o.from_logits, o.keep, o.half, o.lo, o.hi)
+            else:
+                l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight,
+                                width, o.from_logits, o.keep, o.half, o.lo, o.hi, &bad)
         w = weight[start + i] if has_weight else 1.0
         if has_weight:
             l = w * l
@@ -566,37 +469,142 @@ cdef void _binary_block(
         if write_out:
             loss_out[start + i] = <floating>l
         if write_grad:
+            # d (w_i mean_k f_ik) / d p_ik = w_i f'_ik / width; the reduction's scale is
+            # applied by the caller.
             for k in range(width):
-                grad[start + i, k] = <floating>(w * _binary_grad_elem(
-                    t, _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
-                    pos_weight[k], from_logits, keep, half, lo, hi) / width)
-                if write_hess:
-                    hess[start + i, k] = <floating>(w * cyl_binary_logit_hess(
-                        _at(t, i * ts0 + k * ts1)[0], _at(p, i * ps0 + k * ps1)[0],
-                        pos_weight[k], keep, half) / width)
+                y = _at(t, i * ts0 + k * ts1)[0]
+                x = _at(p, i * ps0 + k * ps1)[0]
+                if ElemOptions is RegressionOptions:
+                    grad[start + i, k] = <floating>(
+                        w * cyl_regression_grad(o.kind, y, x, o.param) / width)
+                    if write_hess:
+                        hess[start + i, k] = <floating>(
+                            w * cyl_regression_hess(o.kind, y, x, o.param) / width)
+                else:
+                    pw = pos_weight[k]
+                    grad[start + i, k] = <floating>(w * _binary_grad_elem(
+                        t, y, x, pw, o.from_logits, o.keep, o.half, o.lo, o.hi) / width)
+                    if write_hess:
+                        hess[start + i, k] = <floating>(
+                            w * cyl_binary_logit_hess(y, x, pw, o.keep, o.half) / width)
         cyl_acc_add(&acc, i, m, l)
-    if bad:
-        _binary_first_bad(y_true, y_pred, from_logits, start, end, blk)
-        return
+    if ElemOptions is BinaryOptions:
+        if bad:
+            _binary_first_bad(y_true, y_pred, o.from_logits, start, end, blk)
+            return
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
 
 
-def binary(
+cdef void _regression_block(
+    const RegressionOptions* o,
     const floating[:, :] y_true, const floating[:, :] y_pred,
-    weight, bint has_weight,
-    const double[:] pos_weight, bint from_logits, double smoothing, double lo, double hi,
-    loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
+    const double[:] weight, bint has_weight, const double[:] pos_weight,
+    floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
+    floating[:, :] hess, bint write_hess,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t width = y_pred.shape[1], m = end - start
+    cdef const floating* t = &y_true[start, 0]
+    cdef const floating* p = &y_pred[start, 0]
+    cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
+    cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
+    cdef double l
+    if (not has_weight and not write_out and not write_grad
+            and ts1 == sizeof(floating) and ps1 == sizeof(floating)
+            and ts0 == width * ts1 and ps0 == width * ps1):
+        _set(blk, _regression_fast(o.kind, o.param, t, p, m, width), <double>m, m)
+        return
+    if (write_grad and not write_hess and not has_weight and not write_out and width == 1
+            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
+        # Value and gradient in one vectorised pass (same bits as the general loop).
+        if floating is float:
+            l = cyl_regression_sum_grad_f32(o.kind, o.param, t, p, m, &grad[start, 0])
+        else:
+            l = cyl_regression_sum_grad_f64(o.kind, o.param, t, p, m, &grad[start, 0])
+        _set(blk, l, <double>m, m)
+        return
+    _elementwise_rows(o, y_true, y_pred, weight, has_weight, pos_weight,
+                      loss_out, write_out, grad, write_grad, hess, write_hess, start, end,
+                      blk)
+
+
+cdef void _binary_block(
+    const BinaryOptions* o,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    const double[:] weight, bint has_weight, const double[:] pos_weight,
+    floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
+    floating[:, :] hess, bint write_hess,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t width = y_pred.shape[1], m = end - start
+    cdef const floating* t = &y_true[start, 0]
+    cdef const floating* p = &y_pred[start, 0]
+    cdef Py_ssize_t ts0 = y_true.strides[0], ps0 = y_pred.strides[0]
+    cdef double pw0 = pos_weight[0], total
+    cdef int bad = 0
+    if (width == 1 and not has_weight and not write_out and not write_grad
+            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
+        total = _binary_fast(t, p, m, pw0, o.from_logits, o.keep, o.half, o.lo, o.hi, &bad)
+        if bad:
+            _binary_first_bad(y_true, y_pred, o.from_logits, start, end, blk)
+        else:
+            _set(blk, total, <double>m, m)
+        return
+    if (width == 1 and write_grad and not write_hess and not has_weight and not write_out
+            and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
+        # Value and gradient in one vectorised pass (same bits as the general loop).
+        if floating is float:
+            total = cyl_binary_sum_grad_f32(t, p, m, pw0, o.from_logits, o.keep, o.half,
+                                            o.lo, o.hi, &bad, &grad[start, 0])
+        else:
+            total = cyl_binary_sum_grad_f64(t, p, m, pw0, o.from_logits, o.keep, o.half,
+                                            o.lo, o.hi, &bad, &grad[start, 0])
+        if bad:
+            _binary_first_bad(y_true, y_pred, o.from_logits, start, end, blk)
+        else:
+            _set(blk, total, <double>m, m)
+        return
+    _elementwise_rows(o, y_true, y_pred, weight, has_weight, pos_weight,
+                      loss_out, write_out, grad, write_grad, hess, write_hess, start, end,
+                      blk)
+
+
+cdef inline void _elementwise_block(
+    const ElemOptions* o,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    const double[:] weight, bint has_weight, const double[:] pos_weight,
+    floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
+    floating[:, :] hess, bint write_hess,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    if ElemOptions is RegressionOptions:
+        _regression_block(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
+                          write_out, grad, write_grad, hess, write_hess, start, end, blk)
+    else:
+        _binary_block(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
+                      write_out, grad, write_grad, hess, write_hess, start, end, blk)
+
+
+cdef tuple _elementwise(
+    const ElemOptions* o,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    weight, bint has_weight, pos_weight,
+    loss_out, bint write_out, int n_threads, grad_out, hess_out,
 ):
-    """Per-sample mean over the last axis of binary cross-entropy."""
-    # Optional arrays are acquired only when used: each buffer acquisition costs time
-    # that matters for small inputs.
-    cdef const double[:] w_view
+    # The entry of both families: `regression` and `binary` fill `o` and call this.
+    # Optional arrays (and binary's pos_weight) are acquired only when used: each buffer
+    # acquisition costs time that matters for small inputs.
+    cdef const double[:] w_view, pw_view
     cdef floating[:] out_view
     cdef floating[:, :] g_view, h_view
     cdef bint write_grad = grad_out is not None
     cdef bint write_hess = hess_out is not None
     if has_weight:
         w_view = weight
+    if ElemOptions is BinaryOptions:
+        pw_view = pos_weight
+    else:
+        pw_view = None   # never read: regression has no pos_weight
     if write_out:
         out_view = loss_out
     if write_grad:
@@ -604,7 +612,10 @@ def binary(
         _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1],
                  "grad_out shape differs from y_pred")
     if write_hess:
-        _require(write_grad and from_logits, "hess_out needs grad_out and logits")
+        if ElemOptions is BinaryOptions:
+            _require(write_grad and o.from_logits, "hess_out needs grad_out and logits")
+        else:
+            _require(write_grad, "hess_out needs grad_out")
         h_view = hess_out
         _require(h_view.shape[0] == y_pred.shape[0] and h_view.shape[1] == y_pred.shape[1],
                  "hess_out shape differs from y_pred")
@@ -613,7 +624,10 @@ def binary(
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
     cdef int team = _team(n_threads, n_blocks)
     _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
-    _require(pos_weight.shape[0] == y_pred.shape[1], "pos_weight length differs")
+    if ElemOptions is BinaryOptions:
+        _require(pw_view.shape[0] == y_pred.shape[1], "pos_weight length differs")
+    else:
+        _require(0 <= o.kind < CYL_N_ELEMENTWISE, "unknown elementwise kind")
     _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
                   out_view.shape[0] if write_out else 0, write_out)
     if n == 0 or y_pred.shape[1] == 0:
@@ -624,19 +638,48 @@ def binary(
             # No OpenMP region for one thread: it costs a microsecond on small inputs.
             with nogil:
                 for b in range(n_blocks):
-                    _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
-                                  smoothing, lo, hi, out_view, write_out, g_view,
-                                  write_grad, h_view, write_hess,
-                                  b * size, min(n, (b + 1) * size), &blocks[b])
+                    _elementwise_block(o, y_true, y_pred, w_view, has_weight, pw_view,
+                                       out_view, write_out, g_view, write_grad, h_view,
+                                       write_hess, b * size, min(n, (b + 1) * size),
+                                       &blocks[b])
         else:
             for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
-                _binary_block(y_true, y_pred, w_view, has_weight, pos_weight, from_logits,
-                              smoothing, lo, hi, out_view, write_out, g_view, write_grad,
-                              h_view, write_hess,
-                              b * size, min(n, (b + 1) * size), &blocks[b])
+                _elementwise_block(o, y_true, y_pred, w_view, has_weight, pw_view,
+                                   out_view, write_out, g_view, write_grad, h_view,
+                                   write_hess, b * size, min(n, (b + 1) * size),
+                                   &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)
+
+
+def regression(
+    int kind, double param,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    weight, bint has_weight,
+    loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
+):
+    """Per-sample mean over the last axis of an elementwise regression loss (`kind`, one
+    of KINDS, with its parameter `param`)."""
+    cdef RegressionOptions o
+    o.kind, o.param = kind, param
+    return _elementwise(&o, y_true, y_pred, weight, has_weight, None, loss_out, write_out,
+                        n_threads, grad_out, hess_out)
+
+
+def binary(
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    weight, bint has_weight,
+    pos_weight, bint from_logits, double smoothing, double lo, double hi,
+    loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
+):
+    """Per-sample mean over the last axis of binary cross-entropy (`pos_weight` a
+    float64 vector as long as that axis)."""
+    cdef BinaryOptions o
+    o.from_logits, o.keep, o.half, o.lo, o.hi = (
+        from_logits, 1.0 - smoothing, 0.5 * smoothing, lo, hi)
+    return _elementwise(&o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
+                        write_out, n_threads, grad_out, hess_out)
 
 
 # --- rows: categorical and sparse cross-entropy -------------------------------------------
