@@ -115,6 +115,19 @@ ELEMENTWISE = (
         param=Param("beta", 1.0, V.check_beta, ">= 0",
                     "Where the quadratic arm meets the linear one.", grid=(0.0, 0.5, 3.0)),
     ),
+    Elementwise(
+        "log_cosh", "LogCosh", "log_cosh", "Log-cosh loss",
+        "Logarithm of the hyperbolic cosine of the error, over the last axis (Keras's "
+        "``log_cosh``).",
+        r"f(e) = \log \cosh e",
+        "About ``e^2 / 2`` for small errors and ``|e| - log 2`` for large ones. Computed "
+        "as ``|e| + log1p(exp(-2 |e|)) - log 2`` (Keras's form, which never overflows) "
+        "for ``|e| >= 1/8`` and by its Taylor series below, where that form cancels.",
+        "``tanh(e)`` (``+-1`` for infinite errors); Hessian ``1 - tanh(e)^2``.",
+        Example("[0.0, 0.0]", "[1.0, -2.0]", "", "0.8793917889204459",
+                "array([0.43378083, 1.32500275])"),
+        keras="log_cosh",
+    ),
 )
 
 __all__ = [
