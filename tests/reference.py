@@ -38,6 +38,7 @@ __all__ = [
     "binary_crossentropy",
     "categorical_crossentropy",
     "huber",
+    "log_cosh",
     "log_softmax",
     "mean_absolute_error",
     "mean_squared_error",
@@ -339,6 +340,21 @@ def smooth_l1(y_true, y_pred, *, beta=1.0, sample_weight=None, reduction="mean")
         elementwise = e  # beta == 0 is L1
     else:
         elementwise = np.where(e < beta, 0.5 * e**2 / beta, e - 0.5 * beta)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def log_cosh(y_true, y_pred, *, sample_weight=None, reduction="mean"):
+    """Keras 3's log_cosh: ``log(cosh(e))``, ``e = p - y``, two ways that are each
+    accurate where they are used: ``log1p(expm1(a)**2 / (2 e^a))`` (``cosh a - 1`` without
+    cancellation) for ``a = |e| <= 1``, and ``a - log 2 + log1p(e^(-2a))`` above (no
+    overflow; ``a = inf`` gives inf)."""
+    y, p = _same_shape(y_true, y_pred)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.abs(p - y)
+        small = np.minimum(a, 1.0)
+        near_zero = np.log1p(np.expm1(small) ** 2 / (2.0 * np.exp(small)))
+        large = a - math.log(2.0) + np.log1p(np.exp(-2.0 * a))
+        elementwise = np.where(a <= 1.0, near_zero, large)  # NaN takes `large`: NaN
     return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
 
 

@@ -5,7 +5,7 @@ Closed forms in NumPy, written from the formulas of SPEC section 1 and the READM
 
 - regression, e = p - y: MSE ``2e``; MAE ``sign(e)`` (0 at 0); Huber ``e`` for
   ``|e| <= delta`` else ``delta sign(e)``; smooth L1 ``e / beta`` for ``|e| < beta`` else
-  ``sign(e)`` (``beta = 0``: ``sign(e)``);
+  ``sign(e)`` (``beta = 0``: ``sign(e)``); log-cosh ``tanh(e)``;
 - binary, ``a = pw y``, ``b = 1 - y`` after smoothing: logits
   ``-a sigmoid(-x) + b sigmoid(x)``; probabilities ``-a / p + b / (1 - p)`` where
   ``eps <= p <= 1 - eps`` and 0 where the clip is active (torch.clamp's gradient);
@@ -47,9 +47,13 @@ def _regression(loss, e, options):
     elif loss == "huber":
         delta = options.get("delta", 1.0)
         g = np.where(a <= delta, e, delta * _sign(e))
-    else:
+    elif loss == "smooth_l1":
         beta = options.get("beta", 1.0)
         g = _sign(e) if beta == 0 else np.where(a < beta, e / beta, _sign(e))
+    elif loss == "log_cosh":
+        g = np.tanh(e)  # +-1 at +-inf, NaN for NaN
+    else:
+        raise ValueError(f"no reference gradient for {loss!r}")
     return g, np.abs(g)
 
 

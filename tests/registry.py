@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 import cyloss
+import cyloss.losses
 import reference
 
 N_CLASSES = 5
@@ -209,6 +210,28 @@ def _elementwise_shapes(options):
     return [(9,), (6, 4), (2, 3, 4)]
 
 
+def _elementwise_case(e):
+    """The case of an entry of cyloss's table of elementwise losses: its function, class,
+    aliases and parameter grid (the default, then the table's values) come from the
+    table; the reference is the hand-written one of the same name in reference.py."""
+    p = e.param
+    if p is None:
+        options = (("default", {}),)
+    else:
+        options = tuple(_grid(**{p.name: [p.default, *p.grid]}))
+    return LossCase(
+        e.function,
+        getattr(cyloss, e.function),
+        getattr(cyloss, e.cls),
+        getattr(reference, e.function),
+        make_regression,
+        options,
+        _elementwise_shapes,
+        keras_name=e.keras,
+        aliases=e.aliases,
+    )
+
+
 LOSSES = (
     LossCase(
         "categorical_crossentropy",
@@ -243,47 +266,7 @@ LOSSES = (
         probability_input=True,
         keras_name="binary_crossentropy",
     ),
-    LossCase(
-        "mean_absolute_error",
-        cyloss.mean_absolute_error,
-        cyloss.MeanAbsoluteError,
-        reference.mean_absolute_error,
-        make_regression,
-        (("default", {}),),
-        _elementwise_shapes,
-        keras_name="mean_absolute_error",
-        aliases=("mae",),
-    ),
-    LossCase(
-        "mean_squared_error",
-        cyloss.mean_squared_error,
-        cyloss.MeanSquaredError,
-        reference.mean_squared_error,
-        make_regression,
-        (("default", {}),),
-        _elementwise_shapes,
-        keras_name="mean_squared_error",
-        aliases=("mse",),
-    ),
-    LossCase(
-        "huber",
-        cyloss.huber,
-        cyloss.Huber,
-        reference.huber,
-        make_regression,
-        tuple(_grid(delta=[1.0, 0.3, 2.5])),
-        _elementwise_shapes,
-        keras_name="huber",
-    ),
-    LossCase(
-        "smooth_l1",
-        cyloss.smooth_l1,
-        cyloss.SmoothL1,
-        reference.smooth_l1,
-        make_regression,
-        tuple(_grid(beta=[1.0, 0.0, 0.5, 3.0])),
-        _elementwise_shapes,
-    ),
+    *(_elementwise_case(e) for e in cyloss.losses.ELEMENTWISE),
 )
 
 BY_NAME = {case.name: case for case in LOSSES}

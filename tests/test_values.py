@@ -610,6 +610,31 @@ def test_keras_class_with_sample_weight(keras, name, options, shape, keras_reduc
     assert math.isclose(actual, expected, rel_tol=KERAS_RTOL, abs_tol=1e-15), (actual, expected)
 
 
+# Every elementwise loss whose table entry names a Keras 3 function, with each option of
+# its grid, errors of every size (1e-8 to 1e3) and an infinite one: a loss added to the
+# table is compared with Keras without a line here.
+KERAS_ELEMENTWISE = [e for e in cyloss.losses.ELEMENTWISE if e.keras]
+
+
+@pytest.mark.parametrize("entry", KERAS_ELEMENTWISE, ids=lambda e: e.function)
+def test_keras_elementwise_table(keras, entry):
+    case = registry.BY_NAME[entry.function]
+    rng = np.random.default_rng(_seed("keras_table", entry.function))
+    for _, options in case.options:
+        y_true, y_pred = case.make_inputs(rng, (6, 4), np.float64, options)
+        y_pred[0] = y_true[0] + np.array([1e3, -30.0, 1e-8, -0.125])
+        y_pred[1, 0] = np.inf
+        expected = _knp(keras, getattr(keras.losses, entry.keras)(y_true, y_pred, **options))
+        actual = case.function(y_true, y_pred, **options, reduction="none")
+        np.testing.assert_allclose(actual, expected, rtol=KERAS_RTOL, atol=1e-15)
+        sw = make_sample_weight(rng, (4,), "full")
+        k_loss = getattr(keras.losses, entry.cls)(**options, dtype="float64")
+        expected = float(_knp(keras, k_loss(y_true[2:], y_pred[2:], sample_weight=sw)))
+        actual = case.cls(**options)(y_true[2:], y_pred[2:], sample_weight=sw)
+        assert math.isclose(actual, expected, rel_tol=KERAS_RTOL, abs_tol=1e-15), (
+            actual, expected)
+
+
 @pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
 def test_keras_ignore_class(keras, from_logits):
     # Keras's ignore_class is cyloss's ignore_index; Keras's default reduction divides

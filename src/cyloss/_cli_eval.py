@@ -21,10 +21,26 @@ import numpy as np
 
 from cyloss import _chunking
 from cyloss.accumulate import Accumulator
-from cyloss.losses import get
+from cyloss.losses import _ALIASES, ELEMENTWISE, LOSSES, get
 
 #: Bytes of input (all files together) read per chunk when --chunk-size is not given.
 CHUNK_BYTES = 32 * 2**20
+
+def _param_options():
+    """The flags of the elementwise losses' parameters, from their table (one flag per
+    parameter name, whichever losses share it)."""
+    users = {}
+    for e in ELEMENTWISE:
+        if e.param is not None:
+            users.setdefault(e.param.name, []).append(e)
+    options = []
+    for name, entries in users.items():
+        p = entries[0].param
+        whose = "/".join(e.function for e in entries)
+        options.append((f"--{name.replace('_', '-')}", name, float, name[0].upper(),
+                        f"{whose}'s {name} ({p.domain}; default {p.default:g})"))
+    return options
+
 
 # (flag, keyword, type, metavar, help): every option of the loss classes.
 _OPTIONS = [
@@ -37,8 +53,7 @@ _OPTIONS = [
      "per-class weights (sparse): a comma list such as 0.5,2,1 or a .npy file"),
     ("--pos-weight", "pos_weight", str, "W",
      "weight of the positive term (binary): a number, a comma list or a .npy file"),
-    ("--delta", "delta", float, "D", "huber's delta (> 0; default 1)"),
-    ("--beta", "beta", float, "B", "smooth_l1's beta (>= 0; default 1)"),
+    *_param_options(),
     ("--epsilon", "epsilon", float, "EPS",
      "probability clip of the cross-entropies (default 1e-7)"),
     ("--reduction", "reduction", str, "R",
@@ -69,11 +84,10 @@ def add_parser(subparsers):
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    aliases = {name: alias for alias, name in _ALIASES.items()}
+    names = [f"{n} ({aliases[n]})" if n in aliases else n for n in LOSSES]
     p.add_argument("loss", metavar="LOSS",
-                   help="a loss name or alias: "
-                        "categorical_crossentropy, sparse_categorical_crossentropy, "
-                        "binary_crossentropy, mean_absolute_error (mae), "
-                        "mean_squared_error (mse), huber, smooth_l1, or a class name")
+                   help=f"a loss name or alias: {', '.join(names)}, or a class name")
     p.add_argument("--y-true", required=True, metavar="FILE",
                    help=".npy file of targets (labels for sparse cross-entropy)")
     p.add_argument("--y-pred", required=True, metavar="FILE",

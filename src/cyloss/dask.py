@@ -1,7 +1,7 @@
 """cyloss's losses on Dask arrays: lazy, chunked, exact.
 
 ``import cyloss.dask`` (dask is an extra, ``pip install "cyloss[dask]"``; plain
-``import cyloss`` never imports it). The seven functions take the arguments of their
+``import cyloss`` never imports it). Its functions take the arguments of their
 in-memory namesakes and Dask (or NumPy) arrays:
 
 - A reducing call returns a lazy 0-d Dask array; ``.compute()`` gives the float. Each
@@ -56,12 +56,8 @@ __all__ = [
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
     "binary_crossentropy",
-    "mean_absolute_error",
-    "mean_squared_error",
-    "huber",
-    "smooth_l1",
-    "mae",
-    "mse",
+    *(e.function for e in _losses.ELEMENTWISE),
+    *(a for e in _losses.ELEMENTWISE for a in e.aliases),
 ]
 
 #: Partial sums combined per task of the tree reduction.
@@ -289,72 +285,42 @@ def binary_crossentropy(
                 n_threads=n_threads)
 
 
-def mean_absolute_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
-                        n_threads=None):
-    """:func:`cyloss.mean_absolute_error` on Dask arrays (lazy); see
-    :func:`binary_crossentropy` for the chunking rule.
+# The elementwise losses, one per entry of cyloss.losses.ELEMENTWISE, with the in-memory
+# function's signature (compiled from source, as there).
 
-    Examples
-    --------
-    >>> import dask.array as da
-    >>> import cyloss.dask
-    >>> float(cyloss.dask.mae(da.zeros(4, chunks=2), da.arange(4.0, chunks=2)).compute())
-    1.5
-    """
-    return _run(_losses.MeanAbsoluteError, y_true, y_pred, sample_weight,
-                reduction=reduction, n_threads=n_threads)
+_FUNCTION_SOURCE = """\
+def {function}(y_true, y_pred, *, {param}sample_weight=None, reduction="mean",
+               n_threads=None):
+    return _run(_losses.{cls}, y_true, y_pred, sample_weight, {option}reduction=reduction,
+                n_threads=n_threads)
+"""
 
+_FUNCTION_DOC = """:func:`cyloss.{function}` on Dask arrays (lazy); see :func:`binary_crossentropy`
+for the chunking rule.
 
-def mean_squared_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
-                       n_threads=None):
-    """:func:`cyloss.mean_squared_error` on Dask arrays (lazy); see
-    :func:`binary_crossentropy` for the chunking rule.
-
-    Examples
-    --------
-    >>> import dask.array as da
-    >>> import cyloss.dask
-    >>> float(cyloss.dask.mse(da.zeros(4, chunks=2), da.arange(4.0, chunks=2),
-    ...                       reduction="sum").compute())
-    14.0
-    """
-    return _run(_losses.MeanSquaredError, y_true, y_pred, sample_weight,
-                reduction=reduction, n_threads=n_threads)
+Examples
+--------
+>>> import dask.array as da
+>>> import cyloss.dask
+>>> float(cyloss.dask.{function}(da.from_array({y_true}, chunks=1), {args}).compute())
+{value}
+"""
 
 
-def huber(y_true, y_pred, *, delta=1.0, sample_weight=None, reduction="mean",
-          n_threads=None):
-    """:func:`cyloss.huber` on Dask arrays (lazy); see :func:`binary_crossentropy` for
-    the chunking rule.
-
-    Examples
-    --------
-    >>> import dask.array as da
-    >>> import cyloss.dask
-    >>> y = da.from_array([[0.0], [1.0]], chunks=1)
-    >>> round(float(cyloss.dask.huber(y, [[0.6], [0.4]]).compute()), 7)
-    0.18
-    """
-    return _run(_losses.Huber, y_true, y_pred, sample_weight, delta=delta,
-                reduction=reduction, n_threads=n_threads)
+def _make_elementwise(e):
+    p, x = e.param, e.example
+    namespace = {}
+    exec(_FUNCTION_SOURCE.format(  # this module's globals: doctest finds the examples
+        function=e.function, cls=e.cls, param=f"{p.name}={p.default!r}, " if p else "",
+        option=f"{p.name}={p.name}, " if p else ""), globals(), namespace)
+    function = namespace[e.function]
+    function.__doc__ = _FUNCTION_DOC.format(
+        function=e.function, y_true=x.y_true, value=x.value,
+        args=x.y_pred + (f", {x.options}" if x.options else ""))
+    return function
 
 
-def smooth_l1(y_true, y_pred, *, beta=1.0, sample_weight=None, reduction="mean",
-              n_threads=None):
-    """:func:`cyloss.smooth_l1` on Dask arrays (lazy); see :func:`binary_crossentropy`
-    for the chunking rule.
-
-    Examples
-    --------
-    >>> import dask.array as da
-    >>> import cyloss.dask
-    >>> cyloss.dask.smooth_l1(da.zeros(2, chunks=1), [0.5, 3.0],
-    ...                       reduction="none").compute()
-    array([0.125, 2.5  ])
-    """
-    return _run(_losses.SmoothL1, y_true, y_pred, sample_weight, beta=beta,
-                reduction=reduction, n_threads=n_threads)
-
-
-mae = mean_absolute_error
-mse = mean_squared_error
+for _e in _losses.ELEMENTWISE:
+    globals()[_e.function] = _make_elementwise(_e)
+    globals().update({alias: globals()[_e.function] for alias in _e.aliases})
+del _e

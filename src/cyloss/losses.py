@@ -20,6 +20,7 @@ fixed block order, so they are bitwise identical for every ``n_threads``.
 """
 
 import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -27,24 +28,120 @@ from cyloss import _loops
 from cyloss import _validation as V
 from cyloss._openmp import resolve_threads
 
+
+class Param(NamedTuple):
+    """The one option of an elementwise formula."""
+
+    name: str          # keyword of the function and the class, e.g. "delta"
+    default: float
+    check: Callable    # its validator in _validation (V): value -> float, or ValueError
+    domain: str        # the valid values, e.g. "> 0" (docstrings, the CLI's help)
+    doc: str           # what it does, for the docstring
+    grid: tuple = ()   # values worth sweeping in tests, besides the default
+
+
+class Example(NamedTuple):
+    """A docstring example: its inputs as Python literals and the printed results."""
+
+    y_true: str
+    y_pred: str
+    options: str       # keyword arguments as source text ("delta=2.0"), or ""
+    value: str         # the printed mean
+    per_sample: str    # the printed reduction="none" array
+
+
+class Elementwise(NamedTuple):
+    """One elementwise loss: l = mean_k f(e_k) over the last axis, e = y_pred - y_true."""
+
+    function: str      # the public function (and LOSSES key), e.g. "huber"
+    cls: str           # the Keras-style class, e.g. "Huber"
+    kernel: str        # the kernels cyl_<kernel>{,_grad,_hess} of CYL_ELEMENTWISE
+    title: str         # "Huber loss"
+    summary: str       # the function's first docstring line
+    formula: str       # f(e), LaTeX
+    notes: str         # conventions and sources, for the docstring
+    derivatives: str   # f'(e) and the Hessian convention, for the docstring
+    example: Example
+    param: Param | None = None
+    aliases: tuple = ()
+    keras: str | None = None   # the Keras 3 function computing the same, if any
+
+
+#: The elementwise losses. Each entry gives a function, a class, its LOSSES entry and
+#: aliases, the names of ``cyloss`` and ``cyloss.dask``, the ``eval`` command's flag for
+#: its parameter, and the test registry's case; the formula itself is the kernel triple
+#: named ``kernel`` in ``_kernels.h``.
+ELEMENTWISE = (
+    Elementwise(
+        "mean_absolute_error", "MeanAbsoluteError", "mae", "Mean absolute error",
+        "Mean absolute error over the last axis.",
+        r"f(e) = |e|", "",
+        "``sign(e)`` (0 at ``e = 0``, as PyTorch); Hessian 1 where the exact one is 0 "
+        "(scikit-learn's convention: a Newton step needs a positive Hessian).",
+        Example("[0.0, 0.0]", "[1.0, -2.0]", "", "1.5", "array([1., 2.])"),
+        aliases=("mae",), keras="mean_absolute_error",
+    ),
+    Elementwise(
+        "mean_squared_error", "MeanSquaredError", "mse", "Mean squared error",
+        "Mean squared error over the last axis.",
+        r"f(e) = e^2", "",
+        "``2 e``; Hessian 2.",
+        Example("[0.0, 1.0]", "[1.0, 3.0]", "", "2.5", "array([1., 4.])"),
+        aliases=("mse",), keras="mean_squared_error",
+    ),
+    Elementwise(
+        "huber", "Huber", "huber", "Huber loss",
+        "Huber loss over the last axis (Keras's ``huber``, PyTorch's ``huber_loss``).",
+        r"f(e) = \begin{cases} e^2 / 2 & |e| \le \delta \\"
+        r" \delta (|e| - \delta / 2) & \text{otherwise} \end{cases}",
+        "",
+        "``e`` where ``|e| <= delta``, else ``delta sign(e)`` (continuous); Hessian 1 "
+        "where ``|e| <= delta``, else 0 (exact, as scikit-learn).",
+        Example("[0.0, 0.0]", "[1.0, 4.0]", "delta=2.0", "3.25", "array([0.5, 6. ])"),
+        param=Param("delta", 1.0, V.check_delta, "> 0",
+                    "Where the quadratic arm meets the linear one.", grid=(0.3, 2.5)),
+        keras="huber",
+    ),
+    Elementwise(
+        "smooth_l1", "SmoothL1", "smooth_l1", "Smooth L1 loss",
+        "Smooth L1 loss over the last axis (PyTorch's ``smooth_l1_loss``).",
+        r"f(e) = \begin{cases} e^2 / (2 \beta) & |e| < \beta \\"
+        r" |e| - \beta / 2 & \text{otherwise} \end{cases}",
+        "``beta == 0`` is the L1 loss. ``huber(delta=d) / d`` equals "
+        "``smooth_l1(beta=d)``.",
+        "``e / beta`` where ``|e| < beta``, else ``sign(e)``; Hessian ``1 / beta`` "
+        "where ``|e| < beta``, else 0, and 1 for ``beta = 0`` (L1).",
+        Example("[0.0, 0.0]", "[0.5, 3.0]", "", "1.3125", "array([0.125, 2.5  ])"),
+        param=Param("beta", 1.0, V.check_beta, ">= 0",
+                    "Where the quadratic arm meets the linear one.", grid=(0.0, 0.5, 3.0)),
+    ),
+    Elementwise(
+        "log_cosh", "LogCosh", "log_cosh", "Log-cosh loss",
+        "Logarithm of the hyperbolic cosine of the error, over the last axis (Keras's "
+        "``log_cosh``).",
+        r"f(e) = \log \cosh e",
+        "About ``e^2 / 2`` for small errors and ``|e| - log 2`` for large ones. Computed "
+        "as ``|e| + log1p(exp(-2 |e|)) - log 2`` (Keras's form, which never overflows) "
+        "for ``|e| >= 1/8`` and by its Taylor series below, where that form cancels.",
+        "``tanh(e)`` (``+-1`` for infinite errors); Hessian ``1 - tanh(e)^2``.",
+        Example("[0.0, 0.0]", "[1.0, -2.0]", "", "0.8793917889204459",
+                "array([0.43378083, 1.32500275])"),
+        keras="log_cosh",
+    ),
+)
+
 __all__ = [
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
     "binary_crossentropy",
-    "mean_absolute_error",
-    "mean_squared_error",
-    "huber",
-    "smooth_l1",
-    "mae",
-    "mse",
+    *(e.function for e in ELEMENTWISE),
+    *(a for e in ELEMENTWISE for a in e.aliases),
     "Loss",
     "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy",
     "BinaryCrossentropy",
-    "MeanAbsoluteError",
-    "MeanSquaredError",
-    "Huber",
-    "SmoothL1",
+    *(e.cls for e in ELEMENTWISE),
+    "ELEMENTWISE",
     "LOSSES",
     "get",
     "value_and_grad",
@@ -468,88 +565,6 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
                    grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
 
 
-def mean_absolute_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
-                        n_threads=None):
-    r"""Mean absolute error over the last axis: :math:`l = \mathrm{mean}_k |p - y|`.
-
-    ``y_true`` and ``y_pred`` have the same shape (a trailing axis of 1 on one side is
-    squeezed); a 1-D input is ``n`` samples of one output each. ``sample_weight``,
-    ``reduction`` and ``n_threads`` as in :func:`categorical_crossentropy`.
-
-    Examples
-    --------
-    >>> import cyloss
-    >>> cyloss.mean_absolute_error([[0.], [0.]], [[1.], [1.]])
-    1.0
-    """
-    return _elementwise(_loops.MAE, 0.0, y_true, y_pred, sample_weight, reduction, n_threads)
-
-
-def mean_squared_error(y_true, y_pred, *, sample_weight=None, reduction="mean",
-                       n_threads=None):
-    r"""Mean squared error over the last axis: :math:`l = \mathrm{mean}_k (p - y)^2`.
-
-    Shapes and arguments as in :func:`mean_absolute_error`.
-
-    Examples
-    --------
-    >>> import cyloss
-    >>> cyloss.mean_squared_error([[0.], [1.]], [[1.], [1.]])
-    0.5
-    >>> cyloss.mean_squared_error([0., 1.], [1., 1.], reduction="none")
-    array([1., 0.])
-    """
-    return _elementwise(_loops.MSE, 0.0, y_true, y_pred, sample_weight, reduction, n_threads)
-
-
-def huber(y_true, y_pred, *, delta=1.0, sample_weight=None, reduction="mean",
-          n_threads=None):
-    r"""Huber loss over the last axis (Keras's ``huber``, PyTorch's ``huber_loss``).
-
-    .. math:: l = \mathrm{mean}_k \begin{cases} e^2 / 2 & |e| \le \delta \\
-              \delta (|e| - \delta / 2) & \text{otherwise} \end{cases},
-              \quad e = p - y
-
-    ``delta > 0``. Shapes and other arguments as in :func:`mean_absolute_error`.
-
-    Examples
-    --------
-    >>> import cyloss
-    >>> round(cyloss.huber([[0], [1]], [[0.6], [0.4]]), 7)
-    0.18
-    """
-    delta = V.check_delta(delta)
-    return _elementwise(_loops.HUBER, delta, y_true, y_pred, sample_weight, reduction,
-                        n_threads)
-
-
-def smooth_l1(y_true, y_pred, *, beta=1.0, sample_weight=None, reduction="mean",
-              n_threads=None):
-    r"""Smooth L1 loss over the last axis (PyTorch's ``smooth_l1_loss``).
-
-    .. math:: l = \mathrm{mean}_k \begin{cases} e^2 / (2 \beta) & |e| < \beta \\
-              |e| - \beta / 2 & \text{otherwise} \end{cases},
-              \quad e = p - y
-
-    ``beta >= 0``; ``beta == 0`` is the L1 loss. ``huber(delta=d) / d`` equals
-    ``smooth_l1(beta=d)``. Shapes and other arguments as in
-    :func:`mean_absolute_error`.
-
-    Examples
-    --------
-    >>> import cyloss
-    >>> cyloss.smooth_l1([0.0, 0.0], [0.5, 3.0], reduction="none")
-    array([0.125, 2.5  ])
-    """
-    beta = V.check_beta(beta)
-    return _elementwise(_loops.SMOOTH_L1, beta, y_true, y_pred, sample_weight, reduction,
-                        n_threads)
-
-
-mae = mean_absolute_error
-mse = mean_squared_error
-
-
 # --- classes ------------------------------------------------------------------------------
 
 class Loss:
@@ -617,11 +632,10 @@ class Loss:
         of ``y_pred``; a per-sample mean over the last axis divides both by its length.
         The Hessians, per element of error ``e = p - y`` or logit ``x``:
 
-        - mean squared error: 2.
-        - mean absolute error: 1, where the exact value is 0 (scikit-learn's convention:
-          a Newton step needs a positive Hessian); the gradient is ``sign(e)``, 0 at 0.
-        - Huber: 1 where ``|e| <= delta``, else 0 (exact, as scikit-learn).
-        - smooth L1: ``1 / beta`` where ``|e| < beta``, else 0; 1 for ``beta = 0`` (L1).
+        - the elementwise losses (``ELEMENTWISE``): as each function's docstring says
+          under "Derivatives". Mean squared error gives 2; mean absolute error gives 1
+          where the exact value is 0 (scikit-learn's convention: a Newton step needs a
+          positive Hessian).
         - binary cross-entropy from logits: ``(pw y + 1 - y) sigmoid(x) sigmoid(-x)``
           with the smoothed target ``y`` and ``pos_weight`` ``pw``.
         - categorical and sparse cross-entropy from logits: ``Q p_k (1 - p_k)`` with
@@ -829,78 +843,125 @@ class _Elementwise(Loss):
                             o["n_threads"], grad_request, hess_request)
 
 
-class MeanAbsoluteError(_Elementwise):
-    """Mean absolute error as a Keras-style object; see :func:`mean_absolute_error`.
+# --- the elementwise functions and classes, made from ELEMENTWISE ---------------------
+# Each function and constructor is compiled from a line of source (as dataclasses makes
+# its __init__), so that it has the loss's own keyword-only signature, which
+# inspect.signature shows, and costs no more per call than a hand-written one.
 
-    Examples
-    --------
-    >>> import cyloss
-    >>> cyloss.MeanAbsoluteError(reduction="sum")([0.0, 0.0], [1.0, -2.0])
-    3.0
-    """
+_FUNCTION_SOURCE = """\
+def {function}(y_true, y_pred, *, {param}sample_weight=None, reduction="mean",
+               n_threads=None):
+{check}    return _elementwise({kind}, {value}, y_true, y_pred, sample_weight, reduction,
+                        n_threads)
+"""
 
-    _function = staticmethod(mean_absolute_error)
-    _defaults = _defaults("mean_absolute_error")
-    _kind = _loops.MAE
+_INIT_SOURCE = """\
+def __init__(self, *, {param}reduction="mean", n_threads=None, name={function!r}):
+    Loss.__init__(self, name=name, reduction=reduction, n_threads=n_threads{options})
+"""
 
-    def __init__(self, *, reduction="mean", n_threads=None, name="mean_absolute_error"):
-        super().__init__(name=name, reduction=reduction, n_threads=n_threads)
+_FUNCTION_DOC = """{summary}
+
+.. math:: l = \\mathrm{{mean}}_k f(e_k), \\quad e = y_\\mathrm{{pred}} - y_\\mathrm{{true}}
+
+.. math:: {formula}
+{notes}
+Derivatives: {derivatives}
+
+Parameters
+----------
+y_true, y_pred : array_like
+    The same shape (a trailing axis of 1 on one side is squeezed); a 1-D input is ``n``
+    samples of one output each.
+{param}sample_weight, reduction, n_threads
+    As in :func:`categorical_crossentropy`.
+
+Returns
+-------
+float or ndarray
+    A Python float, or for ``reduction="none"`` the per-sample losses in the compute
+    dtype.
+
+Examples
+--------
+>>> import cyloss
+>>> cyloss.{function}({call})
+{value}
+>>> cyloss.{function}({call}, reduction="none")
+{per_sample}
+"""
+
+_CLASS_DOC = """{title} as a Keras-style object; see :func:`{function}`.
+
+Examples
+--------
+>>> import cyloss
+>>> cyloss.{cls}({options})({y_true}, {y_pred})
+{value}
+"""
 
 
-class MeanSquaredError(_Elementwise):
-    """Mean squared error as a Keras-style object; see :func:`mean_squared_error`.
-
-    Examples
-    --------
-    >>> import cyloss
-    >>> cyloss.MeanSquaredError()([0.0, 0.0], [1.0, -2.0])
-    2.5
-    """
-
-    _function = staticmethod(mean_squared_error)
-    _defaults = _defaults("mean_squared_error")
-    _kind = _loops.MSE
-
-    def __init__(self, *, reduction="mean", n_threads=None, name="mean_squared_error"):
-        super().__init__(name=name, reduction=reduction, n_threads=n_threads)
+def _example_call(e):
+    """The arguments of ``e``'s docstring example, as source text."""
+    x = e.example
+    return f"{x.y_true}, {x.y_pred}" + (f", {x.options}" if x.options else "")
 
 
-class Huber(_Elementwise):
-    """Huber loss as a Keras-style object; see :func:`huber`.
-
-    Examples
-    --------
-    >>> import cyloss
-    >>> cyloss.Huber(delta=2.0)([0.0, 0.0], [1.0, 4.0])
-    3.25
-    """
-
-    _function = staticmethod(huber)
-    _defaults = _defaults("huber", delta=1.0)
-    _kind, _param = _loops.HUBER, "delta"
-
-    def __init__(self, *, delta=1.0, reduction="mean", n_threads=None, name="huber"):
-        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
-                         delta=V.check_delta(delta))
+def _function_doc(e):
+    p = e.param
+    param = (f"{p.name} : float, default {p.default!r}\n    ``{p.name} {p.domain}``. "
+             f"{p.doc}\n") if p else ""
+    return _FUNCTION_DOC.format(
+        summary=e.summary, formula=e.formula, notes=f"\n{e.notes}\n" if e.notes else "",
+        derivatives=e.derivatives, param=param, function=e.function, call=_example_call(e),
+        value=e.example.value, per_sample=e.example.per_sample,
+    )
 
 
-class SmoothL1(_Elementwise):
-    """Smooth L1 loss as a Keras-style object; see :func:`smooth_l1`.
+def _compile(source, name, **fields):
+    namespace = {}
+    # This module's globals: the function finds _elementwise, V and Loss, and doctest
+    # (which takes a function as the module's when its globals are the module's) finds
+    # its examples.
+    exec(source.format(**fields), globals(), namespace)
+    return namespace[name]
 
-    Examples
-    --------
-    >>> import cyloss
-    >>> cyloss.SmoothL1(beta=0.0)([0.0, 0.0], [1.0, -3.0])
-    2.0
-    """
 
-    _function = staticmethod(smooth_l1)
-    _defaults = _defaults("smooth_l1", beta=1.0)
-    _kind, _param = _loops.SMOOTH_L1, "beta"
+def _make_elementwise(e):
+    kind = _loops.KINDS[e.kernel]
+    p = e.param
+    param = f"{p.name}={p.default!r}, " if p else ""
+    check = f"    {p.name} = V.{p.check.__name__}({p.name})\n" if p else ""
+    function = _compile(_FUNCTION_SOURCE, e.function, function=e.function, param=param,
+                        check=check, kind=kind, value=p.name if p else "0.0")
+    function.__doc__ = _function_doc(e)
+    init = _compile(_INIT_SOURCE, "__init__", function=e.function, param=param,
+                    options=f", {p.name}=V.{p.check.__name__}({p.name})" if p else "")
+    init.__qualname__ = f"{e.cls}.__init__"
+    cls = type(e.cls, (_Elementwise,), {
+        "__module__": __name__,
+        "__qualname__": e.cls,
+        "__doc__": _CLASS_DOC.format(title=e.title, function=e.function, cls=e.cls,
+                                     options=e.example.options, y_true=e.example.y_true,
+                                     y_pred=e.example.y_pred, value=e.example.value),
+        "__init__": init,
+        "_function": staticmethod(function),
+        "_defaults": _defaults(e.function, **({p.name: p.default} if p else {})),
+        "_kind": kind,
+        "_param": p.name if p else None,
+    })
+    return function, cls
 
-    def __init__(self, *, beta=1.0, reduction="mean", n_threads=None, name="smooth_l1"):
-        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
-                         beta=V.check_beta(beta))
+
+def _install(e):
+    function, cls = _make_elementwise(e)
+    globals().update({e.function: function, e.cls: cls},
+                     **{alias: function for alias in e.aliases})
+
+
+for _e in ELEMENTWISE:
+    _install(_e)
+del _e
 
 
 #: Every loss by its function name: the class that stores its options.
@@ -908,12 +969,9 @@ LOSSES = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
-    "mean_absolute_error": MeanAbsoluteError,
-    "mean_squared_error": MeanSquaredError,
-    "huber": Huber,
-    "smooth_l1": SmoothL1,
+    **{e.function: globals()[e.cls] for e in ELEMENTWISE},
 }
-_ALIASES = {"mae": "mean_absolute_error", "mse": "mean_squared_error"}
+_ALIASES = {alias: e.function for e in ELEMENTWISE for alias in e.aliases}
 
 
 def get(identifier, **options):
