@@ -203,19 +203,20 @@ def _finish(result, reduction, loss_out, prep, loss_name, ignore_index=None, *,
 _GRAD = object()
 
 
-def _grad_prescale(reduction, n_samples, grad_request, hess_request, wexp, plain):
+def _grad_prescale(reduction, count, grad_request, hess_request, wexp, plain):
     """1 / the reduction's divisor when it is known before the loop, else 1.0.
 
     The row loops then apply it to each gradient element as they write it, and _finish
     skips its second sweep over the gradient (a read and a write of an input-sized array).
-    Known up front: "mean" (every sample is counted, ``plain``: no ignored labels) and
-    "weighted_mean" without sample or class weights (the divisor is again the count).
+    ``count`` is the number of samples the loop will count (the caller takes ignored labels
+    out of it). Known up front: "mean" (divided by that count) and, when ``plain`` (no
+    sample or class weights), "weighted_mean" (whose divisor is then the count too).
     Extreme weights (wexp) keep the sweep, which also applies their exponent."""
-    if (grad_request is None or hess_request is not None or wexp or n_samples == 0
+    if (grad_request is None or hess_request is not None or wexp or count == 0
             or not plain):
         return 1.0
     if reduction == "mean" or reduction == "weighted_mean":
-        return 1.0 / n_samples
+        return 1.0 / count
     return 1.0
 
 
@@ -474,9 +475,15 @@ def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
-    grad_scale = _grad_prescale(
-        reduction, prep.n_samples, grad_request, hess_request, wexp,
-        ignore_index is None and (reduction == "mean" or not (has_weight or has_cw)))
+    counted = prep.n_samples
+    if (ignore_index is not None and grad_request is not None
+            and (reduction == "mean" or reduction == "weighted_mean")):
+        # The loop's count, from the labels alone (n reads against the gradient's n * C
+        # writes), so that 1 / count is applied in the loop (PyTorch's default
+        # ignore_index=-100 would otherwise always cost a sweep over the gradient).
+        counted -= int(np.count_nonzero(prep.labels == ignore_index))
+    grad_scale = _grad_prescale(reduction, counted, grad_request, hess_request, wexp,
+                                reduction == "mean" or not (has_weight or has_cw))
     result = _loops.sparse(
         prep.labels, prep.y_pred, weight, has_weight, cw, has_cw,
         ignore_index is not None, ignore_index if ignore_index is not None else 0,
