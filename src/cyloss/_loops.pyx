@@ -697,6 +697,18 @@ cdef inline double _row_logits(const floating* x, Py_ssize_t sb, Py_ssize_t n_cl
         return cyl_row_logits_f64(x, sb, n_classes, m, next)
 
 
+cdef inline double _row_logits_grad(const floating* x, Py_ssize_t sb, Py_ssize_t n_classes,
+                                    double* m, bint kept, floating[:, :, :] grad,
+                                    Py_ssize_t a, Py_ssize_t c,
+                                    const void* next=NULL) noexcept nogil:
+    # _row_logits for a row whose gradient follows: with `kept` (see _keeps_exps) the
+    # exponential pass also leaves e^(x_k - m) in the row's gradient.
+    if floating is float:
+        if kept:
+            return cyl_row_logits_keep_f32(x, n_classes, m, &grad[a, 0, c])
+    return _row_logits(x, sb, n_classes, m, next)
+
+
 cdef inline double _row_soft_xent(const floating* y, Py_ssize_t ysb, const floating* x,
                                   Py_ssize_t sb, Py_ssize_t n_classes, double keep,
                                   double spread, double m, double lognorm,
@@ -807,10 +819,16 @@ cdef inline void _logit_grad_row(
     const floating* xr, Py_ssize_t psb, Py_ssize_t n_classes, const floating* yr,
     Py_ssize_t ysb, int64_t label, const double* cw, double keep, double spread,
     double qsum, double mx, double lognorm, double w, floating[:, :, :] grad,
-    floating[:, :, :] hess, bint write_hess, Py_ssize_t a, Py_ssize_t c,
+    floating[:, :, :] hess, bint write_hess, Py_ssize_t a, Py_ssize_t c, bint kept,
 ) noexcept nogil:
-    # d l / d x_k = p_k Q - cw_k q_k and d2 l / d x_k2 = Q p_k (1 - p_k) (see _rows.h).
+    # d l / d x_k = p_k Q - cw_k q_k and d2 l / d x_k2 = Q p_k (1 - p_k) (see _rows.h);
+    # with `kept`, finished from the e^(x_k - m) that _row_logits_grad left in the row.
     cdef floating* h = NULL
+    if floating is float:
+        if kept:
+            cyl_row_grad_kept_f32(yr, n_classes, label, cw, keep, spread, qsum, lognorm, w,
+                                  &grad[a, 0, c])
+            return
     if write_hess:
         h = &hess[a, 0, c]
     if floating is float:
@@ -895,15 +913,8 @@ cdef void _categorical_block(
         xr = &y_pred[a, 0, c]
         bad = 0
         if from_logits:
-            if floating is float:
-                if kept:
-                    lognorm = cyl_row_logits_keep_f32(xr, n_classes, &mx, &grad[a, 0, c])
-                else:
-                    lognorm = _row_logits(xr, psb, n_classes, &mx,
-                                          yr if ysb == sizeof(floating) else NULL)
-            else:
-                lognorm = _row_logits(xr, psb, n_classes, &mx,
-                                      yr if ysb == sizeof(floating) else NULL)
+            lognorm = _row_logits_grad(xr, psb, n_classes, &mx, kept, grad, a, c,
+                                       yr if ysb == sizeof(floating) else NULL)
             l = _row_soft_xent(yr, ysb, xr, psb, n_classes, keep, spread, mx, lognorm, &bad)
             if bad:
                 _fail(blk, ERR_TARGET, si, _first_outside_unit(yr, ysb, n_classes))
@@ -932,17 +943,8 @@ cdef void _categorical_block(
             qsum = 0.0
             for k in range(n_classes):
                 qsum += _at(yr, k * ysb)[0] * keep + spread
-            if floating is float:
-                if kept:
-                    cyl_row_grad_kept_f32(yr, n_classes, -1, NULL, keep, spread, qsum,
-                                          lognorm, w * grad_scale, &grad[a, 0, c])
-                else:
-                    _logit_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread,
-                                    qsum, mx, lognorm, w * grad_scale, grad, hess,
-                                    write_hess, a, c)
-            else:
-                _logit_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread, qsum,
-                                mx, lognorm, w * grad_scale, grad, hess, write_hess, a, c)
+            _logit_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread, qsum, mx,
+                            lognorm, w * grad_scale, grad, hess, write_hess, a, c, kept)
         elif write_grad:
             _prob_grad_row(xr, psb, n_classes, yr, ysb, -1, NULL, keep, spread, total, lo,
                            hi, w * grad_scale, grad, a, c)
@@ -1106,13 +1108,7 @@ cdef void _sparse_block(
         cw = class_weight[label] if has_class_weight else 1.0
         smooth = 0.0
         if from_logits:
-            if floating is float:
-                if kept:
-                    lognorm = cyl_row_logits_keep_f32(xr, n_classes, &mx, &grad[a, 0, c])
-                else:
-                    lognorm = _row_logits(xr, psb, n_classes, &mx)
-            else:
-                lognorm = _row_logits(xr, psb, n_classes, &mx)
+            lognorm = _row_logits_grad(xr, psb, n_classes, &mx, kept, grad, a, c)
             xl = _at(xr, label * psb)[0]
             nll = cyl_unless(xl == mx, mx - xl) + lognorm
             if smoothing != 0.0:
@@ -1142,18 +1138,8 @@ cdef void _sparse_block(
             # d/dx_k sum_j cw_j q_j (-log softmax(x)_j) = p_k Q - cw_k q_k,
             # Q = sum_j cw_j q_j.
             qsum = keep * cw + (spread * cw_sum if has_class_weight else smoothing)
-            if floating is float:
-                if kept:
-                    cyl_row_grad_kept_f32(NULL, n_classes, label, cw_row, keep, spread, qsum,
-                                          lognorm, w * grad_scale, &grad[a, 0, c])
-                else:
-                    _logit_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep,
-                                    spread, qsum, mx, lognorm, w * grad_scale, grad, hess,
-                                    write_hess, a, c)
-            else:
-                _logit_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep, spread,
-                                qsum, mx, lognorm, w * grad_scale, grad, hess, write_hess,
-                                a, c)
+            _logit_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep, spread, qsum,
+                            mx, lognorm, w * grad_scale, grad, hess, write_hess, a, c, kept)
         elif write_grad:
             _prob_grad_row(xr, psb, n_classes, NULL, 0, label, cw_row, keep, spread, total,
                            lo, hi, w * grad_scale, grad, a, c)
