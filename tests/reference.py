@@ -37,16 +37,21 @@ __all__ = [
     "REDUCTION_ALIASES",
     "binary_crossentropy",
     "categorical_crossentropy",
+    "hinge",
     "huber",
     "log_cosh",
     "log_softmax",
     "mean_absolute_error",
+    "mean_absolute_percentage_error",
     "mean_squared_error",
+    "mean_squared_logarithmic_error",
     "per_sample_shape",
+    "poisson",
     "reduce_losses",
     "smooth_l1",
     "softplus",
     "sparse_categorical_crossentropy",
+    "squared_hinge",
 ]
 
 
@@ -358,5 +363,55 @@ def log_cosh(y_true, y_pred, *, sample_weight=None, reduction="mean"):
     return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
 
 
+def poisson(y_true, y_pred, *, sample_weight=None, reduction="mean"):
+    """Keras 3's poisson: ``p - y log(p + 1e-7)``, as written (NaN where Keras's is)."""
+    y, p = _same_shape(y_true, y_pred)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        elementwise = p - y * np.log(p + EPSILON)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def mean_absolute_percentage_error(y_true, y_pred, *, sample_weight=None, reduction="mean"):
+    """Keras 3's MAPE: ``100 |y - p| / max(|y|, 1e-7)`` (np.maximum keeps NaN)."""
+    y, p = _same_shape(y_true, y_pred)
+    with np.errstate(invalid="ignore"):
+        elementwise = 100.0 * np.abs(y - p) / np.maximum(np.abs(y), EPSILON)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred, *, sample_weight=None, reduction="mean"):
+    """Keras 3's MSLE: ``(log(1 + max(p, 1e-7)) - log(1 + max(y, 1e-7)))**2``, with
+    log1p for ``log(1 + x)``."""
+    y, p = _same_shape(y_true, y_pred)
+    with np.errstate(invalid="ignore"):
+        d = np.log1p(np.maximum(p, EPSILON)) - np.log1p(np.maximum(y, EPSILON))
+    return reduce_losses(_mean_last_axis(d * d), sample_weight, reduction)
+
+
+def hinge_labels(y_true):
+    """Keras 3's convert_binary_labels_to_hinge: ``2 y - 1`` when every value of the
+    whole ``y_true`` is 0 or 1, else ``y`` unchanged."""
+    y = _f64(y_true)
+    return 2.0 * y - 1.0 if np.all((y == 0.0) | (y == 1.0)) else y
+
+
+def hinge(y_true, y_pred, *, sample_weight=None, reduction="mean"):
+    """Keras 3's hinge: ``max(1 - t p, 0)``, ``t`` from :func:`hinge_labels`."""
+    y, p = _same_shape(y_true, y_pred)
+    with np.errstate(invalid="ignore"):
+        elementwise = np.maximum(1.0 - hinge_labels(y) * p, 0.0)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def squared_hinge(y_true, y_pred, *, sample_weight=None, reduction="mean"):
+    """Keras 3's squared_hinge: ``max(1 - t p, 0)**2``."""
+    y, p = _same_shape(y_true, y_pred)
+    with np.errstate(invalid="ignore", over="ignore"):
+        elementwise = np.maximum(1.0 - hinge_labels(y) * p, 0.0) ** 2
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
 mae = mean_absolute_error
 mse = mean_squared_error
+mape = mean_absolute_percentage_error
+msle = mean_squared_logarithmic_error

@@ -5,7 +5,11 @@ Closed forms in NumPy, written from the formulas of SPEC section 1 and the READM
 
 - regression, e = p - y: MSE ``2e``; MAE ``sign(e)`` (0 at 0); Huber ``e`` for
   ``|e| <= delta`` else ``delta sign(e)``; smooth L1 ``e / beta`` for ``|e| < beta`` else
-  ``sign(e)`` (``beta = 0``: ``sign(e)``); log-cosh ``tanh(e)``;
+  ``sign(e)`` (``beta = 0``: ``sign(e)``); log-cosh ``tanh(e)``; Poisson
+  ``1 - y / (p + eps)``; MAPE ``100 sign(e) / max(|y|, eps)``; MSLE ``2 d / (1 + p)`` for
+  ``p >= eps`` and 0 where Keras's clip is active, ``d`` the difference of the logs; hinge
+  ``-t`` and squared hinge ``-2 t m`` where the margin ``m = 1 - t p > 0``, else 0 (``t``
+  the labels after Keras's 0/1 -> -1/1 rule);
 - binary, ``a = pw y``, ``b = 1 - y`` after smoothing: logits
   ``-a sigmoid(-x) + b sigmoid(x)``; probabilities ``-a / p + b / (1 - p)`` where
   ``eps <= p <= 1 - eps`` and 0 where the clip is active (torch.clamp's gradient);
@@ -38,8 +42,10 @@ def _sigmoid(x):
         return 1.0 / (1.0 + np.exp(-x))
 
 
-def _regression(loss, e, options):
+def _regression(loss, y, p, options):
+    e = p - y
     a = np.abs(e)
+    eps = reference.EPSILON
     if loss == "mean_squared_error":
         g = 2.0 * e
     elif loss == "mean_absolute_error":
@@ -52,6 +58,19 @@ def _regression(loss, e, options):
         g = _sign(e) if beta == 0 else np.where(a < beta, e / beta, _sign(e))
     elif loss == "log_cosh":
         g = np.tanh(e)  # +-1 at +-inf, NaN for NaN
+    elif loss == "poisson":
+        g = 1.0 - y / (p + eps)
+        return g, 1.0 + np.abs(y / (p + eps))
+    elif loss == "mean_absolute_percentage_error":
+        g = 100.0 * _sign(e) / np.maximum(np.abs(y), eps)
+    elif loss == "mean_squared_logarithmic_error":
+        d = np.log1p(np.maximum(p, eps)) - np.log1p(np.maximum(y, eps))
+        g = np.where(p >= eps, 2.0 * d / (1.0 + p), np.where(np.isnan(d), d, 0.0))
+    elif loss in ("hinge", "squared_hinge"):
+        t = reference.hinge_labels(y)
+        m = 1.0 - t * p
+        slope = -t if loss == "hinge" else -2.0 * t * m
+        g = np.where(m > 0, slope, np.where(np.isnan(m), m, 0.0))
     else:
         raise ValueError(f"no reference gradient for {loss!r}")
     return g, np.abs(g)
@@ -115,7 +134,7 @@ def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **op
             if loss == "binary_crossentropy":
                 g, mag = _binary(y, p, options)
             else:
-                g, mag = _regression(loss, p - y, options)
+                g, mag = _regression(loss, y, p, options)
             S = p.shape[:-1] if p.ndim >= 2 else p.shape
             if p.ndim >= 2:
                 g, mag = g / p.shape[-1], mag / p.shape[-1]

@@ -153,6 +153,36 @@ def make_regression(rng, shape, dtype, options, extremes=True):
     return _cast(y, dtype), _cast(y + e, dtype)
 
 
+def make_nonnegative(rng, shape, dtype, options, extremes=True):
+    """Counts and sizes (Poisson, MSLE): ``y`` counts and fractions >= 0, ``p`` rates in
+    (0.05, 8), with exact zeros in both when ``extremes`` (``p = 0`` is clipped by MSLE
+    and gives ``log(1e-7)`` in Poisson)."""
+    y = np.where(rng.random(shape) < 0.5, rng.poisson(2.0, size=shape),
+                 rng.uniform(0.0, 5.0, size=shape))
+    p = rng.uniform(0.05, 8.0, size=shape)
+    if extremes and p.size >= 4:
+        flat = p.reshape(-1)
+        flat[rng.choice(flat.size, size=max(1, flat.size // 8), replace=False)] = 0.0
+    return _cast(y, dtype), _cast(p, dtype)
+
+
+def make_labels(rng, shape, dtype, options, extremes=True):
+    """Hinge labels: all in {0, 1} (Keras maps them to -1 and 1) or all in {-1, 1}, so
+    that every subset of the samples takes the same side of Keras's whole-array rule;
+    predictions real, some on the kink (``t p = 1``) when ``extremes``."""
+    t = rng.choice([-1.0, 1.0], size=shape)
+    p = rng.normal(0.0, 1.5, size=shape)
+    if extremes and p.size >= 4:
+        idx = rng.choice(p.size, size=max(1, p.size // 8), replace=False)
+        p.reshape(-1)[idx] = t.reshape(-1)[idx]   # margin 1 - t p = 0
+    y = t if rng.random() < 0.5 else (t + 1.0) / 2.0
+    return _cast(y, dtype), _cast(p, dtype)
+
+
+#: The input generator of each kind of elementwise input (the table's ``inputs``).
+INPUTS = {"real": make_regression, "nonnegative": make_nonnegative, "labels": make_labels}
+
+
 # --------------------------------------------------------------------------- #
 # Option grids and shapes
 # --------------------------------------------------------------------------- #
@@ -224,7 +254,7 @@ def _elementwise_case(e):
         getattr(cyloss, e.function),
         getattr(cyloss, e.cls),
         getattr(reference, e.function),
-        make_regression,
+        INPUTS[e.inputs],
         options,
         _elementwise_shapes,
         keras_name=e.keras,

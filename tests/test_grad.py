@@ -30,8 +30,27 @@ def _bce_logits(rng, shape):
     return rng.uniform(size=shape), rng.normal(size=shape) * 3
 
 
+def _counts(rng, shape):
+    # Poisson and MSLE: counts y >= 0 and rates p in [0.2, 5], away from Keras's clip.
+    return rng.poisson(2.0, size=shape).astype(np.float64), rng.uniform(0.2, 5.0, size=shape)
+
+
+def _labels(rng, shape):
+    # Hinge: 0/1 labels (Keras's rule makes them -1/1), margins 1 - t p at least 0.05 away
+    # from the kink.
+    y = rng.integers(0, 2, size=shape).astype(np.float64)
+    m = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.05, 2.0, size=shape)
+    return y, (1.0 - m) * (2.0 * y - 1.0)
+
+
 CASES = [
     ("mean_absolute_error", {}, _reg),
+    ("log_cosh", {}, _reg),
+    ("poisson", {}, _counts),
+    ("mean_absolute_percentage_error", {}, _reg),
+    ("mean_squared_logarithmic_error", {}, _counts),
+    ("hinge", {}, _labels),
+    ("squared_hinge", {}, _labels),
     ("mean_squared_error", {}, _reg),
     ("huber", {"delta": 0.7}, _reg),
     ("smooth_l1", {"beta": 0.4}, _reg),
@@ -99,7 +118,20 @@ TORCH = [
          p, y, pos_weight=o["pw"], reduction="none").mean(dim=-1)),
     ("binary_crossentropy", {},
      lambda F, y, p, o: F.binary_cross_entropy(p, y, reduction="none").mean(dim=-1)),
+    # Keras's formulas as plain torch expressions (torch's poisson_nll_loss takes its eps
+    # differently); torch.clamp's gradient passes at the bound, relu's is 0 at the kink.
+    ("poisson", {}, lambda F, y, p, o: (p - y * (p + 1e-7).log()).mean(dim=-1)),
+    ("mean_absolute_percentage_error", {},
+     lambda F, y, p, o: (100.0 * (p - y).abs() / y.abs().clamp(min=1e-7)).mean(dim=-1)),
+    ("mean_squared_logarithmic_error", {},
+     lambda F, y, p, o: ((p.clamp(min=1e-7).log1p() - y.clamp(min=1e-7).log1p()) ** 2)
+     .mean(dim=-1)),
+    ("hinge", {}, lambda F, y, p, o: F.relu(1.0 - (2.0 * y - 1.0) * p).mean(dim=-1)),
+    ("squared_hinge", {},
+     lambda F, y, p, o: (F.relu(1.0 - (2.0 * y - 1.0) * p) ** 2).mean(dim=-1)),
 ]
+TORCH_INPUTS = {"poisson": _counts, "mean_squared_logarithmic_error": _counts,
+                "hinge": _labels, "squared_hinge": _labels}
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -114,7 +146,7 @@ def test_gradient_matches_torch_autograd(case, reduction):
     elif name == "binary_crossentropy":
         y, p = _bce_probs(rng, (40, 3))
     else:
-        y, p = _reg(rng, (40, 3))
+        y, p = TORCH_INPUTS.get(name, _reg)(rng, (40, 3))
     sw = rng.uniform(0.2, 2.0, size=40)
     value, grad = cyloss.value_and_grad(name, y, p, sample_weight=sw, reduction=reduction,
                                         **opts)
@@ -139,6 +171,22 @@ def test_kinks_follow_pytorch():
     assert list(g) == [0.7, -0.7]
     g = cyloss.grad("smooth_l1", [0.0, 0.0], [0.4, 0.0], beta=0.4, reduction="sum")
     assert list(g) == [1.0, 0.0]
+
+
+def test_keras_catalogue_kinks_and_clips():
+    # Hinge: 0 at the kink 1 - t p = 0 (relu's convention), -t inside; labels 0/1 -> -1/1.
+    g = cyloss.grad("hinge", [1.0, 0.0, 1.0, 0.0], [1.0, -1.0, 0.5, 2.0], reduction="sum")
+    assert list(g) == [0.0, 0.0, -1.0, 1.0]
+    g = cyloss.grad("squared_hinge", [1.0, -1.0], [1.0, 0.5], reduction="sum")
+    assert list(g) == [0.0, 3.0]
+    # MSLE: the clip max(p, eps) passes the gradient at p == eps, stops it below.
+    g = cyloss.grad("msle", [1.0, 1.0, 1.0], [1e-7, 5e-8, -3.0], reduction="sum")
+    d = np.log1p(1e-7) - np.log(2.0)
+    assert g[0] == pytest.approx(2.0 * d / (1.0 + 1e-7), rel=1e-15)
+    assert list(g[1:]) == [0.0, 0.0]
+    # MAPE: 0 at zero error; a zero target divides by eps.
+    g = cyloss.grad("mape", [2.0, 0.0, -4.0], [2.0, 1.0, -5.0], reduction="sum")
+    assert list(g) == [0.0, 1e9, -25.0]
 
 
 def test_clipped_probabilities_get_zero_gradient_and_infinite_logits_stay_finite():

@@ -229,6 +229,35 @@ def test_binary_and_regression_hessians_match_torch():
         np.testing.assert_allclose(h, th, rtol=1e-12, atol=1e-15)
 
 
+def test_keras_catalogue_hessians_match_torch():
+    # Poisson, MSLE (p above its clip) and squared hinge (margins away from the kink) are
+    # exact; MAPE takes MAE's convention times its weight, hinge the exact 0.
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(34)
+    counts = rng.poisson(2.0, size=(5, 3)).astype(np.float64)
+    rates = rng.uniform(0.2, 5.0, size=(5, 3))
+    labels = rng.integers(0, 2, size=(5, 3)).astype(np.float64)
+    margins = rng.choice([-1.0, 1.0], size=(5, 3)) * rng.uniform(0.05, 2.0, size=(5, 3))
+    scores = (1.0 - margins) * (2.0 * labels - 1.0)
+    for name, y, p, torch_loss in [
+        ("poisson", counts, rates, lambda z, t: z - t * (z + 1e-7).log()),
+        ("mean_squared_logarithmic_error", counts, rates,
+         lambda z, t: (z.clamp(min=1e-7).log1p() - t.clamp(min=1e-7).log1p()) ** 2),
+        ("squared_hinge", labels, scores, lambda z, t: F.relu(1.0 - (2.0 * t - 1.0) * z) ** 2),
+        ("hinge", labels, scores, lambda z, t: F.relu(1.0 - (2.0 * t - 1.0) * z)),
+    ]:
+        g, h = cyloss.grad_hess(name, y, p)
+        tg, th = _torch_hess_diag(
+            torch, lambda z: torch_loss(z, torch.tensor(y)).mean(dim=-1).sum(), p)
+        np.testing.assert_allclose(g, tg, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(h, th, rtol=1e-12, atol=1e-15)
+    g, h = cyloss.grad_hess("mape", [2.0, 0.0, -4.0, 5.0], [2.0, 1.0, -5.0, np.nan],
+                            sample_weight=[1.0, 1.0, 2.0, 1.0])
+    assert list(g[:3]) == [0.0, 1e9, -50.0] and list(h[:3]) == [50.0, 1e9, 50.0]
+    assert np.isnan(g[3]) and np.isnan(h[3])
+
+
 def test_regression_hessian_conventions():
     # MAE: gradient sign(e) (0 at e = 0, PyTorch), Hessian 1 (scikit-learn's positive
     # convention); smooth L1 with beta = 0 is L1 and takes the same.

@@ -611,20 +611,38 @@ def test_keras_class_with_sample_weight(keras, name, options, shape, keras_reduc
 
 
 # Every elementwise loss whose table entry names a Keras 3 function, with each option of
-# its grid, errors of every size (1e-8 to 1e3) and an infinite one: a loss added to the
-# table is compared with Keras without a line here.
+# its grid and the extreme inputs of its kind of input (the table's `inputs`): a loss
+# added to the table is compared with Keras without a line here.
 KERAS_ELEMENTWISE = [e for e in cyloss.losses.ELEMENTWISE if e.keras]
+
+# (row 0 of y_true or None to keep it, row 0 of y_pred as a function of y_true's row 0),
+# then y_pred[1, 0]: errors of every size and an infinite one for real inputs; for
+# counts, rates at and below Keras's epsilon, huge ones and negative ones (NaN in Keras's
+# Poisson, clipped in its MSLE); for labels, margins far on both sides, on the kink and
+# an infinite prediction.
+KERAS_EXTREMES = {
+    "real": (None, lambda y: y + np.array([1e3, -30.0, 1e-8, -0.125]), np.inf),
+    "nonnegative": ([0.0, 1e-9, 3.0, 1e6], lambda y: np.array([1e-12, 0.0, 1e-7, 1e7]),
+                    -0.5),
+    "labels": (None, lambda y: np.array([1e3, -1e3, 1.0, -1.0]) * np.where(y > 0, 1, -1),
+               np.inf),
+}
 
 
 @pytest.mark.parametrize("entry", KERAS_ELEMENTWISE, ids=lambda e: e.function)
 def test_keras_elementwise_table(keras, entry):
     case = registry.BY_NAME[entry.function]
     rng = np.random.default_rng(_seed("keras_table", entry.function))
+    row0_true, row0_pred, inf_pred = KERAS_EXTREMES[entry.inputs]
     for _, options in case.options:
         y_true, y_pred = case.make_inputs(rng, (6, 4), np.float64, options)
-        y_pred[0] = y_true[0] + np.array([1e3, -30.0, 1e-8, -0.125])
-        y_pred[1, 0] = np.inf
-        expected = _knp(keras, getattr(keras.losses, entry.keras)(y_true, y_pred, **options))
+        if row0_true is not None:
+            y_true[0] = row0_true
+        y_pred[0] = row0_pred(y_true[0])
+        y_pred[1, 0] = inf_pred
+        with np.errstate(invalid="ignore"):   # Keras's own NaN (Poisson at p < -eps)
+            expected = _knp(keras, getattr(keras.losses, entry.keras)(y_true, y_pred,
+                                                                      **options))
         actual = case.function(y_true, y_pred, **options, reduction="none")
         np.testing.assert_allclose(actual, expected, rtol=KERAS_RTOL, atol=1e-15)
         sw = make_sample_weight(rng, (4,), "full")
@@ -633,6 +651,40 @@ def test_keras_elementwise_table(keras, entry):
         actual = case.cls(**options)(y_true[2:], y_pred[2:], sample_weight=sw)
         assert math.isclose(actual, expected, rel_tol=KERAS_RTOL, abs_tol=1e-15), (
             actual, expected)
+
+
+@pytest.mark.parametrize("entry", KERAS_ELEMENTWISE, ids=lambda e: e.function)
+def test_keras_elementwise_table_invalid_inputs(keras, entry):
+    # Inputs outside a loss's domain (negative counts, labels that are neither 0/1 nor
+    # -1/1, NaN) still give what Keras gives, NaN where Keras's is NaN.
+    rng = np.random.default_rng(_seed("keras_invalid", entry.function))
+    y_true = rng.normal(0.0, 2.0, size=(5, 3))
+    y_pred = rng.normal(0.0, 2.0, size=(5, 3))
+    y_true[0] = [0.0, 1.0, -1.0]            # labels -1, 0 and 1: no conversion
+    y_pred[1] = [-1e-7, -2e-7, 0.0]          # Poisson's p + eps at and below 0
+    y_true[2, 0], y_pred[3, 1] = np.nan, np.nan
+    with np.errstate(all="ignore"):
+        expected = _knp(keras, getattr(keras.losses, entry.keras)(y_true, y_pred))
+    actual = getattr(cyloss, entry.function)(y_true, y_pred, reduction="none")
+    np.testing.assert_allclose(actual, expected, rtol=KERAS_RTOL, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+@pytest.mark.parametrize("labels", [[0.0, 1.0], [-1.0, 1.0], [-1.0, 0.0, 1.0], [0.0, 0.5, 1.0],
+                                    [1.0], [0.0]], ids=str)
+def test_keras_hinge_label_rule(keras, name, labels):
+    # Keras converts y_true to 2 y - 1 only when every value of it is 0 or 1: the one
+    # value that is neither, anywhere in the array, changes every sample's loss.
+    rng = np.random.default_rng(_seed("hinge_rule", name, labels))
+    for dtype in (np.float64, np.int64):
+        y_true = rng.choice(labels, size=(7, 3)).astype(dtype)
+        y_true.reshape(-1)[: len(labels)] = labels   # each label at least once
+        y_pred = rng.normal(0.0, 1.5, size=(7, 3))
+        expected = _knp(keras, getattr(keras.losses, name)(y_true, y_pred))
+        actual = getattr(cyloss, name)(y_true, y_pred, reduction="none")
+        np.testing.assert_allclose(actual, expected, rtol=KERAS_RTOL, atol=1e-15)
+        np.testing.assert_allclose(actual, getattr(reference, name)(
+            y_true, y_pred, reduction="none"), rtol=1e-15, atol=1e-15)
 
 
 @pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])

@@ -20,6 +20,8 @@ import time
 import numpy as np
 
 from cyloss import _chunking
+from cyloss import _validation as V
+from cyloss import losses as _losses
 from cyloss.accumulate import Accumulator
 from cyloss.losses import _ALIASES, ELEMENTWISE, LOSSES, get
 
@@ -256,6 +258,35 @@ def _chunk_rows(lay, files, chunk_size):
     return max(1, int(CHUNK_BYTES // per_row)) if per_row else max(lay.n_rows, 1)
 
 
+def _whole_array_param(loss, lay, y_true, y_pred, rows):
+    """For a loss whose parameter comes from the whole of y_true (Keras's hinge rule):
+    that parameter, from a first pass over the chunks of y_true (the smallest chunk
+    answer, see losses._param_of); None for the other losses."""
+    if not getattr(type(loss), "_prepared", False):
+        return None
+    param = 1.0
+    for start in range(0, max(lay.n_rows, 1), rows):
+        stop = min(start + rows, lay.n_rows)
+        yp = _chunking.take(y_pred.mapped(), lay.y_pred_axis, start, stop)
+        yt = _chunking.take(y_true.mapped(), lay.y_true_axis, start, stop)
+        param = min(param, _losses._param_of(type(loss)._kind, yt, yp))
+        del yp, yt
+        if param == 0.0:
+            break
+    return param
+
+
+def _update(acc, param, yt, yp, w):
+    """acc.update(yt, yp, w), with a whole-array parameter fixed when there is one."""
+    if param is None:
+        acc.update(yt, yp, w)
+        return
+    options = acc.loss._call_options()
+    options["reduction"] = V.PARTIAL
+    acc._add(*_losses._with_param(type(acc.loss)._kind, param, yt, yp, sample_weight=w,
+                                  **options))
+
+
 def evaluate(loss, y_true, y_pred, sample_weight=None, chunk_size=None, progress=None):
     """The accumulated loss over ``NpyFile`` inputs: ``(accumulator, layout, n_chunks)``."""
     acc = Accumulator(loss)  # raises for reduction="none" before any data is read
@@ -271,6 +302,7 @@ def evaluate(loss, y_true, y_pred, sample_weight=None, chunk_size=None, progress
     if sample_weight is not None:
         files.append((sample_weight, lay.weight_axis))
     rows = _chunk_rows(lay, files, chunk_size)
+    param = _whole_array_param(loss, lay, y_true, y_pred, rows)
     progress = progress or Progress(0, sys.stderr, False)
     progress.total = lay.n_rows
     n_chunks = 0
@@ -285,7 +317,7 @@ def evaluate(loss, y_true, y_pred, sample_weight=None, chunk_size=None, progress
             w = sample_weight.mapped().reshape(lay.weight_shape)
             w = _chunking.take(w, lay.weight_axis, start, stop)
         try:
-            acc.update(yt, yp, w)
+            _update(acc, param, yt, yp, w)
         except ValueError as exc:
             if lay.y_pred_axis is None:
                 raise

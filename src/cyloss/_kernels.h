@@ -28,7 +28,8 @@ CYL_INLINE double cyl_clip(double p, double lo, double hi)
 
 /* --- elementwise (regression-style) losses --------------------------------------------
  * Each loss is one kernel triple of (y, p, param), param being its option (Huber's delta,
- * smooth L1's beta; ignored by the others):
+ * smooth L1's beta, hinge's label conversion, which the caller derives from y_true;
+ * ignored by the others):
  *   cyl_<name>(y, p, param)       the loss of one element,
  *   cyl_<name>_grad(y, p, param)  d l / d p,
  *   cyl_<name>_hess(y, p, param)  d2 l / d p2,
@@ -166,14 +167,155 @@ CYL_INLINE double cyl_log_cosh_hess(double y, double p, double param)
     return 4.0 * u / (v * v);
 }
 
+/* Keras's backend.epsilon(), which its poisson, MAPE and MSLE use. */
+#define CYL_KERAS_EPS 1e-7
+
+/* Keras 3's poisson: p - y log(p + eps). Plain arithmetic as Keras has it, so invalid
+ * input gives what Keras gives: p + eps < 0 gives NaN, p = -eps gives -inf times y (NaN
+ * for y = 0, not cyl_term's 0). Derivatives exact: 1 - y / (p + eps), y / (p + eps)^2. */
+CYL_INLINE double cyl_poisson(double y, double p, double param)
+{
+    (void)param;
+    return p - y * cyl_log(p + CYL_KERAS_EPS);
+}
+
+CYL_INLINE double cyl_poisson_grad(double y, double p, double param)
+{
+    (void)param;
+    return 1.0 - y / (p + CYL_KERAS_EPS);
+}
+
+CYL_INLINE double cyl_poisson_hess(double y, double p, double param)
+{
+    double q = p + CYL_KERAS_EPS;
+    (void)param;
+    return y / (q * q);
+}
+
+/* Keras 3's mean_absolute_percentage_error: 100 |p - y| / max(|y|, eps), an absolute
+ * error with the weight c = 100 / max(|y|, eps) (the max lets NaN through, as NumPy's).
+ * Derivatives as MAE's times c: c sign(e) (0 at e = 0), Hessian c where the exact one is
+ * 0 (MAE's Newton convention). */
+CYL_INLINE double cyl_mape_scale(double y)
+{
+    double a = fabs(y);
+    return 100.0 / (a < CYL_KERAS_EPS ? CYL_KERAS_EPS : a);
+}
+
+CYL_INLINE double cyl_mape(double y, double p, double param)
+{
+    (void)param;
+    return fabs(p - y) * cyl_mape_scale(y);
+}
+
+CYL_INLINE double cyl_mape_grad(double y, double p, double param)
+{
+    (void)param;
+    return cyl_sign(p - y) * cyl_mape_scale(y);
+}
+
+CYL_INLINE double cyl_mape_hess(double y, double p, double param)
+{
+    double e = p - y;
+    (void)param;
+    return e != e ? e : cyl_mape_scale(y);
+}
+
+/* Keras 3's mean_squared_logarithmic_error: d^2, d = log1p(max(p, eps)) - log1p(max(y,
+ * eps)) (Keras writes log(x + 1); log1p is the same function without the rounding of
+ * x + 1). Gradient 2 d / (1 + p) and Hessian 2 (1 - d) / (1 + p)^2 where p >= eps, 0
+ * where Keras's clip holds p (torch.clamp's gradient, which passes at p == eps); NaN
+ * propagates. */
+CYL_INLINE double cyl_msle_diff(double y, double p)
+{
+    double a = p < CYL_KERAS_EPS ? CYL_KERAS_EPS : p;   /* NaN passes */
+    double b = y < CYL_KERAS_EPS ? CYL_KERAS_EPS : y;
+    return cyl_log1p(a) - cyl_log1p(b);
+}
+
+CYL_INLINE double cyl_msle(double y, double p, double param)
+{
+    double d = cyl_msle_diff(y, p);
+    (void)param;
+    return d * d;
+}
+
+CYL_INLINE double cyl_msle_grad(double y, double p, double param)
+{
+    double d = cyl_msle_diff(y, p);
+    (void)param;
+    return p < CYL_KERAS_EPS ? (d != d ? d : 0.0) : 2.0 * d / (1.0 + p);
+}
+
+CYL_INLINE double cyl_msle_hess(double y, double p, double param)
+{
+    double d = cyl_msle_diff(y, p), q = 1.0 + p;
+    (void)param;
+    return p < CYL_KERAS_EPS ? (d != d ? d : 0.0) : 2.0 * (1.0 - d) / (q * q);
+}
+
+/* Keras 3's hinge and squared_hinge on the margin m = 1 - t p, where t is y, or 2 y - 1
+ * when param != 0: Keras converts labels that are all 0 or 1 to -1 and 1, a decision over
+ * the whole of y_true that the caller makes (_loops.binary_labels) and passes as param.
+ * max(m, 0) lets NaN through (as NumPy's maximum). Derivatives: at the kink m = 0 the
+ * gradient is 0, as torch.relu's and MultiMarginLoss's (only a positive margin pulls);
+ * hinge: -t where m > 0, Hessian 0 (exact: piecewise linear); squared hinge: -2 t m and
+ * 2 t^2 where m > 0, else 0 (exact but at m = 0, where the Hessian jumps). */
+CYL_INLINE double cyl_hinge_label(double y, double param)
+{
+    return param != 0.0 ? 2.0 * y - 1.0 : y;
+}
+
+CYL_INLINE double cyl_hinge(double y, double p, double param)
+{
+    double m = 1.0 - cyl_hinge_label(y, param) * p;
+    return m < 0.0 ? 0.0 : m;
+}
+
+CYL_INLINE double cyl_hinge_grad(double y, double p, double param)
+{
+    double t = cyl_hinge_label(y, param), m = 1.0 - t * p;
+    return m > 0.0 ? -t : (m != m ? m : 0.0);
+}
+
+CYL_INLINE double cyl_hinge_hess(double y, double p, double param)
+{
+    double m = 1.0 - cyl_hinge_label(y, param) * p;
+    return m != m ? m : 0.0;
+}
+
+CYL_INLINE double cyl_squared_hinge(double y, double p, double param)
+{
+    double m = 1.0 - cyl_hinge_label(y, param) * p;
+    double h = m < 0.0 ? 0.0 : m;
+    return h * h;
+}
+
+CYL_INLINE double cyl_squared_hinge_grad(double y, double p, double param)
+{
+    double t = cyl_hinge_label(y, param), m = 1.0 - t * p;
+    return m > 0.0 ? -2.0 * t * m : (m != m ? m : 0.0);
+}
+
+CYL_INLINE double cyl_squared_hinge_hess(double y, double p, double param)
+{
+    double t = cyl_hinge_label(y, param), m = 1.0 - t * p;
+    return m > 0.0 ? 2.0 * t * t : (m != m ? m : 0.0);
+}
+
 /* X(NAME, name) per elementwise loss; the order gives the kind codes (MAE = 0, ...), which
  * losses.py reads back from _loops. */
-#define CYL_ELEMENTWISE(X)   \
-    X(MAE, mae)              \
-    X(MSE, mse)              \
-    X(HUBER, huber)          \
-    X(SMOOTH_L1, smooth_l1)  \
-    X(LOG_COSH, log_cosh)
+#define CYL_ELEMENTWISE(X)           \
+    X(MAE, mae)                      \
+    X(MSE, mse)                      \
+    X(HUBER, huber)                  \
+    X(SMOOTH_L1, smooth_l1)          \
+    X(LOG_COSH, log_cosh)            \
+    X(POISSON, poisson)              \
+    X(MAPE, mape)                    \
+    X(MSLE, msle)                    \
+    X(HINGE, hinge)                  \
+    X(SQUARED_HINGE, squared_hinge)
 
 #define CYL_KIND_(NAME, name) CYL_##NAME,
 enum { CYL_ELEMENTWISE(CYL_KIND_) CYL_N_ELEMENTWISE };

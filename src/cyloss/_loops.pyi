@@ -24,6 +24,7 @@ def regression(
     loss_out: _F | None, write_out: bool, n_threads: int,
     grad_out: _F | None = ..., hess_out: _F | None = ...,
 ) -> _Result: ...
+def binary_labels(y_true: _F) -> float: ...
 def binary(
     y_true: _F, y_pred: _F, weight: _W, has_weight: bool,
     pos_weight: npt.NDArray[np.float64], from_logits: bool, smoothing: float,

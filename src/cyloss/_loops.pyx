@@ -667,6 +667,26 @@ def regression(
                         n_threads, grad_out, hess_out)
 
 
+def binary_labels(const floating[:, :] y_true):
+    """1.0 when every value of `y_true` is 0 or 1, else 0.0 (and 1.0 when it is empty):
+    Keras's rule for converting hinge labels to -1 and 1 (convert_binary_labels_to_hinge),
+    the parameter of the hinge kernels. One serial pass that stops at the first other
+    value (NaN included); no temporaries."""
+    cdef Py_ssize_t i, k, n = y_true.shape[0], width = y_true.shape[1]
+    cdef double v
+    cdef bint binary = True
+    with nogil:
+        for i in range(n):
+            for k in range(width):
+                v = y_true[i, k]
+                if not (v == 0.0 or v == 1.0):
+                    binary = False
+                    break
+            if not binary:
+                break
+    return 1.0 if binary else 0.0
+
+
 def binary(
     const floating[:, :] y_true, const floating[:, :] y_pred,
     weight, bint has_weight,

@@ -43,6 +43,7 @@ dask.array<cyloss-huber, shape=(), dtype=float64, chunksize=(), chunktype=numpy.
 ((2, 2),)
 """
 
+import functools
 import math
 
 import dask.array as da
@@ -80,9 +81,24 @@ def _check_known(x, name):
         )
 
 
+def _with_param(weight, function, kind):
+    """A loss whose parameter comes from the whole of y_true (hinge's label rule) gets it
+    as a last 0-d block, decided over all chunks (_param_graph): the chunk's weights and
+    the function with that parameter fixed."""
+    if kind is None:
+        return weight, function
+    return weight[:-1], functools.partial(_losses._with_param, kind, float(weight[-1]))
+
+
+def _block_param(y_pred, y_true, *, kind, ndim):
+    """One chunk's answer to the whole-array rule (see losses._param_of)."""
+    return np.full((1,) * ndim, _losses._param_of(kind, y_true, y_pred))
+
+
 def _block_partial(y_pred, y_true, *weight, function, options, axis, scalar_weight,
-                   block_info=None):
+                   kind=None, block_info=None):
     """One chunk's ``(num, den, count)``, shaped to sit in the blocks' grid."""
+    weight, function = _with_param(weight, function, kind)
     w = np.squeeze(weight[0], axis=axis) if weight else scalar_weight
     try:
         sums = function(y_true, y_pred, sample_weight=w, reduction=V.PARTIAL, **options)
@@ -94,8 +110,9 @@ def _block_partial(y_pred, y_true, *weight, function, options, axis, scalar_weig
 
 
 def _block_none(y_pred, y_true, *weight, function, options, axis, scalar_weight,
-                block_info=None):
+                kind=None, block_info=None):
     """One chunk's per-sample losses (``reduction="none"``)."""
+    weight, function = _with_param(weight, function, kind)
     w = np.squeeze(weight[0], axis=axis) if weight else scalar_weight
     try:
         out = function(y_true, y_pred, sample_weight=w, reduction="none", **options)
@@ -171,6 +188,16 @@ def _compute(loss, y_true, y_pred, sample_weight):
     kwargs = dict(function=function, options=_options(loss), axis=axis,
                   scalar_weight=scalar_weight)
     token = f"cyloss-{function.__name__}"
+    if getattr(type(loss), "_prepared", False):
+        # Keras's hinge rule looks at the whole of y_true: every chunk answers it, the
+        # smallest answer (a lazy 0-d array) goes to every chunk's loss.
+        kind = type(loss)._kind
+        answers = da.map_blocks(
+            _block_param, arrays[0], arrays[1], kind=kind, ndim=y_pred.ndim,
+            chunks=tuple((1,) * len(c) for c in y_pred.chunks), dtype=np.float64,
+            token=f"{token}-param", meta=np.empty((0,) * y_pred.ndim, dtype=np.float64))
+        arrays.append(answers.min())
+        kwargs["kind"] = kind
     if reduction == "none":
         out = da.map_blocks(
             _block_none, *arrays, drop_axis=axis, dtype=lay.dtype, token=token,

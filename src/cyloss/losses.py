@@ -65,6 +65,14 @@ class Elementwise(NamedTuple):
     param: Param | None = None
     aliases: tuple = ()
     keras: str | None = None   # the Keras 3 function computing the same, if any
+    # The inputs the loss is meant for (any input is accepted; tests draw these): "real",
+    # "nonnegative" (counts or sizes: y >= 0, p >= 0) or "labels" (y in {-1, 1} or
+    # {0, 1}, p real).
+    inputs: str = "real"
+    # A _loops function that gives the kernel's parameter from the whole (validated)
+    # y_true, for a rule over the whole array (hinge's label conversion); None: the
+    # parameter is the option `param`, or 0.
+    prepare: str | None = None
 
 
 #: The elementwise losses. Each entry gives a function, a class, its LOSSES entry and
@@ -127,6 +135,70 @@ ELEMENTWISE = (
         Example("[0.0, 0.0]", "[1.0, -2.0]", "", "0.8793917889204459",
                 "array([0.43378083, 1.32500275])"),
         keras="log_cosh",
+    ),
+    Elementwise(
+        "poisson", "Poisson", "poisson", "Poisson loss",
+        "Poisson loss over the last axis (Keras's ``poisson``).",
+        r"f = p - y \log(p + \epsilon), \quad \epsilon = 10^{-7}",
+        "Keras's form, with its ``epsilon = 1e-7`` inside the logarithm; meant for counts "
+        "``y >= 0`` and rates ``p >= 0``. Other input gives what Keras gives (NaN for "
+        "``p < -epsilon``). PyTorch's ``poisson_nll_loss(log_input=False)`` is "
+        "``p - y log(p + eps)`` with ``eps = 1e-8``.",
+        "``1 - y / (p + epsilon)``; Hessian ``y / (p + epsilon)^2``.",
+        Example("[1.0, 2.0]", "[0.5, 2.0]", "", "0.9034262597200386",
+                "array([1.19314698, 0.61370554])"),
+        keras="poisson", inputs="nonnegative",
+    ),
+    Elementwise(
+        "mean_absolute_percentage_error", "MeanAbsolutePercentageError", "mape",
+        "Mean absolute percentage error",
+        "Mean absolute percentage error over the last axis (Keras's "
+        "``mean_absolute_percentage_error``).",
+        r"f = 100 \, |p - y| / \max(|y|, \epsilon), \quad \epsilon = 10^{-7}",
+        "Keras's form: ``max`` keeps a zero target finite (and lets NaN through).",
+        "``100 sign(e) / max(|y|, epsilon)`` (0 at ``e = 0``, as MAE); Hessian "
+        "``100 / max(|y|, epsilon)`` where the exact one is 0 (MAE's convention).",
+        Example("[2.0, -4.0]", "[1.0, -5.0]", "", "37.5", "array([50., 25.])"),
+        aliases=("mape",), keras="mean_absolute_percentage_error",
+    ),
+    Elementwise(
+        "mean_squared_logarithmic_error", "MeanSquaredLogarithmicError", "msle",
+        "Mean squared logarithmic error",
+        "Mean squared logarithmic error over the last axis (Keras's "
+        "``mean_squared_logarithmic_error``).",
+        r"f = \left(\log(1 + \max(p, \epsilon)) - \log(1 + \max(y, \epsilon))\right)^2,"
+        r" \quad \epsilon = 10^{-7}",
+        "Keras's form: values below ``epsilon`` (negative ones included) count as "
+        "``epsilon``. The logarithms are ``log1p``, where Keras rounds ``1 + x`` first.",
+        "``2 d / (1 + p)`` with ``d`` the difference of logarithms, where "
+        "``p >= epsilon``, and 0 where the clip holds ``p``; Hessian "
+        "``2 (1 - d) / (1 + p)^2`` there, 0 where clipped.",
+        Example("[0.0, 3.0]", "[1.0, 1.0]", "", "0.48045294460349186",
+                "array([0.48045288, 0.48045301])"),
+        aliases=("msle",), keras="mean_squared_logarithmic_error", inputs="nonnegative",
+    ),
+    Elementwise(
+        "hinge", "Hinge", "hinge", "Hinge loss",
+        "Hinge loss over the last axis (Keras's ``hinge``).",
+        r"f = \max(1 - t p, 0)",
+        "``t`` is ``y``, or ``2 y - 1`` when every value of ``y_true`` is 0 or 1: Keras's "
+        "rule (``convert_binary_labels_to_hinge``), decided over the whole array. ""So labels of 0 and 1 only are read as -1 and 1, while labels holding -1, 0 and 1 "
+        "keep their 0s (which give ``f = 1``).",
+        "``-t`` where ``1 - t p > 0``, else 0 (0 at the kink too, as ``torch.relu``); "
+        "Hessian 0 (exact: the loss is piecewise linear).",
+        Example("[0.0, 1.0]", "[0.5, -2.0]", "", "2.25", "array([1.5, 3. ])"),
+        keras="hinge", inputs="labels", prepare="binary_labels",
+    ),
+    Elementwise(
+        "squared_hinge", "SquaredHinge", "squared_hinge", "Squared hinge loss",
+        "Squared hinge loss over the last axis (Keras's ``squared_hinge``).",
+        r"f = \max(1 - t p, 0)^2",
+        "``t`` is ``y``, or ``2 y - 1`` when every value of ``y_true`` is 0 or 1: Keras's "
+        "rule (``convert_binary_labels_to_hinge``), decided over the whole array. ",
+        "``-2 t max(1 - t p, 0)``; Hessian ``2 t^2`` where ``1 - t p > 0``, else 0 "
+        "(0 at the kink).",
+        Example("[-1.0, 1.0]", "[0.5, 2.0]", "", "1.125", "array([2.25, 0.  ])"),
+        keras="squared_hinge", inputs="labels", prepare="binary_labels",
     ),
 )
 
@@ -279,9 +351,15 @@ def _buffers(grad_request, hess_request, prep):
     return grad, grad_view, hess, hess_view
 
 
+# Kind -> the _loops function giving the parameter of a loss whose entry has `prepare`.
+_PREPARE = {}
+
+
 def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_threads,
                  grad_request=None, hess_request=None):
-    if (sample_weight is None and grad_request is None and hess_request is None
+    """``param`` None: the parameter comes from the whole of ``y_true`` (``_PREPARE``);
+    chunked callers that must decide it over all chunks pass it instead."""
+    if (param is not None and sample_weight is None and grad_request is None and hess_request is None
             and (reduction == "mean" or reduction == "sum") and type(reduction) is str):
         # Small plain calls skip the Python-side preparation (same bits; None when the
         # call is not one of them).
@@ -296,6 +374,8 @@ def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_thread
     weight, wexp = _scaled_weights(weight, has_weight)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
+    if param is None:
+        param = _PREPARE[kind](prep.y_true)
     result = _loops.regression(
         kind, param, prep.y_true, prep.y_pred, weight, has_weight, loss_out, write_out,
         resolve_threads(n_threads, prep.n_elements), grad_view,
@@ -303,6 +383,21 @@ def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_thread
     )
     return _finish(result, reduction, loss_out, prep, "regression", grad=grad,
                    grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
+
+
+def _param_of(kind, y_true, y_pred):
+    """The parameter that the loss ``kind`` (an entry with ``prepare``) takes from
+    ``y_true``: chunked callers (``cyloss.dask``, the ``eval`` command) ask each chunk,
+    and the smallest answer is the whole array's (the hinge rule holds only when it holds
+    in every chunk)."""
+    return float(_PREPARE[kind](V.elementwise(y_true, y_pred).y_true))
+
+
+def _with_param(kind, param, y_true, y_pred, *, sample_weight=None, reduction="mean",
+                n_threads=None):
+    """The elementwise loss ``kind`` with its parameter given, as the chunked callers
+    call it once they have decided a ``prepare`` parameter over all chunks."""
+    return _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_threads)
 
 
 # --- functions ----------------------------------------------------------------------------
@@ -841,11 +936,12 @@ class _Elementwise(Loss):
 
     _kind = None
     _param = None   # the option holding the formula's parameter, if any
+    _prepared = False   # the parameter comes from y_true (the entry's `prepare`)
 
     def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
                      hess_request=None):
         o = self._options
-        param = o[self._param] if self._param else 0.0
+        param = o[self._param] if self._param else (None if self._prepared else 0.0)
         return _elementwise(self._kind, param, y_true, y_pred, sample_weight, reduction,
                             o["n_threads"], grad_request, hess_request)
 
@@ -939,8 +1035,11 @@ def _make_elementwise(e):
     p = e.param
     param = f"{p.name}={p.default!r}, " if p else ""
     check = f"    {p.name} = V.{p.check.__name__}({p.name})\n" if p else ""
+    if e.prepare:
+        _PREPARE[kind] = getattr(_loops, e.prepare)
+    value = p.name if p else ("None" if e.prepare else "0.0")
     function = _compile(_FUNCTION_SOURCE, e.function, function=e.function, param=param,
-                        check=check, kind=kind, value=p.name if p else "0.0")
+                        check=check, kind=kind, value=value)
     function.__doc__ = _function_doc(e)
     init = _compile(_INIT_SOURCE, "__init__", function=e.function, param=param,
                     options=f", {p.name}=V.{p.check.__name__}({p.name})" if p else "")
@@ -956,6 +1055,7 @@ def _make_elementwise(e):
         "_defaults": _defaults(e.function, **({p.name: p.default} if p else {})),
         "_kind": kind,
         "_param": p.name if p else None,
+        "_prepared": bool(e.prepare),
     })
     return function, cls
 
