@@ -31,7 +31,9 @@ from hypothesis import strategies as st
 CATEGORICAL = "categorical_crossentropy"
 SPARSE = "sparse_categorical_crossentropy"
 BINARY = "binary_crossentropy"
-REGRESSION = ("mean_absolute_error", "mean_squared_error", "huber", "smooth_l1")
+REGRESSION = ("mean_absolute_error", "mean_squared_error", "huber", "smooth_l1", "log_cosh",
+              "poisson", "mean_absolute_percentage_error",
+              "mean_squared_logarithmic_error", "hinge", "squared_hinge")
 LOSSES = (CATEGORICAL, SPARSE, BINARY, *REGRESSION)
 
 #: SPEC section 3 and the README: every spelling of a reduction and its meaning.
@@ -49,6 +51,12 @@ OPTIONS = {
     "mean_squared_error": (),
     "huber": ("delta",),
     "smooth_l1": ("beta",),
+    "log_cosh": (),
+    "poisson": (),
+    "mean_absolute_percentage_error": (),
+    "mean_squared_logarithmic_error": (),
+    "hinge": (),
+    "squared_hinge": (),
 }
 DEFAULTS = {"from_logits": False, "label_smoothing": 0.0, "axis": -1, "epsilon": 1e-7,
             "ignore_index": None, "class_weight": None, "pos_weight": None, "delta": 1.0,

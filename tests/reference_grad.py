@@ -64,13 +64,18 @@ def _regression(loss, y, p, options):
     elif loss == "mean_absolute_percentage_error":
         g = 100.0 * _sign(e) / np.maximum(np.abs(y), eps)
     elif loss == "mean_squared_logarithmic_error":
-        d = np.log1p(np.maximum(p, eps)) - np.log1p(np.maximum(y, eps))
+        la, lb = np.log1p(np.maximum(p, eps)), np.log1p(np.maximum(y, eps))
+        d = la - lb
         g = np.where(p >= eps, 2.0 * d / (1.0 + p), np.where(np.isnan(d), d, 0.0))
+        # d cancels: its rounding is relative to the logarithms
+        return g, np.where(p >= eps, 2.0 * (np.abs(la) + np.abs(lb)) / (1.0 + p), 0.0)
     elif loss in ("hinge", "squared_hinge"):
         t = reference.hinge_labels(y)
         m = 1.0 - t * p
         slope = -t if loss == "hinge" else -2.0 * t * m
         g = np.where(m > 0, slope, np.where(np.isnan(m), m, 0.0))
+        if loss == "squared_hinge":   # m cancels: its rounding is relative to 1 + |t p|
+            return g, np.where(m > 0, 2.0 * np.abs(t) * (1.0 + np.abs(t * p)), 0.0)
     else:
         raise ValueError(f"no reference gradient for {loss!r}")
     return g, np.abs(g)

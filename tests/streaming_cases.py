@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import cyloss
+import cyloss.losses
 
 N_CLASSES = 5
 CLASS_WEIGHT = [0.5, 2.0, 1.0, 0.0, 3.0]  # a zero weight on purpose
@@ -75,7 +76,16 @@ CASES = [
     Case("huber", {"delta": 2.5}, ()),
     Case("smooth_l1", {"beta": 0.0}, (4,)),
     Case("smooth_l1", {"beta": 0.5}, (3, 4)),
+    Case("log_cosh", {}, (4,)),
+    Case("poisson", {}, (4,)),
+    Case("mean_absolute_percentage_error", {}, ()),
+    Case("mean_squared_logarithmic_error", {}, (3, 4)),
+    Case("hinge", {}, (4,)),
+    Case("squared_hinge", {}, ()),
 ]
+
+# The kind of input of each elementwise loss (cyloss.losses.ELEMENTWISE's `inputs`).
+INPUTS = {e.function: e.inputs for e in cyloss.losses.ELEMENTWISE}
 
 
 def case_params():
@@ -100,6 +110,13 @@ def make_inputs(case, n, rng, dtype=np.float64):
             y = rng.random(shape)
             y = np.where(rng.random(shape) < 0.5, np.round(y), y)
             p = rng.normal(0.0, 3.0, shape) if logits else rng.uniform(0.02, 0.98, shape)
+        elif INPUTS[case.loss] == "nonnegative":
+            y = rng.poisson(2.0, shape).astype(np.float64)
+            p = rng.uniform(0.0, 6.0, shape)
+        elif INPUTS[case.loss] == "labels":
+            # 0/1 labels throughout (Keras's rule maps them to -1/1 in every batch too)
+            y = rng.integers(0, 2, shape).astype(np.float64)
+            p = rng.normal(0.0, 1.5, shape)
         else:
             y = rng.normal(0.0, 2.0, shape)
             p = y + rng.normal(0.0, 1.5, shape) * rng.choice([0.1, 1.0, 3.0], shape)

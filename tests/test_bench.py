@@ -143,7 +143,9 @@ def test_data_is_inside_every_domain():
 
 def test_workload_selection():
     every = _bench.select_workloads()
-    assert len(every) == 88 and len({w.id for w in every}) == 88
+    assert len(every) == 98 and len({w.id for w in every}) == 98
+    catalogue = [w.id for w in every if w.loss in _bench.CATALOGUE_LOSSES]   # issue 14
+    assert len(catalogue) == 10 and all("-1e7-" in i for i in catalogue)
     steps = [w.id for w in every if w.loss in _bench.ADAPTER_LOSSES]     # issue 15
     assert steps == ["torch_ce_step-10000x1000-f32", "torch_ce_step-256x32000-f32",
                      "jax_ce_step-10000x1000-f32", "jax_ce_step-256x32000-f32"]

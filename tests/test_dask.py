@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import cyloss
+import reference
 from streaming_cases import (
     CASES, CLASS_WEIGHT, REDUCTIONS, case_params, make_inputs, make_weights, one_shot,
     sample_shape,
@@ -99,6 +100,30 @@ def test_float32_input():
         assert math.isclose(lazy.compute(scheduler="threads"), expected, rel_tol=RTOL)
     none = cd.sparse_categorical_crossentropy(y_true, yp, reduction="none", **case.options)
     assert none.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+def test_hinge_label_rule_is_decided_over_all_chunks(name):
+    # Keras converts 0/1 labels to -1/1 only when the whole y_true is 0/1: one -1 in the
+    # last chunk keeps every chunk's 0s as they are (each chunk alone would convert).
+    rng = np.random.default_rng(seed(name, "rule"))
+    y = rng.integers(0, 2, size=(N, 3)).astype(np.float64)
+    p = rng.normal(0.0, 1.5, size=(N, 3))
+    values = []
+    for last in (1.0, -1.0):
+        y[-1, -1] = last
+        yt, yp = da.from_array(y, chunks=(30, 3)), da.from_array(p, chunks=(40, 3))
+        function, lazy = getattr(cyloss, name), getattr(cd, name)
+        expected = function(y, p, reduction="none")
+        np.testing.assert_array_equal(
+            lazy(yt, yp, reduction="none").compute(scheduler="threads"), expected)
+        np.testing.assert_allclose(expected, getattr(reference, name)(y, p, reduction="none"),
+                                   rtol=1e-15)
+        for reduction in REDUCTIONS:
+            assert math.isclose(lazy(yt, yp, reduction=reduction).compute(scheduler="threads"),
+                                function(y, p, reduction=reduction), rel_tol=RTOL)
+        values.append(expected[0])
+    assert values[0] != values[1]
 
 
 def test_independent_formulas():

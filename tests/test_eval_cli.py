@@ -92,6 +92,25 @@ def test_equals_the_in_memory_call(tmp_path, capsys, case, reduction, weighted):
     assert status == 0 and float(out) == record["value"]
 
 
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+def test_hinge_label_rule_is_decided_over_the_whole_file(tmp_path, capsys, name):
+    # Keras converts 0/1 labels to -1/1 only when all of y_true is 0/1: a -1 in the last
+    # chunk only keeps the 0s of every chunk (a first pass over y_true decides).
+    rng = np.random.default_rng(zlib.crc32(f"{name}rule".encode()))
+    y = rng.integers(0, 2, size=(N, 3)).astype(np.float64)
+    p = rng.normal(0.0, 1.5, size=(N, 3))
+    values = []
+    for last in (1.0, -1.0):
+        y[-1, -1] = last
+        paths = save(tmp_path, y_true=y, y_pred=p)
+        record = run_json(capsys, name, "--y-true", paths["y_true"], "--y-pred",
+                          paths["y_pred"], "--chunk-size", "7")
+        expected = getattr(cyloss, name)(y, p)
+        assert math.isclose(record["value"], expected, rel_tol=ONE_SHOT_RTOL)
+        values.append(record["value"])
+    assert values[0] != values[1]
+
+
 def test_independent_formula_weighted_mse(tmp_path, capsys):
     rng = np.random.default_rng(1)
     y = rng.normal(size=(1000, 3)).astype(np.float32)

@@ -75,7 +75,8 @@ FUZZ = settings(
 FUZZ_CLI = settings(FUZZ, max_examples=max(1, N_EXAMPLES // 4))
 
 CLASSES = cyloss.LOSSES
-ALIASES = {"mean_absolute_error": "mae", "mean_squared_error": "mse"}
+ALIASES = {"mean_absolute_error": "mae", "mean_squared_error": "mse",
+           "mean_absolute_percentage_error": "mape", "mean_squared_logarithmic_error": "msle"}
 
 # --------------------------------------------------------------------------------------
 # Counting, for a reliability report
@@ -181,8 +182,32 @@ def _sample_terms(call, y_true, y_pred, options):
         if p.ndim >= 2:
             c = c.sum(axis=-1) / max(p.shape[-1], 1)
     else:
-        c = np.zeros(shape)
+        c = _cancelling_terms(call.loss, y, p)
+        if c is None:
+            c = np.zeros(shape)
+        else:
+            # infinite terms give an infinite, NaN or exactly clamped value: no bound
+            c = np.where(np.isfinite(c), c, 0.0)
+            if p.ndim >= 2:
+                c = c.sum(axis=-1) / max(p.shape[-1], 1)
     return np.ones(shape, bool), np.ones(shape), c
+
+
+def _cancelling_terms(loss, y, p):
+    """Per element, the size of the terms an elementwise loss subtracts (its value's
+    rounding error is relative to them), or None where nothing cancels."""
+    eps = reference.EPSILON
+    if loss == "poisson":
+        return np.abs(p) + np.abs(y * np.log(p + eps))
+    if loss == "mean_squared_logarithmic_error":
+        la, lb = np.log1p(np.maximum(p, eps)), np.log1p(np.maximum(y, eps))
+        return 2.0 * np.abs(la - lb) * (np.abs(la) + np.abs(lb))
+    if loss in ("hinge", "squared_hinge"):
+        tp = np.abs(reference.hinge_labels(y) * p)
+        if loss == "hinge":
+            return 1.0 + tp
+        return 2.0 * np.abs(1.0 - reference.hinge_labels(y) * p) * (1.0 + tp)
+    return None
 
 
 def _rtol(call):

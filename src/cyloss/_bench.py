@@ -84,6 +84,15 @@ LOSSES = {
     "sparse_logits_grad": ("sparse", True, "sparse_categorical_crossentropy",
                            {"from_logits": True},
                            "sparse cross-entropy from logits, value and gradient"),
+    # Keras 3's elementwise catalogue (issue 14), at 10^7 elements (CATALOGUE_SIZES).
+    "poisson": ("regression", None, "poisson", {}, "Poisson (Keras's, eps 1e-7 in the log)"),
+    "mape": ("regression", None, "mean_absolute_percentage_error", {},
+             "mean absolute percentage error"),
+    "msle": ("regression", None, "mean_squared_logarithmic_error", {},
+             "mean squared logarithmic error"),
+    "hinge": ("regression", None, "hinge", {}, "hinge (0/1 labels, Keras's rule)"),
+    "squared_hinge": ("regression", None, "squared_hinge", {},
+                      "squared hinge (0/1 labels, Keras's rule)"),
     # One training step's loss through the framework adapters (issue 15): cyloss.torch's
     # forward + backward against F.cross_entropy's; cyloss.jax under jax.jit(jax.value_and_
     # grad) against optax's. float32 only, at the two large class shapes.
@@ -100,6 +109,10 @@ GRADIENT_LOSSES = {"mse_grad", "bce_logits_grad", "cce_logits_grad", "sparse_log
 ADAPTER_LOSSES = {"torch_ce_step", "jax_ce_step"}
 ADAPTER_SHAPES = [(10**4, 1000), (256, 32000)]
 ELEMENTWISE_SIZES = [(10**4,), (10**6,), (10**7,)]
+CATALOGUE_LOSSES = {"poisson", "mape", "msle", "hinge", "squared_hinge"}
+CATALOGUE_SIZES = [(10**7,)]
+COUNT_LOSSES = {"poisson", "msle"}       # y_true counts, y_pred positive rates
+LABEL_LOSSES = {"hinge", "squared_hinge"}  # y_true 0/1, y_pred real scores
 CLASS_SHAPES = [(10**5, 10), (10**4, 1000), (256, 32000)]
 DTYPES = ["float32", "float64"]
 QUICK_IDS = [
@@ -163,6 +176,8 @@ def all_workloads(dtypes=DTYPES):
             shapes = ELEMENTWISE_SIZES if family in ("regression", "binary") else CLASS_SHAPES
             if loss in ADAPTER_LOSSES:
                 shapes = ADAPTER_SHAPES if dtype == "float32" else []
+            if loss in CATALOGUE_LOSSES:
+                shapes = CATALOGUE_SIZES
             out.extend(Workload(loss, shape, dtype) for shape in shapes)
     return out
 
@@ -186,7 +201,9 @@ def make_data(workload, seed=0):
     """Inputs for one workload: ``y_true``, ``y_pred`` (NumPy, C-contiguous) and extras.
 
     Regression: ``y_true ~ N(0, 1)`` and ``y_pred = y_true + N(0, 1)``, so both branches of
-    Huber and smooth L1 run. Binary: 0/1 targets; logits ``3 N(0, 1)``, probabilities
+    Huber and smooth L1 run; Poisson and MSLE: Poisson(2) counts and rates uniform in
+    ``[0.01, 5.01]``; hinge: 0/1 labels (converted by Keras's rule after a scan of
+    ``y_true``) and scores ``1.5 N(0, 1)``, about half of them inside the margin. Binary: 0/1 targets; logits ``3 N(0, 1)``, probabilities
     uniform in ``[0.001, 0.999]``. Classes: logits ``1.5 N(0, 1)`` with the label's raised
     by 2, probabilities their softmax; dense one-hot targets (categorical) or int64 labels
     (sparse, plus a float copy of the labels for scikit-learn).
@@ -195,7 +212,18 @@ def make_data(workload, seed=0):
     dt = np.dtype(workload.dtype)
     family = workload.family
     data = {}
-    if family == "regression":
+    if workload.loss in COUNT_LOSSES:
+        (n,) = workload.shape
+        y_true = rng.poisson(2.0, n).astype(dt)
+        y_pred = rng.random(n, dtype=dt)
+        y_pred *= 5
+        y_pred += 0.01
+    elif workload.loss in LABEL_LOSSES:
+        (n,) = workload.shape
+        y_true = (rng.random(n, dtype=dt) < 0.5).astype(dt)
+        y_pred = rng.standard_normal(n, dtype=dt)
+        y_pred *= 1.5
+    elif family == "regression":
         (n,) = workload.shape
         y_true = rng.standard_normal(n, dtype=dt)
         y_pred = rng.standard_normal(n, dtype=dt)
@@ -298,6 +326,22 @@ def _numpy_fn(workload, y_true, y_pred):
             e = np.abs(y_pred - y_true)
             return float(np.mean(np.where(e < BETA, 0.5 * e * e / BETA, e - 0.5 * BETA)))
         return smooth_l1
+    if loss == "poisson":
+        return lambda: float(np.mean(y_pred - y_true * np.log(y_pred + EPS)))
+    if loss == "mape":
+        return lambda: float(100.0 * np.mean(np.abs(y_true - y_pred)
+                                             / np.maximum(np.abs(y_true), EPS)))
+    if loss == "msle":
+        return lambda: float(np.mean((np.log1p(np.maximum(y_pred, EPS))
+                                      - np.log1p(np.maximum(y_true, EPS))) ** 2))
+    if loss in LABEL_LOSSES:
+        power = 2 if loss == "squared_hinge" else 1
+
+        def hinge():
+            binary = np.all((y_true == 0) | (y_true == 1))
+            t = 2 * y_true - 1 if binary else y_true
+            return float(np.mean(np.maximum(1 - t * y_pred, 0) ** power))
+        return hinge
     if loss == "bce_probs":
         def bce_probs():
             p = np.clip(y_pred, EPS, 1 - EPS)
@@ -370,6 +414,24 @@ def _torch_fn(torch, workload, y_true, y_pred):
         return lambda: F.huber_loss(x, t, delta=DELTA).item()
     if loss == "smooth_l1":
         return lambda: F.smooth_l1_loss(x, t, beta=BETA).item()
+    # Keras's catalogue as plain torch expressions: F.poisson_nll_loss(log_input=False)
+    # puts its eps (1e-8) in the log the same way but is another helper's loss, and torch
+    # has no Keras hinge (F.hinge_embedding_loss is a different loss).
+    if loss == "poisson":
+        return lambda: (x - t * (x + EPS).log()).mean().item()
+    if loss == "mape":
+        return lambda: (100.0 * (t - x).abs() / t.abs().clamp(min=EPS)).mean().item()
+    if loss == "msle":
+        return lambda: ((x.clamp(min=EPS).log1p() - t.clamp(min=EPS).log1p()) ** 2
+                        ).mean().item()
+    if loss in LABEL_LOSSES:
+        power = 2 if loss == "squared_hinge" else 1
+
+        def hinge():
+            binary = bool(((t == 0) | (t == 1)).all())
+            labels = 2 * t - 1 if binary else t
+            return (F.relu(1 - labels * x) ** power).mean().item()
+        return hinge
     if loss == "bce_probs":
         return lambda: F.binary_cross_entropy(x, t).item()
     if loss == "bce_logits":

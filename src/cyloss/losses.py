@@ -182,7 +182,9 @@ ELEMENTWISE = (
         "Hinge loss over the last axis (Keras's ``hinge``).",
         r"f = \max(1 - t p, 0)",
         "``t`` is ``y``, or ``2 y - 1`` when every value of ``y_true`` is 0 or 1: Keras's "
-        "rule (``convert_binary_labels_to_hinge``), decided over the whole array. ""So labels of 0 and 1 only are read as -1 and 1, while labels holding -1, 0 and 1 "
+        "rule (``convert_binary_labels_to_hinge``), decided over the whole array (over all "
+        "chunks in ``cyloss.dask`` and ``python -m cyloss eval``; per batch in an "
+        "``Accumulator``, as in a Keras metric). ""So labels of 0 and 1 only are read as -1 and 1, while labels holding -1, 0 and 1 "
         "keep their 0s (which give ``f = 1``).",
         "``-t`` where ``1 - t p > 0``, else 0 (0 at the kink too, as ``torch.relu``); "
         "Hessian 0 (exact: the loss is piecewise linear).",
@@ -194,7 +196,9 @@ ELEMENTWISE = (
         "Squared hinge loss over the last axis (Keras's ``squared_hinge``).",
         r"f = \max(1 - t p, 0)^2",
         "``t`` is ``y``, or ``2 y - 1`` when every value of ``y_true`` is 0 or 1: Keras's "
-        "rule (``convert_binary_labels_to_hinge``), decided over the whole array. ",
+        "rule (``convert_binary_labels_to_hinge``), decided over the whole array (over all "
+        "chunks in ``cyloss.dask`` and ``python -m cyloss eval``; per batch in an "
+        "``Accumulator``, as in a Keras metric). ",
         "``-2 t max(1 - t p, 0)``; Hessian ``2 t^2`` where ``1 - t p > 0``, else 0 "
         "(0 at the kink).",
         Example("[-1.0, 1.0]", "[0.5, 2.0]", "", "1.125", "array([2.25, 0.  ])"),
@@ -965,7 +969,7 @@ def __init__(self, *, {param}reduction="mean", n_threads=None, name={function!r}
 
 _FUNCTION_DOC = """{summary}
 
-.. math:: l = \\mathrm{{mean}}_k f(e_k), \\quad e = y_\\mathrm{{pred}} - y_\\mathrm{{true}}
+.. math:: {mean}
 
 .. math:: {formula}
 {notes}
@@ -1014,8 +1018,13 @@ def _function_doc(e):
     p = e.param
     param = (f"{p.name} : float, default {p.default!r}\n    ``{p.name} {p.domain}``. "
              f"{p.doc}\n") if p else ""
+    # f(e) of the error, or f of the target y and prediction p (Keras's catalogue)
+    mean = (r"l = \mathrm{mean}_k f(e_k), \quad e = y_\mathrm{pred} - y_\mathrm{true}"
+            if e.formula.startswith("f(e)") else
+            r"l = \mathrm{mean}_k f(y_k, p_k), \quad y = y_\mathrm{true}, "
+            r"\ p = y_\mathrm{pred}")
     return _FUNCTION_DOC.format(
-        summary=e.summary, formula=e.formula, notes=f"\n{e.notes}\n" if e.notes else "",
+        mean=mean, summary=e.summary, formula=e.formula, notes=f"\n{e.notes}\n" if e.notes else "",
         derivatives=e.derivatives, param=param, function=e.function, call=_example_call(e),
         value=e.example.value, per_sample=e.example.per_sample,
     )
