@@ -373,6 +373,12 @@ def _nan_cases():
         ("huber-delta0.3", cyloss.huber, {"delta": 0.3}),
         ("smooth_l1", cyloss.smooth_l1, {}),
         ("smooth_l1-beta0", cyloss.smooth_l1, {"beta": 0.0}),
+        ("log_cosh", cyloss.log_cosh, {}),
+        ("poisson", cyloss.poisson, {}),
+        ("mape", cyloss.mape, {}),
+        ("msle", cyloss.msle, {}),
+        ("hinge", cyloss.hinge, {}),
+        ("squared_hinge", cyloss.squared_hinge, {}),
     ):
         cases.append((name, f, opts, reg_true, reg_pred, 1))
     return [pytest.param(*c[1:], id=c[0]) for c in cases]
@@ -394,8 +400,11 @@ def test_nan_in_y_pred_propagates(function, options, y_true, y_pred, pos, dtype)
 
 @pytest.mark.parametrize(
     "function",
-    [cyloss.mean_absolute_error, cyloss.mean_squared_error, cyloss.huber, cyloss.smooth_l1],
-    ids=["mae", "mse", "huber", "smooth_l1"],
+    [cyloss.mean_absolute_error, cyloss.mean_squared_error, cyloss.huber, cyloss.smooth_l1,
+     cyloss.log_cosh, cyloss.poisson, cyloss.mape, cyloss.msle, cyloss.hinge,
+     cyloss.squared_hinge],
+    ids=["mae", "mse", "huber", "smooth_l1", "log_cosh", "poisson", "mape", "msle", "hinge",
+         "squared_hinge"],
 )
 def test_nan_in_y_true_propagates_regression(function):
     y_true = np.array([0.0, np.nan, 1.0])

@@ -26,6 +26,15 @@ def _reg(rng, n):
     return rng.normal(size=(n, W)), rng.normal(size=(n, W))
 
 
+def _counts(rng, n):
+    return rng.poisson(2.0, size=(n, W)).astype(float), rng.uniform(0.0, 5.0, (n, W))
+
+
+def _labels(rng, n):
+    # 0/1 labels: Keras's hinge rule, a scan of y_true in its own layout, converts them
+    return rng.integers(0, 2, size=(n, W)).astype(float), rng.normal(0, 1.5, (n, W))
+
+
 def _bce_prob(rng, n):
     return rng.integers(0, 2, size=(n, W)).astype(float), rng.uniform(0.02, 0.98, (n, W))
 
@@ -63,6 +72,11 @@ CASES = [
     ("mse", cyloss.mean_squared_error, {}, _reg, "reg"),
     ("huber", cyloss.huber, {"delta": 0.7}, _reg, "reg"),
     ("smooth_l1", cyloss.smooth_l1, {"beta": 0.5}, _reg, "reg"),
+    ("poisson", cyloss.poisson, {}, _counts, "reg"),
+    ("mape", cyloss.mape, {}, _reg, "reg"),
+    ("msle", cyloss.msle, {}, _counts, "reg"),
+    ("hinge", cyloss.hinge, {}, _labels, "reg"),
+    ("squared_hinge", cyloss.squared_hinge, {}, _labels, "reg"),
     ("bce-prob", BCE, {"label_smoothing": 0.1}, _bce_prob, "bce-prob"),
     ("bce-logit", BCE, {"from_logits": True, "pos_weight": [1.0, 2.0, 0.5, 3.0]},
      _bce_logit, "logit"),
@@ -360,6 +374,8 @@ def _int_pred(case, rng, shape):
         return rng.integers(0, 2, shape)
     if kind == "cat-prob":
         return rng.integers(1, 6, shape)
+    if case[3] is _counts:   # rates >= 0 (Poisson's log is NaN below -1e-7)
+        return rng.integers(0, 6, shape)
     return rng.integers(-5, 6, shape)
 
 
