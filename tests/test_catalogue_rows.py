@@ -450,3 +450,40 @@ def test_threads_and_layouts_give_the_same_bits(name):
     yt = y if name == "nll" else np.ascontiguousarray(y.T)
     moved = case.function(yt, np.ascontiguousarray(p.T), axis=0, reduction="sum")
     assert moved == case.function(y, p, reduction="sum")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ROW_LOSSES)
+def test_strided_and_fortran_layouts_give_the_same_bits(name, dtype):
+    # Rows read through any stride: a strided view, a Fortran-ordered copy and a
+    # negative-step view give the contiguous call's values and gradients to the bit.
+    case = registry.BY_NAME[name]
+    rng = np.random.default_rng(_seed("layouts", name))
+    y, p = case.make_inputs(rng, (37, 5), dtype, {}, extremes=False)
+    sw = rng.uniform(0.1, 2.0, size=37)
+    layouts = [
+        (y, p),
+        (y if name == "nll" else np.asfortranarray(y), np.asfortranarray(p)),
+        (np.repeat(y, 2, axis=0)[::2] if name == "nll" else
+         np.repeat(y, 2, axis=1)[:, ::2], np.repeat(p, 2, axis=1)[:, ::2]),
+        (y[::-1][::-1], p[::-1, ::-1][::-1, ::-1]),
+    ]
+    first = None
+    for yy, pp in layouts:
+        runs = [cyloss.value_and_grad(name, yy, pp, sample_weight=sw, reduction=r)
+                for r in ("none", "weighted_mean")]
+        bits = [(np.asarray(v).tobytes(), g.tobytes()) for v, g in runs]
+        assert runs[0][1].dtype == dtype
+        if first is None:
+            first = bits
+        assert bits == first
+
+
+@pytest.mark.parametrize("name", ["kl_divergence", "categorical_hinge", "cosine_similarity"])
+def test_nan_propagates(name):
+    y = np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
+    p = np.array([[0.3, np.nan, 0.4], [0.2, 0.3, 0.5]])
+    out = getattr(cyloss, name)(y, p, reduction="none")
+    assert np.isnan(out[0]) and np.isfinite(out[1])
+    _, g = cyloss.value_and_grad(name, y, p, reduction="sum")
+    assert np.isnan(g[0]).any() and np.isfinite(g[1]).all()
