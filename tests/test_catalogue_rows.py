@@ -487,3 +487,85 @@ def test_nan_propagates(name):
     assert np.isnan(out[0]) and np.isfinite(out[1])
     _, g = cyloss.value_and_grad(name, y, p, reduction="sum")
     assert np.isnan(g[0]).any() and np.isfinite(g[1]).all()
+
+
+# --------------------------------------------------------------------------- #
+# Hostile values: specials among ordinary ones, every dtype and size; never a crash,
+# and the reference's value wherever the reference itself is meaningful
+# --------------------------------------------------------------------------- #
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, 1e300, -1e300, 5e-324, 2.5e-310,
+            1e-8, 1.5, -0.5]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(["kl_divergence", "categorical_hinge", "cosine_similarity"]),
+       seed=st.integers(0, 2**32 - 1), rows=st.integers(0, 9), classes=st.integers(1, 6),
+       dtype=st.sampled_from([np.float64, np.float32, np.float16]),
+       log_input=st.booleans(), log_target=st.booleans(),
+       reduction=st.sampled_from(REDUCTIONS))
+def test_hostile_values(name, seed, rows, classes, dtype, log_input, log_target, reduction):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=(rows, classes))
+    p = rng.normal(size=(rows, classes))
+    for a in (y, p):
+        mask = rng.random(a.shape) < 0.3
+        a[mask] = rng.choice(SPECIALS, size=int(mask.sum()))
+    options = ({"log_input": log_input, "log_target": log_target}
+               if name == "kl_divergence" else {})
+    with np.errstate(all="ignore"):
+        y, p = y.astype(dtype), p.astype(dtype)
+        value, grad = cyloss.value_and_grad(name, y, p, reduction=reduction, **options)
+    assert grad.shape == p.shape
+    assert grad.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    if reduction == "none":
+        assert value.shape == (rows,)
+    else:
+        assert type(value) is float
+    if name == "cosine_similarity":
+        # the reference squares without rescaling: compare rows whose squares are finite
+        with np.errstate(all="ignore"):
+            y64, p64 = y.astype(np.float64), p.astype(np.float64)
+            fine = (np.isfinite(np.sum(y64 * y64, axis=1))
+                    & np.isfinite(np.sum(p64 * p64, axis=1)))
+        y, p = y[fine], p[fine]
+    none = getattr(cyloss, name)(y, p, reduction="none", **options)
+    with np.errstate(all="ignore"):
+        expected = getattr(reference, name)(y.astype(np.float64), p.astype(np.float64),
+                                            reduction="none", **options)
+    if dtype == np.float64:
+        np.testing.assert_allclose(none, expected, rtol=1e-9, atol=1e-300)
+    else:
+        assert np.array_equal(np.isnan(none), np.isnan(expected.astype(np.float32)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(0, 9), classes=st.integers(1, 6),
+       dtype=st.sampled_from([np.float64, np.float32]),
+       ignore_index=st.sampled_from([None, -1, 0, 7]),
+       weighted=st.booleans(), reduction=st.sampled_from(REDUCTIONS))
+def test_hostile_nll(seed, rows, classes, dtype, ignore_index, weighted, reduction):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(-2, classes + 2, size=rows)
+    x = rng.normal(size=(rows, classes))
+    mask = rng.random(x.shape) < 0.3
+    x[mask] = rng.choice(SPECIALS, size=int(mask.sum()))
+    with np.errstate(all="ignore"):
+        x = x.astype(dtype)
+    cw = rng.uniform(0, 2, size=classes) if weighted else None
+    bad = [(i, int(v)) for i, v in enumerate(labels)
+           if v != ignore_index and not 0 <= v < classes]
+    kw = dict(ignore_index=ignore_index, class_weight=cw, reduction=reduction)
+    if bad:
+        i, v = bad[0]
+        with pytest.raises(ValueError, match=rf"label {v} at index \({i},\)"):
+            cyloss.value_and_grad("nll", labels, x, **kw)
+        return
+    value, grad = cyloss.value_and_grad("nll", labels, x, **kw)
+    expected = reference.nll(labels, x.astype(np.float64), **kw)
+    np.testing.assert_allclose(value, expected, rtol=1e-6 if dtype == np.float32 else 1e-12,
+                               atol=1e-300)
+    g_ref = reference_grad.gradient("nll", labels, x, **kw)[0]
+    np.testing.assert_allclose(grad, g_ref, rtol=1e-6, atol=1e-300)
