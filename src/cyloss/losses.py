@@ -501,8 +501,9 @@ def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label
         hess_view, grad_scale, log_probs,
     )
     return _finish(result, reduction, loss_out, prep,
-                   "nll" if log_probs else "sparse_categorical_crossentropy", ignore_index, grad=grad, grad_view=grad_view,
-                   hess=hess, hess_view=hess_view, wexp=wexp, grad_scale=grad_scale)
+                   "nll" if log_probs else "sparse_categorical_crossentropy", ignore_index,
+                   grad=grad, grad_view=grad_view, hess=hess, hess_view=hess_view,
+                   wexp=wexp, grad_scale=grad_scale)
 
 
 def binary_crossentropy(
