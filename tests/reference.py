@@ -31,6 +31,12 @@ REDUCTION_ALIASES = {
     "mean_with_sample_weight": "weighted_mean",
 }
 
+#: The losses whose per-sample loss reduces over a class axis (``axis``).
+CLASS_AXIS_LOSSES = (
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "kl_divergence", "nll",
+    "categorical_hinge", "cosine_similarity",
+)
+
 __all__ = [
     "EPSILON",
     "REDUCTIONS",
@@ -140,7 +146,7 @@ def _mean_last_axis(elementwise: np.ndarray) -> np.ndarray:
 def per_sample_shape(loss: str, y_pred_shape, axis: int = -1) -> tuple:
     """The shape of the ``"none"`` result for ``y_pred`` of the given shape."""
     shape = tuple(y_pred_shape)
-    if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+    if loss in CLASS_AXIS_LOSSES:
         ax = axis % len(shape)
         return shape[:ax] + shape[ax + 1 :]
     return shape[:-1] if len(shape) >= 2 else shape
@@ -415,3 +421,79 @@ mae = mean_absolute_error
 mse = mean_squared_error
 mape = mean_absolute_percentage_error
 msle = mean_squared_logarithmic_error
+
+
+# --------------------------------------------------------------------------- #
+# Row losses of the catalogue (issue 14), from Keras 3's and PyTorch's definitions
+# --------------------------------------------------------------------------- #
+def _rows_last(y_true, y_pred, axis):
+    y = np.moveaxis(_f64(y_true), axis, -1)
+    x = np.moveaxis(_f64(y_pred), axis, -1)
+    if y.shape != x.shape:
+        raise ValueError("reference: shapes differ")
+    return y, x
+
+
+def kl_divergence(y_true, y_pred, *, log_input=False, log_target=False, axis=-1,
+                  epsilon=EPSILON, sample_weight=None, reduction="mean"):
+    """Keras: ``sum y log(y / p)`` with both clipped to [eps, 1]. PyTorch's kl_div with
+    ``log_input`` (y_pred = log p, nothing clipped) and/or ``log_target`` (y_true = log y):
+    ``sum y (log y - log p)``, a zero target contributing 0 unless log p is NaN."""
+    y, x = _rows_last(y_true, y_pred, axis)
+    with np.errstate(all="ignore"):
+        if log_target:
+            q, log_q = np.exp(y), y
+        elif log_input:
+            q, log_q = y, np.log(y)
+        else:
+            q = np.clip(y, epsilon, 1.0)
+            log_q = np.log(q)
+        log_p = x if log_input else np.log(np.clip(x, epsilon, 1.0))
+        terms = np.where((q == 0.0) & ~np.isnan(log_p), 0.0, q * (log_q - log_p))
+    return reduce_losses(terms.sum(axis=-1), sample_weight, reduction)
+
+
+def nll(y_true, y_pred, *, axis=-1, ignore_index=None, class_weight=None,
+        sample_weight=None, reduction="mean"):
+    """PyTorch's nll_loss: ``-class_weight[label] * y_pred[label]``."""
+    x = _f64(y_pred)
+    ax = axis % x.ndim
+    labels = np.asarray(y_true)
+    if labels.ndim == x.ndim:
+        labels = np.squeeze(labels, axis=ax)
+    labels = labels.astype(np.int64)
+    x = np.moveaxis(x, ax, -1)
+    n_classes = x.shape[-1]
+    ignored = np.zeros(labels.shape, bool) if ignore_index is None else labels == ignore_index
+    safe = np.where(ignored, 0, labels)
+    if np.any((safe < 0) | (safe >= n_classes)):
+        raise ValueError("reference: label out of range")
+    cw = np.ones(n_classes) if class_weight is None else _f64(class_weight)
+    picked = np.take_along_axis(x, safe[..., None], axis=-1)[..., 0]
+    losses = np.where(ignored, 0.0, _term(cw[safe], -picked))
+    return reduce_losses(losses, sample_weight, reduction, v=cw[safe], counted=~ignored)
+
+
+nll_loss = nll
+
+
+def categorical_hinge(y_true, y_pred, *, axis=-1, sample_weight=None, reduction="mean"):
+    """Keras: ``max(neg - pos + 1, 0)``, pos = sum y p, neg = max (1 - y) p."""
+    y, p = _rows_last(y_true, y_pred, axis)
+    with np.errstate(all="ignore"):
+        pos = np.sum(y * p, axis=-1)
+        neg = np.max((1.0 - y) * p, axis=-1)
+        losses = np.maximum(neg - pos + 1.0, 0.0)
+    return reduce_losses(losses, sample_weight, reduction)
+
+
+def cosine_similarity(y_true, y_pred, *, axis=-1, epsilon=EPSILON, sample_weight=None,
+                      reduction="mean"):
+    """Keras 3: ``-sum(normalize(y) * normalize(p))``, normalize(v) = v / max(|v|, eps)."""
+    y, p = _rows_last(y_true, y_pred, axis)
+    with np.errstate(all="ignore"):
+        ny = np.sqrt(np.sum(y * y, axis=-1, keepdims=True))
+        np_ = np.sqrt(np.sum(p * p, axis=-1, keepdims=True))
+        losses = -np.sum((y / np.maximum(ny, epsilon)) * (p / np.maximum(np_, epsilon)),
+                         axis=-1)
+    return reduce_losses(losses, sample_weight, reduction)

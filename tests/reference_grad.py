@@ -134,6 +134,9 @@ def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **op
         if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
             g, mag, S, counted, v = _class_gradient(loss, y_true, x, options)
             axis = options.get("axis", -1) % x.ndim
+        elif loss in reference.CLASS_AXIS_LOSSES:
+            g, mag, S, counted, v = _catalogue_gradient(loss, y_true, x, options)
+            axis = options.get("axis", -1) % x.ndim
         else:
             y, p = reference._same_shape(y_true, x)
             if loss == "binary_crossentropy":
@@ -192,4 +195,66 @@ def _class_gradient(loss, y_true, x, options):
         v = cw[safe]
     g, mag = _rows(q, xm, options.get("from_logits", False),
                    options.get("epsilon", reference.EPSILON))
+    return np.moveaxis(g, -1, axis), np.moveaxis(mag, -1, axis), S, counted, v
+
+
+def _catalogue_gradient(loss, y_true, x, options):
+    """The row losses of the catalogue, class axis last while computing:
+
+    - kl_divergence: ``-q_k / p_k`` where ``eps <= p_k <= 1`` (0 outside, NaN for NaN),
+      ``q`` the (clipped, or exp of the log-) target; ``-q_k`` with ``log_input``;
+    - nll: ``-class_weight[label]`` at the label, 0 elsewhere and on ignored samples;
+    - categorical_hinge, where ``l > 0``: ``-y_k``, plus ``1 - y_k`` at the first
+      argmax of ``(1 - y) p``;
+    - cosine_similarity, ``a = 1 / max(|y|, eps)``, ``b = 1 / max(|p|, eps)``, ``c`` the
+      cosine: ``-a b y_k + c b^2 p_k`` (the second term only where ``|p| >= eps``).
+    """
+    axis = options.get("axis", -1) % x.ndim
+    xm = np.moveaxis(x, axis, -1)
+    S = xm.shape[:-1]
+    counted, v = np.ones(S, bool), np.ones(S)
+    eps = options.get("epsilon", reference.EPSILON)
+    if loss == "nll":
+        labels = np.asarray(y_true)
+        if labels.ndim == x.ndim:
+            labels = np.squeeze(labels, axis=axis)
+        labels = labels.astype(np.int64)
+        ignore = options.get("ignore_index")
+        counted = np.ones(S, bool) if ignore is None else labels != ignore
+        safe = np.where(counted, labels, 0)
+        cw = options.get("class_weight")
+        cw = np.ones(xm.shape[-1]) if cw is None else np.asarray(cw, dtype=np.float64)
+        g = np.zeros(xm.shape)
+        np.put_along_axis(g, safe[..., None], -cw[safe][..., None], axis=-1)
+        v = cw[safe]
+        mag = np.abs(g)
+    else:
+        y = np.moveaxis(np.asarray(y_true, dtype=np.float64), axis, -1)
+        if loss == "kl_divergence":
+            log_input = options.get("log_input", False)
+            log_target = options.get("log_target", False)
+            q = np.exp(y) if log_target else (y if log_input else np.clip(y, eps, 1.0))
+            if log_input:
+                g = -q
+            else:
+                inside = (xm >= eps) & (xm <= 1.0)
+                g = np.where(inside, -q / np.where(inside, xm, 1.0),
+                             np.where(np.isnan(xm), np.nan, 0.0))
+            mag = np.abs(g)
+        elif loss == "categorical_hinge":
+            d = (1.0 - y) * xm
+            l = np.max(d, axis=-1) - np.sum(y * xm, axis=-1) + 1.0
+            first = np.argmax(d, axis=-1)
+            top = np.zeros(xm.shape)
+            np.put_along_axis(top, first[..., None], 1.0, axis=-1)
+            g = np.where((l > 0)[..., None], top * (1.0 - y) - y, 0.0)
+            mag = np.where((l > 0)[..., None], np.abs(top * (1.0 - y)) + np.abs(y), 0.0)
+        else:
+            ny = np.sqrt(np.sum(y * y, axis=-1, keepdims=True))
+            nx = np.sqrt(np.sum(xm * xm, axis=-1, keepdims=True))
+            a, b = 1.0 / np.maximum(ny, eps), 1.0 / np.maximum(nx, eps)
+            c = np.sum(y * xm, axis=-1, keepdims=True) * a * b
+            second = np.where(nx >= eps, c * b * b * xm, 0.0)
+            g = -a * b * y + second
+            mag = np.abs(a * b * y) + np.abs(second)
     return np.moveaxis(g, -1, axis), np.moveaxis(mag, -1, axis), S, counted, v

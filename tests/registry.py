@@ -181,6 +181,69 @@ def make_labels(rng, shape, dtype, options, extremes=True):
 
 #: The input generator of each kind of elementwise input (the table's ``inputs``).
 INPUTS = {"real": make_regression, "nonnegative": make_nonnegative, "labels": make_labels}
+def _class_last_shape(shape, axis):
+    moved = list(shape)
+    n_classes = moved.pop(axis % len(shape))
+    return tuple(moved), n_classes
+
+
+def make_kl(rng, shape, dtype, options, extremes=True):
+    """Probability rows (a few exact zeros in the target, and predictions at 0 and above
+    1 where Keras clips), or their logs for log_target / log_input."""
+    axis = options.get("axis", -1)
+    batch, n_classes = _class_last_shape(shape, axis)
+    y = rng.dirichlet(np.ones(n_classes), size=batch)
+    p = rng.dirichlet(np.ones(n_classes), size=batch)
+    if extremes and y.size >= 6:
+        flat = y.reshape(-1)
+        flat[rng.choice(flat.size, size=max(1, flat.size // 8), replace=False)] = 0.0
+        if not options.get("log_input"):
+            flat = p.reshape(-1)
+            idx = rng.choice(flat.size, size=max(2, flat.size // 8), replace=False)
+            flat[idx[: len(idx) // 2]] = 0.0          # clipped up to epsilon
+            flat[idx[len(idx) // 2:]] = 1.5           # clipped down to 1
+    with np.errstate(divide="ignore"):
+        if options.get("log_target"):
+            y = np.log(y)                              # zeros become -inf: contribute 0
+        if options.get("log_input"):
+            p = np.log(p)
+    return _cast(np.moveaxis(y, -1, axis), dtype), _cast(np.moveaxis(p, -1, axis), dtype)
+
+
+def make_nll(rng, shape, dtype, options, extremes=True):
+    labels, logits = make_sparse(rng, shape, np.float64, dict(options, from_logits=True))
+    return labels, _cast(reference.log_softmax(logits, options.get("axis", -1) % len(shape)),
+                         dtype)
+
+
+def make_categorical_hinge(rng, shape, dtype, options, extremes=True):
+    """One-hot targets, a third of the rows in Keras's {-1, 1} form; scores whose hinge
+    is active in some rows and not in others."""
+    axis = options.get("axis", -1)
+    batch, n_classes = _class_last_shape(shape, axis)
+    y = np.eye(n_classes)[rng.integers(0, n_classes, size=batch)]
+    rows = y.reshape(-1, n_classes)
+    signed = rng.random(rows.shape[0]) < 0.3
+    rows[signed] = 2.0 * rows[signed] - 1.0
+    x = rng.normal(0.0, 1.0, size=batch + (n_classes,)) * rng.choice([0.3, 1.0, 3.0],
+                                                                       size=batch + (1,))
+    return _cast(np.moveaxis(y, -1, axis), dtype), _cast(np.moveaxis(x, -1, axis), dtype)
+
+
+def make_cosine(rng, shape, dtype, options, extremes=True):
+    """Random rows; with extremes, a zero row on either side and a row of norm below
+    epsilon (where the clamp is active)."""
+    axis = options.get("axis", -1)
+    batch, n_classes = _class_last_shape(shape, axis)
+    y = rng.normal(size=batch + (n_classes,))
+    x = rng.normal(size=batch + (n_classes,)) * rng.choice([0.01, 1.0, 100.0],
+                                                          size=batch + (1,))
+    rows_y, rows_x = y.reshape(-1, n_classes), x.reshape(-1, n_classes)
+    if extremes and rows_y.shape[0] >= 4:
+        rows_y[0] = 0.0
+        rows_x[1] = 0.0
+        rows_x[2] *= 1e-12
+    return _cast(np.moveaxis(y, -1, axis), dtype), _cast(np.moveaxis(x, -1, axis), dtype)
 
 
 # --------------------------------------------------------------------------- #
@@ -232,6 +295,18 @@ BINARY_OPTIONS = tuple(
     )
     + _grid(from_logits=[False], epsilon=[1e-2])
 )
+
+
+KL_OPTIONS = tuple(
+    _grid(log_input=[False, True], log_target=[False, True], axis=[-1, 0, 1])
+    + _grid(epsilon=[1e-2])
+)
+NLL_OPTIONS = tuple(
+    _grid(ignore_index=[None, -100, 2], class_weight=[None, CLASS_WEIGHT])
+    + _grid(axis=[1], ignore_index=[-100], class_weight=[CLASS_WEIGHT])
+)
+AXIS_OPTIONS = tuple(_grid(axis=[-1, 0, 1]))
+COSINE_OPTIONS = AXIS_OPTIONS + tuple(_grid(epsilon=[1e-3]))
 
 
 def _elementwise_shapes(options):
@@ -297,7 +372,51 @@ LOSSES = (
         keras_name="binary_crossentropy",
     ),
     *(_elementwise_case(e) for e in cyloss.losses.ELEMENTWISE),
+    LossCase(
+        "kl_divergence",
+        cyloss.kl_divergence,
+        cyloss.KLDivergence,
+        reference.kl_divergence,
+        make_kl,
+        KL_OPTIONS,
+        _categorical_shapes,
+        keras_name="kl_divergence",
+    ),
+    LossCase(
+        "nll",
+        cyloss.nll,
+        cyloss.NegativeLogLikelihood,
+        reference.nll,
+        make_nll,
+        NLL_OPTIONS,
+        _sparse_shapes,
+        aliases=("nll_loss",),
+    ),
+    LossCase(
+        "categorical_hinge",
+        cyloss.categorical_hinge,
+        cyloss.CategoricalHinge,
+        reference.categorical_hinge,
+        make_categorical_hinge,
+        AXIS_OPTIONS,
+        _categorical_shapes,
+        keras_name="categorical_hinge",
+    ),
+    LossCase(
+        "cosine_similarity",
+        cyloss.cosine_similarity,
+        cyloss.CosineSimilarity,
+        reference.cosine_similarity,
+        make_cosine,
+        COSINE_OPTIONS,
+        _categorical_shapes,
+        keras_name="cosine_similarity",
+    ),
 )
+
+#: Losses with a class axis, and those of them whose y_true holds labels.
+CLASS_AXIS_LOSSES = reference.CLASS_AXIS_LOSSES
+LABEL_LOSSES = ("sparse_categorical_crossentropy", "nll")
 
 BY_NAME = {case.name: case for case in LOSSES}
 

@@ -31,7 +31,10 @@ class Case(NamedTuple):
     @property
     def kind(self):
         return {"categorical_crossentropy": "categorical",
-                "sparse_categorical_crossentropy": "sparse"}.get(self.loss, "elementwise")
+                "sparse_categorical_crossentropy": "sparse",
+                "kl_divergence": "categorical", "categorical_hinge": "categorical",
+                "cosine_similarity": "categorical",
+                "nll": "sparse"}.get(self.loss, "elementwise")
 
     def id(self):
         parts = [self.loss]
@@ -82,6 +85,16 @@ CASES = [
     Case("mean_squared_logarithmic_error", {}, (3, 4)),
     Case("hinge", {}, (4,)),
     Case("squared_hinge", {}, ()),
+    Case("kl_divergence", {}, (N_CLASSES,)),
+    Case("kl_divergence", {"log_input": True, "log_target": True, "axis": 1},
+         (N_CLASSES, 3)),
+    Case("kl_divergence", {"epsilon": 1e-2, "log_target": True}, (N_CLASSES,)),
+    Case("nll", {"ignore_index": -100, "class_weight": CLASS_WEIGHT}, (N_CLASSES,)),
+    Case("nll", {"axis": 1, "ignore_index": 2}, (N_CLASSES, 3)),
+    Case("categorical_hinge", {}, (N_CLASSES,)),
+    Case("categorical_hinge", {"axis": 1}, (N_CLASSES, 3)),
+    Case("cosine_similarity", {}, (N_CLASSES,)),
+    Case("cosine_similarity", {"axis": -2, "epsilon": 1e-3}, (N_CLASSES, 3)),
 ]
 
 # The kind of input of each elementwise loss (cyloss.losses.ELEMENTWISE's `inputs`).

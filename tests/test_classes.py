@@ -27,6 +27,10 @@ CLASSES = {
     "MeanSquaredError": cyloss.mean_squared_error,
     "Huber": cyloss.huber,
     "SmoothL1": cyloss.smooth_l1,
+    "KLDivergence": cyloss.kl_divergence,
+    "NegativeLogLikelihood": cyloss.nll,
+    "CategoricalHinge": cyloss.categorical_hinge,
+    "CosineSimilarity": cyloss.cosine_similarity,
 }
 
 
@@ -73,6 +77,14 @@ CASES = [
     ("Huber", {"delta": 0.5, "reduction": "weighted_mean"}, "reg"),
     ("SmoothL1", {"beta": 0.0, "reduction": "none"}, "reg"),
     ("SmoothL1", {"beta": 2.5, "n_threads": -1}, "reg"),
+    ("KLDivergence", {"log_input": True, "log_target": True, "reduction": "sum"}, "reg"),
+    ("KLDivergence", {"log_input": True, "axis": 1}, "cat-axis1"),
+    ("KLDivergence", {"epsilon": 1e-3, "name": "kld"}, "cat"),
+    ("NegativeLogLikelihood",
+     {"ignore_index": -1, "class_weight": [1.0, 2.0, 0.5], "reduction": "weighted_mean"},
+     "sparse"),
+    ("CategoricalHinge", {"axis": 1, "reduction": "none"}, "cat-axis1"),
+    ("CosineSimilarity", {"axis": 1, "epsilon": 1e-3, "n_threads": 2}, "cat-axis1"),
 ]
 IDS = [f"{c}-{'-'.join(o) or 'defaults'}" for c, o, _ in CASES]
 
@@ -87,6 +99,7 @@ OTHER = {
     "reduction": lambda v: "sum" if v != "sum" else "mean",
     "n_threads": lambda v: 4 if v != 4 else 5,
     "name": lambda v: "another_name",
+    "log_input": lambda v: not v, "log_target": lambda v: not v,
 }
 
 
@@ -138,7 +151,7 @@ def test_defaults_equal_the_function_defaults():
     y, p = _inputs("reg")
     labels, logits = _inputs("sparse-prob")
     for name, fn in CLASSES.items():
-        if name == "SparseCategoricalCrossentropy":
+        if name in ("SparseCategoricalCrossentropy", "NegativeLogLikelihood"):
             assert same(getattr(cyloss, name)()(labels, logits), fn(labels, logits))
         elif name in ("CategoricalCrossentropy", "BinaryCrossentropy"):
             q = np.abs(p) / np.abs(p).sum(-1, keepdims=True)

@@ -132,8 +132,8 @@ def _draw_shape(data, case, options):
     """A random y_pred shape valid for this loss and option set."""
     dim = st.integers(1, 6)
     name = case.name
-    if name in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
-        if name.startswith("sparse"):
+    if name in registry.CLASS_AXIS_LOSSES:
+        if name in registry.LABEL_LOSSES:
             n_classes = registry.N_CLASSES  # class_weight and ignore_index=2 need 5
         else:
             n_classes = data.draw(st.integers(2, 7))
@@ -211,7 +211,7 @@ THREAD_COUNTS = (1, 2, 3, 7)
 
 
 def _big_shape(case, options):
-    if case.name in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+    if case.name in registry.CLASS_AXIS_LOSSES:
         axis = options.get("axis", -1)
         c = registry.N_CLASSES
         if axis == 0:

@@ -4,6 +4,7 @@ Every reference is PyTorch's built-in module on the same tensors, or autograd th
 nothing is compared with cyloss's own output.
 """
 
+import warnings
 import zlib
 
 import numpy as np
@@ -299,3 +300,76 @@ def test_modules_behave_like_torch_modules():
     # Positional arguments in PyTorch's order.
     assert_close(ct.CrossEntropyLoss(None, None, -100, None, "sum")(x, t),
                  nn.CrossEntropyLoss(None, None, -100, None, "sum")(x, t), torch.float32)
+
+
+# --- NLLLoss and KLDivLoss (issue 14) ----------------------------------------------------
+
+NLL_SHAPES = [(7, 5), (3, 5, 4), (5,)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", NLL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted, ignore", [(False, -100), (True, -100), (True, 2)],
+                         ids=["plain", "weight", "weight-ignore2"])
+def test_nll_loss_matches_torch(dtype, shape, reduction, weighted, ignore):
+    x, t = _data("labels", dtype, zlib.crc32(repr((shape, weighted, ignore)).encode()), shape)
+    x = torch.log_softmax(x, dim=1 if len(shape) > 1 else 0)
+    if len(shape) > 1:
+        t.view(-1)[::3] = -100
+    weight = _w(shape[1] if len(shape) > 1 else shape[0], dtype=dtype) if weighted else None
+    kw = dict(weight=weight, ignore_index=ignore, reduction=reduction)
+    xa = x.clone().requires_grad_()
+    xb = x.clone().requires_grad_()
+    if ignore == 2 and len(shape) > 1:
+        t.view(-1)[::3] = 2
+    mine = ct.NLLLoss(**kw)(xa, t)
+    theirs = nn.NLLLoss(**kw)(xb, t)
+    assert mine.dtype == theirs.dtype
+    assert_close(mine, theirs, dtype)
+    mine.sum().backward()
+    theirs.sum().backward()
+    assert_close(xa.grad, xb.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(6, 5), (3, 5, 4)], ids=["6x5", "3x5x4"])
+@pytest.mark.parametrize("reduction", ["batchmean", "sum", "none", "mean"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_matches_torch(dtype, shape, reduction, log_target):
+    g = _gen(zlib.crc32(repr((shape, reduction, log_target)).encode()))
+    x = torch.log_softmax(torch.randn(shape, generator=g, dtype=dtype), dim=1)
+    t = torch.softmax(torch.randn(shape, generator=g, dtype=dtype) * 2, dim=1)
+    if log_target:
+        t = torch.log(t)
+    else:
+        t.view(-1)[::5] = 0.0       # xlogy: a zero target contributes 0
+    xa = x.clone().requires_grad_()
+    xb = x.clone().requires_grad_()
+    mine = ct.KLDivLoss(reduction=reduction, log_target=log_target)(xa, t)
+    with warnings.catch_warnings():   # PyTorch advises batchmean over mean
+        warnings.simplefilter("ignore", UserWarning)
+        theirs = nn.KLDivLoss(reduction=reduction, log_target=log_target)(xb, t)
+    assert mine.shape == theirs.shape and mine.dtype == theirs.dtype
+    assert_close(mine, theirs, dtype)
+    weights = torch.rand(mine.shape, generator=g, dtype=dtype)
+    (mine * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    assert_close(xa.grad, xb.grad, dtype)
+
+
+def test_nll_and_kl_div_functions_and_errors():
+    x = torch.log_softmax(torch.randn(4, 3, dtype=torch.float64), dim=1)
+    t = torch.tensor([0, 2, 1, 1])
+    assert torch.equal(ct.nll_loss(x, t), ct.NLLLoss()(x, t))
+    with pytest.raises(ValueError, match=r"label 3 at index \(1,\)"):
+        ct.nll_loss(x, torch.tensor([0, 3, 1, 1]))
+    with pytest.raises(ValueError, match="target"):
+        ct.nll_loss(x, torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="reduction"):
+        ct.KLDivLoss(reduction="avg")
+    with pytest.raises(ValueError, match="size_average"):
+        ct.NLLLoss(size_average=True)
+    y = torch.softmax(torch.randn(4, 3, dtype=torch.float64), dim=1)
+    assert torch.equal(ct.kl_div(x, y, reduction="batchmean"),
+                       ct.KLDivLoss(reduction="batchmean")(x, y))

@@ -250,8 +250,84 @@ def smooth_l1_loss(input, target, *, reduction="mean", beta=1.0, n_threads=None,
         input, target, reduction, need_grad, grad_out=grad_out)
 
 
-#: functional name -> the function above. A new loss (``nll_loss``, ``kl_div``) is one
-#: function here and a few lines in each adapter.
+# --- nll_loss and kl_div --------------------------------------------------------------------
+
+def nll_loss(input, target, *, weight=None, ignore_index=-100, reduction="mean",
+             n_threads=None, need_grad=True, grad_out=None):
+    """``torch.nn.functional.nll_loss`` on arrays: :func:`cyloss.nll` on class axis 1
+    (axis 0 for an unbatched ``(C,)`` input), PyTorch's ``"mean"`` being cyloss's
+    ``"weighted_mean"``."""
+    reduction = check_reduction(reduction)
+    if input.ndim == 0:
+        raise ValueError("input: nll_loss needs (C,), (N, C) or (N, C, d1, ...) "
+                         "log-probabilities; got a 0-d input")
+    axis = 1 if input.ndim >= 2 else 0
+    per_sample = input.shape[:axis] + input.shape[axis + 1:]
+    if tuple(target.shape) != per_sample or not np.issubdtype(target.dtype, np.integer):
+        raise ValueError(f"target: class indices of an integer dtype and shape "
+                         f"{per_sample} for input of shape {input.shape}; got dtype "
+                         f"{target.dtype} and shape {tuple(target.shape)}")
+    shape = input.shape
+    if input.ndim == 1:
+        input, target = input.reshape(1, -1), target.reshape(1)
+    n_classes = input.shape[1]
+    if weight is not None:
+        weight = np.asarray(weight)
+        if weight.shape != (n_classes,):
+            raise ValueError(f"weight: one weight per class, shape ({n_classes},); got "
+                             f"shape {weight.shape}")
+    loss = _losses.NegativeLogLikelihood(
+        axis=1, ignore_index=ignore_index, class_weight=weight,
+        reduction="weighted_mean" if reduction == "mean" else reduction,
+        n_threads=n_threads)
+    value, grad = _run(loss, target, input, None, need_grad, grad_out)
+    if reduction == "none":
+        value = value.reshape(per_sample)
+    if grad is not None:
+        grad = grad.reshape(shape)
+    return Result(value, grad, axis)
+
+
+def kl_div(input, target, *, reduction="mean", log_target=False, n_threads=None,
+           need_grad=True, grad_out=None):
+    """``torch.nn.functional.kl_div`` on arrays: :func:`cyloss.kl_divergence` with
+    ``log_input=True``. PyTorch's loss is elementwise, so ``"none"`` runs every element as
+    a row of one class (the per-element terms); the reductions run rows of
+    ``input.shape[0]`` and divide the sum by the element count (``"mean"``) or by
+    ``input.shape[0]`` (``"batchmean"``). A zero target (or a ``log_target`` of -inf)
+    contributes 0 even against an input of -inf (PyTorch: NaN)."""
+    if reduction not in ("mean", "batchmean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'batchmean', 'sum' or 'none' "
+                         f"(PyTorch's); got {reduction!r}")
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(f"target: shape {tuple(target.shape)} differs from input's "
+                         f"{tuple(input.shape)} (PyTorch would broadcast; cyloss needs "
+                         "equal shapes)")
+    shape = input.shape
+    if reduction == "none":
+        rows = (input.size, 1)
+    else:
+        rows = (0, 1) if input.size == 0 else (shape[0], -1) if input.ndim else (1, 1)
+    loss = _losses.KLDivergence(log_input=True, log_target=log_target, axis=-1,
+                                reduction="none" if reduction == "none" else "sum",
+                                n_threads=n_threads)
+    value, grad = _run(loss, target.reshape(rows), input.reshape(rows), None, need_grad,
+                       grad_out)
+    divisor = {"mean": input.size, "batchmean": shape[0] if input.ndim else 1}.get(
+        reduction, 1)
+    if reduction == "none":
+        value = value.reshape(shape)
+    elif divisor != 1:
+        value = value / divisor if divisor else math.nan
+        if grad is not None:
+            grad *= (1.0 / divisor) if divisor else math.nan
+    if grad is not None:
+        grad = grad.reshape(shape)
+    return Result(value, grad, None)
+
+
+#: functional name -> the function above. A new loss is one function here and a few
+#: lines in each adapter.
 LOSSES = {
     "cross_entropy": cross_entropy,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
@@ -260,6 +336,8 @@ LOSSES = {
     "mse_loss": mse_loss,
     "huber_loss": huber_loss,
     "smooth_l1_loss": smooth_l1_loss,
+    "nll_loss": nll_loss,
+    "kl_div": kl_div,
 }
 
 

@@ -104,6 +104,17 @@ LOSSES = {
                     {"from_logits": True},
                     "training step through cyloss.jax.cross_entropy "
                     "(jit of value_and_grad)"),
+    # The row losses of the catalogue (issue 14); from_logits "log" marks log-probability
+    # input (the log-softmax of the class data's logits).
+    "kl_probs": ("categorical", False, "kl_divergence", {},
+                 "KL divergence (Keras: clipped probabilities; one-hot targets)"),
+    "kl_logs": ("categorical", "log", "kl_divergence", {"log_input": True},
+                "KL divergence from log-probabilities (PyTorch's kl_div, batchmean)"),
+    "nll": ("sparse", "log", "nll", {}, "negative log-likelihood of log-probabilities"),
+    "categorical_hinge": ("categorical", True, "categorical_hinge", {},
+                          "categorical hinge (one-hot targets, scores)"),
+    "cosine": ("categorical", True, "cosine_similarity", {},
+               "cosine similarity loss (one-hot targets against scores)"),
 }
 GRADIENT_LOSSES = {"mse_grad", "bce_logits_grad", "cce_logits_grad", "sparse_logits_grad"}
 ADAPTER_LOSSES = {"torch_ce_step", "jax_ce_step"}
@@ -244,7 +255,10 @@ def make_data(workload, seed=0):
         y_pred = rng.standard_normal((rows, classes), dtype=dt)
         y_pred *= 1.5
         y_pred[np.arange(rows), labels] += 2
-        if not workload.from_logits:
+        if workload.from_logits == "log":
+            y_pred -= y_pred.max(axis=1, keepdims=True)
+            y_pred -= np.log(np.exp(y_pred).sum(axis=1, keepdims=True))
+        elif not workload.from_logits:
             y_pred -= y_pred.max(axis=1, keepdims=True)
             np.exp(y_pred, out=y_pred)
             y_pred /= y_pred.sum(axis=1, keepdims=True)
@@ -373,6 +387,31 @@ def _numpy_fn(workload, y_true, y_pred):
             p = y_pred[np.arange(len(y_true)), y_true] / y_pred.sum(axis=1)
             return float(-np.mean(np.log(np.clip(p, EPS, 1 - EPS))))
         return sparse_probs
+    if loss == "kl_probs":
+        def kl_probs():
+            y = np.clip(y_true, EPS, 1)
+            return float(np.mean(np.sum(y * np.log(y / np.clip(y_pred, EPS, 1)), axis=1)))
+        return kl_probs
+    if loss == "kl_logs":
+        def kl_logs():
+            pos = y_true > 0           # xlogy: a zero target contributes 0
+            y = np.where(pos, y_true, 1)
+            return float(np.mean(np.sum(np.where(pos, y * (np.log(y) - y_pred), 0), axis=1)))
+        return kl_logs
+    if loss == "nll":
+        return lambda: float(-np.mean(y_pred[np.arange(len(y_true)), y_true]))
+    if loss == "categorical_hinge":
+        def categorical_hinge():
+            pos = np.sum(y_true * y_pred, axis=1)
+            neg = np.max((1 - y_true) * y_pred, axis=1)
+            return float(np.mean(np.maximum(neg - pos + 1, 0)))
+        return categorical_hinge
+    if loss == "cosine":
+        def cosine():
+            ny = np.maximum(np.sqrt(np.sum(y_true * y_true, axis=1)), EPS)
+            np_ = np.maximum(np.sqrt(np.sum(y_pred * y_pred, axis=1)), EPS)
+            return float(-np.mean(np.sum(y_true * y_pred, axis=1) / (ny * np_)))
+        return cosine
     raise KeyError(loss)
 
 
@@ -451,6 +490,21 @@ def _torch_fn(torch, workload, y_true, y_pred):
             p = (x.gather(1, index).squeeze(1) / x.sum(dim=1)).clamp_(EPS, 1 - EPS)
             return -p.log_().mean().item()
         return sparse_probs
+    if loss == "kl_probs":
+        return lambda: F.kl_div(x.clamp(EPS, 1).log(), t.clamp(EPS, 1),
+                                reduction="batchmean").item()
+    if loss == "kl_logs":
+        return lambda: F.kl_div(x, t, reduction="batchmean").item()
+    if loss == "nll":
+        return lambda: F.nll_loss(x, t).item()
+    if loss == "categorical_hinge":
+        def categorical_hinge():
+            pos = (t * x).sum(dim=1)
+            neg = ((1 - t) * x).amax(dim=1)
+            return (neg - pos + 1).clamp_(min=0).mean().item()
+        return categorical_hinge
+    if loss == "cosine":
+        return lambda: -F.cosine_similarity(x, t, dim=1, eps=EPS).mean().item()
     raise KeyError(loss)
 
 

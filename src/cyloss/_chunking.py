@@ -22,6 +22,10 @@ from cyloss import _validation as V
 _KINDS = {
     "categorical_crossentropy": "categorical",
     "sparse_categorical_crossentropy": "sparse",
+    "kl_divergence": "categorical",
+    "categorical_hinge": "categorical",
+    "cosine_similarity": "categorical",
+    "nll": "sparse",
 }
 
 

@@ -47,6 +47,10 @@ def _param_options():
 # (flag, keyword, type, metavar, help): every option of the loss classes.
 _OPTIONS = [
     ("--from-logits", "from_logits", None, None, "y_pred holds logits (cross-entropies)"),
+    ("--log-input", "log_input", None, None,
+     "y_pred holds log-probabilities (kl_divergence)"),
+    ("--log-target", "log_target", None, None,
+     "y_true holds log-probabilities (kl_divergence)"),
     ("--label-smoothing", "label_smoothing", float, "S", "label smoothing in [0, 1]"),
     ("--axis", "axis", int, "AXIS", "class axis of y_pred (categorical, sparse; default -1)"),
     ("--ignore-index", "ignore_index", int, "LABEL",

@@ -138,3 +138,25 @@ cdef extern from "_rows.h" nogil:
     int cyl_categorical_logits_rows8_f64(const double* y, const double* x, Py_ssize_t C,
                                          Py_ssize_t n, double keep, double spread,
                                          cyl_acc* sums) noexcept
+
+    # _rows.h, the catalogue's row losses: the row's loss, and w * its gradient through
+    # g's byte stride gsb when g is not NULL
+    int CYL_KL_KERAS, CYL_KL_LOG_INPUT, CYL_KL_LOG_TARGET
+    double cyl_row_kl_f32(const float* y, Py_ssize_t ysb, const float* x, Py_ssize_t sb,
+                          Py_ssize_t C, int mode, double lo, float* g, Py_ssize_t gsb,
+                          double w) noexcept
+    double cyl_row_kl_f64(const double* y, Py_ssize_t ysb, const double* x, Py_ssize_t sb,
+                          Py_ssize_t C, int mode, double lo, double* g, Py_ssize_t gsb,
+                          double w) noexcept
+    double cyl_row_cat_hinge_f32(const float* y, Py_ssize_t ysb, const float* x,
+                                 Py_ssize_t sb, Py_ssize_t C, float* g, Py_ssize_t gsb,
+                                 double w) noexcept
+    double cyl_row_cat_hinge_f64(const double* y, Py_ssize_t ysb, const double* x,
+                                 Py_ssize_t sb, Py_ssize_t C, double* g, Py_ssize_t gsb,
+                                 double w) noexcept
+    double cyl_row_cosine_f32(const float* y, Py_ssize_t ysb, const float* x, Py_ssize_t sb,
+                              Py_ssize_t C, double eps, float* g, Py_ssize_t gsb,
+                              double w) noexcept
+    double cyl_row_cosine_f64(const double* y, Py_ssize_t ysb, const double* x,
+                              Py_ssize_t sb, Py_ssize_t C, double eps, double* g,
+                              Py_ssize_t gsb, double w) noexcept

@@ -41,7 +41,19 @@ def sparse(
     class_weight: _W, has_class_weight: bool, has_ignore: bool, ignore_index: int,
     from_logits: bool, smoothing: float, lo: float, hi: float, loss_out: _F | None,
     write_out: bool, n_threads: int,
-    grad_out: _F | None = ..., hess_out: _F | None = ...,
+    grad_out: _F | None = ..., hess_out: _F | None = ..., grad_scale: float = ...,
+    log_probs: bool = ...,
+) -> _Result: ...
+ROW_KL: int
+ROW_CAT_HINGE: int
+ROW_COSINE: int
+KL_KERAS: int
+KL_LOG_INPUT: int
+KL_LOG_TARGET: int
+def catalogue_rows(
+    kind: int, mode: int, param: float, y_true: _F, y_pred: _F, weight: _W,
+    has_weight: bool, loss_out: _F | None, write_out: bool, n_threads: int,
+    grad_out: _F | None = ..., grad_scale: float = ...,
 ) -> _Result: ...
 def simd_path() -> str: ...
 def vecmath(name: str, x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None: ...

@@ -67,6 +67,8 @@ from cyloss._kernels cimport (
     cyl_row_grad_kept_f32, cyl_regression_sum_grad_f32,
     cyl_regression_sum_grad_f64, cyl_binary_sum_grad_f32, cyl_binary_sum_grad_f64,
     cyl_acc, cyl_acc_init, cyl_acc_add, cyl_acc_total, cyl_two_sum_add, cyl_unless,
+    CYL_KL_KERAS, CYL_KL_LOG_INPUT, CYL_KL_LOG_TARGET, cyl_row_kl_f32, cyl_row_kl_f64,
+    cyl_row_cat_hinge_f32, cyl_row_cat_hinge_f64, cyl_row_cosine_f32, cyl_row_cosine_f64,
 )
 
 # Error codes, mirrored in _validation.py which turns them into messages.
@@ -1065,7 +1067,7 @@ cdef void _sparse_block(
     bint from_logits, double smoothing, double lo, double hi,
     floating[:] loss_out, bint write_out, floating[:, :, :] grad, bint write_grad,
     floating[:, :, :] hess, bint write_hess, double grad_scale,
-    Py_ssize_t start, Py_ssize_t end, Block* blk,
+    Py_ssize_t start, Py_ssize_t end, Block* blk, bint log_probs,
 ) noexcept nogil:
     cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
     cdef Py_ssize_t psb = y_pred.strides[1]
@@ -1097,7 +1099,7 @@ cdef void _sparse_block(
         if from_logits and n_classes <= SMALL_CLASSES:
             fast = _sparse_rows8(&y_pred[start, 0, 0], n_classes, &labels[start],
                                  m_samples, &acc)
-        elif floating is float and not from_logits:
+        elif floating is float and not from_logits and not log_probs:
             fast = cyl_sparse_prob_rows_f32(&y_pred[start, 0, 0], n_classes, &labels[start],
                                             m_samples, lo, hi, &acc)
     if fast == 0:
@@ -1127,7 +1129,10 @@ cdef void _sparse_block(
         xr = &y_pred[a, 0, c]
         cw = class_weight[label] if has_class_weight else 1.0
         smooth = 0.0
-        if from_logits:
+        if log_probs:
+            # nll: y_pred holds log-probabilities, taken as they are (PyTorch's nll_loss)
+            nll = -_at(xr, label * psb)[0]
+        elif from_logits:
             lognorm = _row_logits_grad(xr, psb, n_classes, &mx, kept, grad, a, c)
             xl = _at(xr, label * psb)[0]
             nll = cyl_unless(xl == mx, mx - xl) + lognorm
@@ -1154,7 +1159,11 @@ cdef void _sparse_block(
         l = w * l
         if write_out:
             loss_out[si] = <floating>l
-        if write_grad and from_logits:
+        if write_grad and log_probs:
+            for k in range(n_classes):
+                grad[a, k, c] = 0
+            grad[a, label, c] = <floating>(-(w * grad_scale) * cw)
+        elif write_grad and from_logits:
             # d/dx_k sum_j cw_j q_j (-log softmax(x)_j) = p_k Q - cw_k q_k,
             # Q = sum_j cw_j q_j.
             qsum = keep * cw + (spread * cw_sum if has_class_weight else smoothing)
@@ -1176,10 +1185,11 @@ def sparse(
     bint has_ignore, int64_t ignore_index,
     bint from_logits, double smoothing, double lo, double hi,
     loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
-    double grad_scale=1.0,
+    double grad_scale=1.0, bint log_probs=False,
 ):
     """Sparse (integer-label) cross-entropy over y_pred viewed as (outer, classes, inner);
-    ``grad_scale`` as in `categorical`."""
+    ``grad_scale`` as in `categorical`. With ``log_probs`` y_pred holds log-probabilities
+    (the negative log-likelihood: ``from_logits`` False, no smoothing)."""
     # Optional arrays are acquired only when used: each buffer acquisition costs time
     # that matters for small inputs.
     cdef const double[:] w_view
@@ -1203,6 +1213,8 @@ def sparse(
     cdef const double[:] cw_view
     if has_class_weight:
         cw_view = class_weight
+    _require(not log_probs or (not from_logits and smoothing == 0.0 and not write_hess),
+             "log-probability input takes no from_logits, smoothing or Hessian")
     cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
     cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
@@ -1225,13 +1237,134 @@ def sparse(
                     _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                                   has_ignore, ignore_index, from_logits, smoothing, lo, hi,
                                   out_view, write_out, g_view, write_grad, h_view, write_hess,
-                                  grad_scale, b * size, min(n, (b + 1) * size), &blocks[b])
+                                  grad_scale, b * size, min(n, (b + 1) * size), &blocks[b],
+                                  log_probs)
         else:
             for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
                 _sparse_block(labels, y_pred, w_view, has_weight, cw_view, has_class_weight,
                               has_ignore, ignore_index, from_logits, smoothing, lo, hi,
                               out_view, write_out, g_view, write_grad, h_view, write_hess,
-                              grad_scale, b * size, min(n, (b + 1) * size), &blocks[b])
+                              grad_scale, b * size, min(n, (b + 1) * size), &blocks[b],
+                              log_probs)
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- rows of the catalogue: KL divergence, categorical hinge, cosine similarity ----------
+# The blocks, threads and fixed combination order of `categorical`, one row kernel of
+# _rows.h per loss. None of them has invalid data to report: KL's Keras form clips, and
+# its PyTorch forms give NaN where PyTorch does.
+
+cdef enum:
+    CAT_KL = 0
+    CAT_HINGE = 1
+    CAT_COSINE = 2
+
+ROW_KL, ROW_CAT_HINGE, ROW_COSINE = CAT_KL, CAT_HINGE, CAT_COSINE
+KL_KERAS, KL_LOG_INPUT, KL_LOG_TARGET = CYL_KL_KERAS, CYL_KL_LOG_INPUT, CYL_KL_LOG_TARGET
+
+
+cdef inline double _catalogue_row(
+    int kind, int mode, double param, const floating* y, Py_ssize_t ysb,
+    const floating* x, Py_ssize_t psb, Py_ssize_t n_classes, floating* g, Py_ssize_t gsb,
+    double w,
+) noexcept nogil:
+    if floating is float:
+        if kind == CAT_KL:
+            return cyl_row_kl_f32(y, ysb, x, psb, n_classes, mode, param, g, gsb, w)
+        if kind == CAT_HINGE:
+            return cyl_row_cat_hinge_f32(y, ysb, x, psb, n_classes, g, gsb, w)
+        return cyl_row_cosine_f32(y, ysb, x, psb, n_classes, param, g, gsb, w)
+    else:
+        if kind == CAT_KL:
+            return cyl_row_kl_f64(y, ysb, x, psb, n_classes, mode, param, g, gsb, w)
+        if kind == CAT_HINGE:
+            return cyl_row_cat_hinge_f64(y, ysb, x, psb, n_classes, g, gsb, w)
+        return cyl_row_cosine_f64(y, ysb, x, psb, n_classes, param, g, gsb, w)
+
+
+cdef void _catalogue_block(
+    int kind, int mode, double param,
+    const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
+    const double[:] weight, bint has_weight, floating[:] loss_out, bint write_out,
+    floating[:, :, :] grad, bint write_grad, double grad_scale,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
+    cdef Py_ssize_t ysb = y_true.strides[1], psb = y_pred.strides[1]
+    cdef Py_ssize_t gsb = grad.strides[1] if write_grad else 0
+    cdef Py_ssize_t i, si, a, c, m_samples = end - start
+    cdef floating* g = NULL
+    cdef double l, w
+    cdef cyl_acc acc, den
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
+    for i in range(m_samples):
+        si = start + i
+        a, c = _split(si, inner)
+        w = weight[si] if has_weight else 1.0
+        if write_grad:
+            g = &grad[a, 0, c]
+        l = _catalogue_row(kind, mode, param, &y_true[a, 0, c], ysb, &y_pred[a, 0, c], psb,
+                           n_classes, g, gsb, w * grad_scale)
+        if has_weight:
+            l = w * l
+            cyl_acc_add(&den, i, m_samples, w)
+        if write_out:
+            loss_out[si] = <floating>l
+        cyl_acc_add(&acc, i, m_samples, l)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m_samples,
+         m_samples)
+
+
+def catalogue_rows(
+    int kind, int mode, double param,
+    const floating[:, :, :] y_true, const floating[:, :, :] y_pred,
+    weight, bint has_weight, loss_out, bint write_out, int n_threads, grad_out=None,
+    double grad_scale=1.0,
+):
+    """A row loss of the catalogue (`kind`: ROW_KL with its `mode` and clip bound `param`,
+    ROW_CAT_HINGE, ROW_COSINE with its epsilon `param`) over arrays viewed as (outer,
+    classes, inner); ``grad_scale`` as in `categorical`."""
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    cdef floating[:, :, :] g_view
+    cdef bint write_grad = grad_out is not None
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
+    if write_grad:
+        g_view = grad_out
+        _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1]
+                 and g_view.shape[2] == y_pred.shape[2], "grad_out shape differs from y_pred")
+    cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
+    cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    _require(0 <= kind <= CAT_COSINE, "unknown row loss")
+    _require(0 <= mode <= 3, "unknown KL mode")
+    _require(y_true.shape[0] == y_pred.shape[0] and y_true.shape[1] == y_pred.shape[1]
+             and y_true.shape[2] == y_pred.shape[2], "shapes differ")
+    _require(y_pred.shape[1] > 0 or n == 0, "no classes")
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
+    if n == 0:
+        return (0.0, 0.0, 0, ERR_NONE, -1, -1)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        if team == 1:
+            with nogil:
+                for b in range(n_blocks):
+                    _catalogue_block(kind, mode, param, y_true, y_pred, w_view, has_weight,
+                                     out_view, write_out, g_view, write_grad, grad_scale,
+                                     b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
+                _catalogue_block(kind, mode, param, y_true, y_pred, w_view, has_weight,
+                                 out_view, write_out, g_view, write_grad, grad_scale,
+                                 b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)

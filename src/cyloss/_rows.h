@@ -1185,4 +1185,178 @@ CYL_DEFINE_CATEGORICAL_SMALL(f32, float)
 #endif
 CYL_DEFINE_CATEGORICAL_SMALL(f64, double)
 
+/* --- row losses of the catalogue: KL divergence, categorical hinge, cosine similarity ---
+ * One row of C classes of y_true (y, byte stride ysb) and y_pred (x, stride sb); each
+ * function returns the row's loss and, when g is not NULL, writes w * d loss / d x_k
+ * through g's byte stride gsb. Every sum over the row uses the fixed 8-lane pattern
+ * (CYL_FOR_LANES), so any layout gives the same bits. Arithmetic is in double for both
+ * dtypes. */
+
+#define CYL_GAT(T, g, k, gsb) (*(T *)((char *)(g) + (ptrdiff_t)(k) * (gsb)))
+
+/* KL divergence modes: bit 0 set when y_pred holds log-probabilities (PyTorch's input),
+ * bit 1 when y_true does (log_target). Mode 0 is Keras's clipped formula. */
+#define CYL_KL_KERAS 0
+#define CYL_KL_LOG_INPUT 1
+#define CYL_KL_LOG_TARGET 2
+
+/* One class's term. Keras: y, p clipped to [lo, 1], y log(y / p). Otherwise nothing on
+ * the log side is clipped and a zero target contributes 0 (xlogy), even against an
+ * infinite log-probability, unless the prediction is NaN. */
+CYL_INLINE double cyl_kl_term(int mode, double y, double x, double lo)
+{
+    double e, lp;
+    switch (mode) {
+    case CYL_KL_KERAS:
+        e = cyl_clip(y, lo, 1.0);
+        return e * cyl_log(e / cyl_clip(x, lo, 1.0));
+    case CYL_KL_LOG_INPUT:
+        return cyl_unless(y == 0.0 && x == x, y * (cyl_log(y) - x));
+    case CYL_KL_LOG_TARGET:
+        e = cyl_exp(y);
+        lp = cyl_clip(x, lo, 1.0);
+        return cyl_unless(e == 0.0 && lp == lp, e * (y - cyl_log(lp)));
+    default:
+        e = cyl_exp(y);
+        return cyl_unless(e == 0.0 && x == x, e * (y - x));
+    }
+}
+
+/* d term / d x: the clip passes the gradient where lo <= x <= 1 (torch.clamp's
+ * convention) and gives 0 outside; a NaN prediction gives NaN. */
+CYL_INLINE double cyl_kl_grad(int mode, double y, double x, double lo)
+{
+    double t;
+    switch (mode) {
+    case CYL_KL_KERAS:
+    case CYL_KL_LOG_TARGET:
+        t = mode == CYL_KL_KERAS ? cyl_clip(y, lo, 1.0) : cyl_exp(y);
+        return (lo <= x && x <= 1.0) ? -t / x : (x != x ? x : 0.0);
+    case CYL_KL_LOG_INPUT:
+        return -y;
+    default:
+        return -cyl_exp(y);
+    }
+}
+
+#define CYL_DEFINE_CATALOGUE_ROWS(SUFFIX, T)                                             \
+                                                                                         \
+/* sum_k KL term(y_k, x_k) (see cyl_kl_term), and its gradient. */                       \
+CYL_CLONES static double cyl_row_kl_##SUFFIX(                                            \
+    const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C, int mode,          \
+    double lo, T *g, ptrdiff_t gsb, double w)                                            \
+{                                                                                        \
+    double total = 0.0;                                                                  \
+    CYL_STRIDED2(T, sb, ysb,                                                             \
+        CYL_LANES_INIT(acc);                                                             \
+        CYL_FOR_LANES(C, acc[L] += cyl_kl_term(mode, CYL_AT(T, y, K, YS_),               \
+                                               CYL_AT(T, x, K, S_), lo););               \
+        total = cyl_lanes_total(acc);                                                    \
+    );                                                                                   \
+    if (g != NULL)                                                                       \
+        for (ptrdiff_t k = 0; k < C; k++)                                                \
+            CYL_GAT(T, g, k, gsb) = (T)(w * cyl_kl_grad(mode, CYL_AT(T, y, k, ysb),      \
+                                                         CYL_AT(T, x, k, sb), lo));      \
+    return total;                                                                        \
+}                                                                                        \
+                                                                                         \
+/* Keras's categorical hinge max(neg - pos + 1, 0), pos = sum_k y_k x_k,                 \
+ * neg = max_k (1 - y_k) x_k (plain IEEE products, as Keras). The gradient takes the     \
+ * first maximum (torch.argmax's choice), and is 0 where the hinge is not active (at 0   \
+ * too, as relu's); a NaN loss makes the row's gradient NaN. */                          \
+CYL_CLONES static double cyl_row_cat_hinge_##SUFFIX(                                     \
+    const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C,                    \
+    T *g, ptrdiff_t gsb, double w)                                                       \
+{                                                                                        \
+    double pos = 0.0, neg = -INFINITY, t, l;                                             \
+    ptrdiff_t arg = 0;                                                                   \
+    CYL_STRIDED2(T, sb, ysb,                                                             \
+        CYL_LANES_INIT(acc);                                                             \
+        CYL_FOR_LANES(C, acc[L] += (double)CYL_AT(T, y, K, YS_) * CYL_AT(T, x, K, S_););  \
+        pos = cyl_lanes_total(acc);                                                      \
+    );                                                                                   \
+    for (ptrdiff_t k = 0; k < C; k++) {                                                  \
+        double d = (1.0 - CYL_AT(T, y, k, ysb)) * CYL_AT(T, x, k, sb);                   \
+        if (d > neg || (d != d && neg == neg)) {  /* the first NaN sticks */             \
+            neg = d;                                                                     \
+            arg = k;                                                                     \
+        }                                                                                \
+    }                                                                                    \
+    t = neg - pos + 1.0;                                                                 \
+    l = t > 0.0 ? t : (t != t ? t : 0.0);                                                \
+    if (g != NULL)                                                                       \
+        for (ptrdiff_t k = 0; k < C; k++) {                                              \
+            double yk = CYL_AT(T, y, k, ysb);                                            \
+            double d = l > 0.0 ? w * ((k == arg ? 1.0 - yk : 0.0) - yk)                  \
+                               : (l != l ? l : 0.0);                                     \
+            CYL_GAT(T, g, k, gsb) = (T)d;                                                \
+        }                                                                                \
+    return l;                                                                            \
+}                                                                                        \
+                                                                                         \
+/* Keras's cosine similarity loss -sum_k (y_k a)(x_k b), a = 1 / max(|y|, eps) and       \
+ * b = 1 / max(|x|, eps) (ops.normalize: x min(rsqrt(sum x^2), 1 / eps)). Sums whose     \
+ * squares overflow are taken again with each row scaled by its largest magnitude, so    \
+ * huge finite rows give their cosine, not 0. */                                         \
+CYL_CLONES static double cyl_row_cosine_##SUFFIX(                                        \
+    const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C, double eps,        \
+    T *g, ptrdiff_t gsb, double w)                                                       \
+{                                                                                        \
+    double syy = 0.0, sxx = 0.0, syx = 0.0, sy = 1.0, sx = 1.0;                          \
+    CYL_STRIDED2(T, sb, ysb,                                                             \
+        CYL_LANES_INIT(a_yy);                                                            \
+        CYL_LANES_INIT(a_xx);                                                            \
+        CYL_LANES_INIT(a_yx);                                                            \
+        CYL_FOR_LANES(C, double yv = CYL_AT(T, y, K, YS_);                               \
+                         double xv = CYL_AT(T, x, K, S_);                                \
+                         a_yy[L] += yv * yv;                                             \
+                         a_xx[L] += xv * xv;                                             \
+                         a_yx[L] += yv * xv;);                                           \
+        syy = cyl_lanes_total(a_yy);                                                     \
+        sxx = cyl_lanes_total(a_xx);                                                     \
+        syx = cyl_lanes_total(a_yx);                                                     \
+    );                                                                                   \
+    if (!(isfinite(syy) && isfinite(sxx) && isfinite(syx))) {                            \
+        double my = 0.0, mx = 0.0;                                                       \
+        for (ptrdiff_t k = 0; k < C; k++) {                                              \
+            double yv = fabs((double)CYL_AT(T, y, k, ysb));                              \
+            double xv = fabs((double)CYL_AT(T, x, k, sb));                               \
+            my = yv > my ? yv : my;                                                      \
+            mx = xv > mx ? xv : mx;                                                      \
+        }                                                                                \
+        if (my > 0.0 && mx > 0.0 && isfinite(my) && isfinite(mx)) {                      \
+            CYL_LANES_INIT(a_yy);                                                        \
+            CYL_LANES_INIT(a_xx);                                                        \
+            CYL_LANES_INIT(a_yx);                                                        \
+            CYL_FOR_LANES(C, double yv = CYL_AT(T, y, K, ysb) / my;                      \
+                             double xv = CYL_AT(T, x, K, sb) / mx;                       \
+                             a_yy[L] += yv * yv;                                         \
+                             a_xx[L] += xv * xv;                                         \
+                             a_yx[L] += yv * xv;);                                       \
+            syy = cyl_lanes_total(a_yy);                                                 \
+            sxx = cyl_lanes_total(a_xx);                                                 \
+            syx = cyl_lanes_total(a_yx);                                                 \
+            sy = my;                                                                     \
+            sx = mx;                                                                     \
+        }                                                                                \
+    }                                                                                    \
+    double ny = sy * sqrt(syy), nx = sx * sqrt(sxx);                                     \
+    int clamped = !(nx >= eps);                                                          \
+    double a = 1.0 / (ny >= eps ? ny : eps), b = 1.0 / (clamped ? eps : nx);             \
+    /* cos = (y . x) a b with y . x = sy sx syx */                                       \
+    double cos_ = syx * (sy * a) * (sx * b);                                             \
+    if (g != NULL)                                                                       \
+        for (ptrdiff_t k = 0; k < C; k++) {                                              \
+            double yk = CYL_AT(T, y, k, ysb), xk = CYL_AT(T, x, k, sb);                  \
+            double d = -(yk * a) * b;                                                    \
+            if (!clamped)                                                                \
+                d += cos_ * (xk * b) * b;                                                \
+            CYL_GAT(T, g, k, gsb) = (T)(cos_ != cos_ ? cos_ : w * d);                    \
+        }                                                                                \
+    return -cos_;                                                                        \
+}
+
+CYL_DEFINE_CATALOGUE_ROWS(f32, float)
+CYL_DEFINE_CATALOGUE_ROWS(f64, double)
+
 #endif /* CYLOSS_ROWS_H */

@@ -103,6 +103,15 @@ def check_from_logits(value):
     raise ValueError(f"from_logits must be True or False; got {value!r}")
 
 
+def check_flag(value, name):
+    """A boolean option other than from_logits (log_input, log_target)."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False; got {value!r}")
+
+
 def check_axis(axis):
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise ValueError(f"axis must be an integer; got {axis!r}")

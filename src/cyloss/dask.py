@@ -57,6 +57,11 @@ __all__ = [
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
     "binary_crossentropy",
+    "kl_divergence",
+    "nll",
+    "nll_loss",
+    "categorical_hinge",
+    "cosine_similarity",
     *(e.function for e in _losses.ELEMENTWISE),
     *(a for e in _losses.ELEMENTWISE for a in e.aliases),
 ]
@@ -310,6 +315,87 @@ def binary_crossentropy(
                 from_logits=from_logits, label_smoothing=label_smoothing,
                 pos_weight=pos_weight, reduction=reduction, epsilon=epsilon,
                 n_threads=n_threads)
+
+
+def kl_divergence(
+    y_true, y_pred, *, log_input=False, log_target=False, axis=-1, sample_weight=None,
+    reduction="mean", epsilon=1e-7, n_threads=None,
+):
+    """:func:`cyloss.kl_divergence` on Dask arrays (lazy); ``y_pred`` must not be chunked
+    along ``axis``. Otherwise as :func:`categorical_crossentropy`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> y = da.from_array([[0.2, 0.8], [0.5, 0.5]], chunks=(1, 2))
+    >>> lazy = cyloss.dask.kl_divergence(y, [[0.5, 0.5], [0.5, 0.5]], reduction="sum")
+    >>> round(float(lazy.compute()), 12)
+    0.192744757022
+    """
+    return _run(_losses.KLDivergence, y_true, y_pred, sample_weight, log_input=log_input,
+                log_target=log_target, axis=axis, reduction=reduction, epsilon=epsilon,
+                n_threads=n_threads)
+
+
+def nll(
+    y_true, y_pred, *, axis=-1, ignore_index=None, class_weight=None, sample_weight=None,
+    reduction="mean", n_threads=None,
+):
+    """:func:`cyloss.nll` on Dask arrays (lazy); labels as in
+    :func:`sparse_categorical_crossentropy`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> x = da.from_array([[-1.2, -0.4], [-0.1, -2.3]], chunks=(1, 2))
+    >>> float(cyloss.dask.nll([1, 0], x).compute())
+    0.25
+    """
+    return _run(_losses.NegativeLogLikelihood, y_true, y_pred, sample_weight, axis=axis,
+                ignore_index=ignore_index, class_weight=class_weight, reduction=reduction,
+                n_threads=n_threads)
+
+
+nll_loss = nll
+
+
+def categorical_hinge(
+    y_true, y_pred, *, axis=-1, sample_weight=None, reduction="mean", n_threads=None,
+):
+    """:func:`cyloss.categorical_hinge` on Dask arrays (lazy); ``y_pred`` must not be
+    chunked along ``axis``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> p = da.from_array([[0.3, 0.6, 0.1], [0.2, 0.7, 0.1]], chunks=(1, 3))
+    >>> float(cyloss.dask.categorical_hinge([[0, 1, 0], [1, 0, 0]], p).compute())
+    1.1
+    """
+    return _run(_losses.CategoricalHinge, y_true, y_pred, sample_weight, axis=axis,
+                reduction=reduction, n_threads=n_threads)
+
+
+def cosine_similarity(
+    y_true, y_pred, *, axis=-1, sample_weight=None, reduction="mean", epsilon=1e-7,
+    n_threads=None,
+):
+    """:func:`cyloss.cosine_similarity` on Dask arrays (lazy); ``y_pred`` must not be
+    chunked along ``axis``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> p = da.from_array([[1.0, 0.0], [2.0, 0.0]], chunks=(1, 2))
+    >>> float(cyloss.dask.cosine_similarity([[1.0, 0.0], [0.0, 3.0]], p).compute())
+    -0.5
+    """
+    return _run(_losses.CosineSimilarity, y_true, y_pred, sample_weight, axis=axis,
+                reduction=reduction, epsilon=epsilon, n_threads=n_threads)
 
 
 # The elementwise losses, one per entry of cyloss.losses.ELEMENTWISE, with the in-memory

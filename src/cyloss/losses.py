@@ -210,12 +210,21 @@ __all__ = [
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
     "binary_crossentropy",
+    "kl_divergence",
+    "nll",
+    "nll_loss",
+    "categorical_hinge",
+    "cosine_similarity",
     *(e.function for e in ELEMENTWISE),
     *(a for e in ELEMENTWISE for a in e.aliases),
     "Loss",
     "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy",
     "BinaryCrossentropy",
+    "KLDivergence",
+    "NegativeLogLikelihood",
+    "CategoricalHinge",
+    "CosineSimilarity",
     *(e.cls for e in ELEMENTWISE),
     "ELEMENTWISE",
     "LOSSES",
@@ -559,7 +568,7 @@ def sparse_categorical_crossentropy(
 
 def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label_smoothing,
             sample_weight, reduction, epsilon, n_threads, grad_request=None,
-            hess_request=None):
+            hess_request=None, log_probs=False):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     from_logits = V.check_from_logits(from_logits)
@@ -588,11 +597,12 @@ def _sparse(y_true, y_pred, from_logits, axis, ignore_index, class_weight, label
         ignore_index is not None, ignore_index if ignore_index is not None else 0,
         from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
-        hess_view, grad_scale,
+        hess_view, grad_scale, log_probs,
     )
-    return _finish(result, reduction, loss_out, prep, "sparse_categorical_crossentropy",
-                   ignore_index, grad=grad, grad_view=grad_view,
-                   hess=hess, hess_view=hess_view, wexp=wexp, grad_scale=grad_scale)
+    return _finish(result, reduction, loss_out, prep,
+                   "nll" if log_probs else "sparse_categorical_crossentropy", ignore_index,
+                   grad=grad, grad_view=grad_view, hess=hess, hess_view=hess_view,
+                   wexp=wexp, grad_scale=grad_scale)
 
 
 def binary_crossentropy(
@@ -669,6 +679,262 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
     )
     return _finish(result, reduction, loss_out, prep, "binary_crossentropy", grad=grad,
                    grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
+
+
+# --- row losses of the catalogue: KL divergence, negative log-likelihood, categorical
+# hinge, cosine similarity ------------------------------------------------------------------
+
+def _no_hessian(name):
+    raise NotImplementedError(
+        f"grad_hess is not available for {name}: use value_and_grad or grad (Hessians are "
+        "provided for the cross-entropies from logits and the elementwise losses)"
+    )
+
+
+def _catalogue(kind, mode, param, y_true, y_pred, axis, sample_weight, reduction,
+               n_threads, name, grad_request=None, hess_request=None):
+    """A row loss over the class axis (y_true shaped like y_pred), by one compiled loop."""
+    if hess_request is not None:
+        _no_hessian(name)
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    prep = V.categorical(y_true, y_pred, V.check_axis(axis))
+    weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, wexp = _scaled_weights(weight, has_weight)
+    loss_out, write_out = _loss_out(reduction, prep)
+    grad, grad_view, _, _ = _buffers(grad_request, None, prep)
+    grad_scale = _grad_prescale(reduction, prep.n_samples, grad_request, None, wexp,
+                                reduction == "mean" or not has_weight)
+    result = _loops.catalogue_rows(
+        kind, mode, param, prep.y_true, prep.y_pred, weight, has_weight, loss_out,
+        write_out, resolve_threads(n_threads, prep.n_elements), grad_view, grad_scale,
+    )
+    return _finish(result, reduction, loss_out, prep, name, grad=grad, grad_view=grad_view,
+                   wexp=wexp, grad_scale=grad_scale)
+
+
+def kl_divergence(
+    y_true, y_pred, *, log_input=False, log_target=False, axis=-1, sample_weight=None,
+    reduction="mean", epsilon=1e-7, n_threads=None,
+):
+    r"""Kullback-Leibler divergence of ``y_pred`` from ``y_true`` over the class axis.
+
+    .. math:: l = \sum_c y_c \log \frac{y_c}{p_c}
+
+    Without options this is Keras's ``kl_divergence``: ``y`` and ``p`` are clipped to
+    ``[epsilon, 1]`` first (so a zero target contributes ``epsilon log(epsilon / p)``,
+    not 0). The options give PyTorch's ``kl_div``:
+
+    - ``log_input=True``: ``y_pred`` holds log-probabilities ``x`` (PyTorch's
+      ``input``) and nothing is clipped: ``l = sum_c y_c (log y_c - x_c)``, a zero
+      target contributing 0 (PyTorch's ``xlogy``) even against ``x_c = -inf`` (where
+      PyTorch gives NaN); a negative target gives NaN, as in PyTorch.
+    - ``log_target=True``: ``y_true`` holds log-probabilities ``t``:
+      ``l = sum_c e^{t_c} (t_c - log p_c)`` (``t_c = -inf`` contributes 0); ``y_pred``
+      is clipped as above unless ``log_input``.
+
+    Reductions are over samples (rows): ``"mean"`` is PyTorch's
+    ``reduction="batchmean"`` for 2-D input, ``"sum"`` its ``"sum"``; PyTorch's
+    ``"mean"`` (divided by the number of elements) is ``"mean"`` divided by the number
+    of classes ``C``. For PyTorch's ``(N, C, d...)`` layout pass ``axis=1``; its
+    ``batchmean`` then is ``"sum"`` divided by ``N``.
+
+    Derivative with respect to ``y_pred``: ``-y_c / p_c`` (0 where the clip is active,
+    torch.clamp's convention), and ``-y_c`` with ``log_input``.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Target probabilities (or log-probabilities with ``log_target``), same shape as
+        ``y_pred``.
+    y_pred : array_like
+        Predicted probabilities (or log-probabilities with ``log_input``).
+    log_input, log_target : bool, default False
+    axis : int, default -1
+        The class axis.
+    sample_weight, reduction, n_threads
+        As in :func:`categorical_crossentropy`.
+    epsilon : float in (0, 0.5), default 1e-7
+        The lower clip bound of the probability form.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import math, cyloss
+    >>> round(cyloss.kl_divergence([[0.2, 0.8]], [[0.5, 0.5]]), 12)
+    0.192744757022
+    >>> round(cyloss.kl_divergence([[0.0, 1.0]], [[math.log(0.25), math.log(0.75)]],
+    ...                            log_input=True), 12)
+    0.287682072452
+    """
+    return _kl(y_true, y_pred, log_input, log_target, axis, sample_weight, reduction,
+               epsilon, n_threads)
+
+
+def _kl(y_true, y_pred, log_input, log_target, axis, sample_weight, reduction, epsilon,
+        n_threads, grad_request=None, hess_request=None):
+    mode = ((_loops.KL_LOG_INPUT if V.check_flag(log_input, "log_input") else 0)
+            | (_loops.KL_LOG_TARGET if V.check_flag(log_target, "log_target") else 0))
+    return _catalogue(_loops.ROW_KL, mode, V.check_epsilon(epsilon), y_true, y_pred, axis,
+                      sample_weight, reduction, n_threads, "kl_divergence", grad_request,
+                      hess_request)
+
+
+def nll(
+    y_true, y_pred, *, axis=-1, ignore_index=None, class_weight=None, sample_weight=None,
+    reduction="mean", n_threads=None,
+):
+    r"""Negative log-likelihood of integer labels under log-probabilities (PyTorch's
+    ``nll_loss``).
+
+    .. math:: l = -w_\mathrm{label} \, x_\mathrm{label}
+
+    with ``x = y_pred`` the log-probabilities (taken as they are: no check, no clip) and
+    ``w`` the ``class_weight`` (PyTorch's ``weight=``; 1 when absent). Labels,
+    ``ignore_index`` and ``class_weight`` work as in
+    :func:`sparse_categorical_crossentropy`; ``reduction="weighted_mean"`` is
+    PyTorch's ``"mean"`` (divided by the summed class weights of the counted samples),
+    ``"mean"`` divides by their number. ``ignore_index`` defaults to None, not PyTorch's
+    -100: a label -100 is an error unless asked for. A zero class weight contributes 0
+    even against ``x = -inf`` (PyTorch gives NaN). PyTorch's ``(N, C, d...)`` layout is
+    ``axis=1``.
+
+    Derivative with respect to ``y_pred``: ``-w_label`` at the label, 0 elsewhere (and on
+    ignored samples).
+
+    Parameters
+    ----------
+    y_true : array_like of int
+        Labels in ``[0, C)``, shaped like ``y_pred`` without the class axis.
+    y_pred : array_like
+        Log-probabilities with the classes on ``axis``.
+    axis : int, default -1
+    ignore_index : int, optional
+    class_weight : array_like of shape (C,), optional
+    sample_weight, reduction, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Raises
+    ------
+    ValueError
+        Labels outside ``[0, C)`` (other than ``ignore_index``), non-integer float
+        labels, shape mismatch, bad options.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.nll([1, 0], [[-1.2, -0.4], [-0.1, -2.3]])
+    0.25
+    >>> round(cyloss.nll([1, 0], [[-1.2, -0.4], [-0.1, -2.3]], class_weight=[1.0, 3.0],
+    ...                  reduction="weighted_mean"), 12)
+    0.325
+    """
+    return _nll(y_true, y_pred, axis, ignore_index, class_weight, sample_weight, reduction,
+                n_threads)
+
+
+def _nll(y_true, y_pred, axis, ignore_index, class_weight, sample_weight, reduction,
+         n_threads, grad_request=None, hess_request=None):
+    # The sparse cross-entropy's labels, ignore_index, class weights and counting, with
+    # the row's log-probability read as it is.
+    if hess_request is not None:
+        _no_hessian("nll")
+    return _sparse(y_true, y_pred, False, axis, ignore_index, class_weight, 0.0,
+                   sample_weight, reduction, 1e-7, n_threads, grad_request, None,
+                   log_probs=True)
+
+
+def categorical_hinge(
+    y_true, y_pred, *, axis=-1, sample_weight=None, reduction="mean", n_threads=None,
+):
+    r"""Keras's categorical hinge loss over the class axis.
+
+    .. math:: l = \max(\mathrm{neg} - \mathrm{pos} + 1, 0), \quad
+              \mathrm{pos} = \sum_c y_c p_c, \quad
+              \mathrm{neg} = \max_c (1 - y_c) p_c
+
+    Targets are one-hot rows, used as given: Keras 3 converts ``{0, 1}`` labels to
+    ``{-1, 1}`` for ``hinge`` and ``squared_hinge`` but not here, and neither does
+    cyloss (a ``-1`` target enters the formula as ``-1``). Products follow IEEE (an
+    infinite prediction against a zero target gives NaN, as in Keras).
+
+    Derivative with respect to ``y_pred`` where the hinge is active (``l > 0``):
+    ``-y_c``, plus ``1 - y_c`` at the first class attaining ``neg``; 0 elsewhere.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like
+        The same shape; ``axis`` is the class axis (Keras: the last).
+    axis : int, default -1
+    sample_weight, reduction, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.categorical_hinge([[0, 1, 0], [1, 0, 0]], [[0.3, 0.6, 0.1], [0.2, 0.7, 0.1]],
+    ...                          reduction="none")
+    array([0.7, 1.5])
+    """
+    return _catalogue(_loops.ROW_CAT_HINGE, 0, 0.0, y_true, y_pred, axis, sample_weight,
+                      reduction, n_threads, "categorical_hinge")
+
+
+def cosine_similarity(
+    y_true, y_pred, *, axis=-1, sample_weight=None, reduction="mean", epsilon=1e-7,
+    n_threads=None,
+):
+    r"""Keras's cosine similarity loss: minus the cosine of the angle between the rows.
+
+    .. math:: l = -\sum_c \frac{y_c}{\max(\|y\|, \epsilon)}
+                         \frac{p_c}{\max(\|p\|, \epsilon)}
+
+    over ``axis``: Keras 3's ``ops.normalize`` (``x min(rsqrt(sum x^2), 1 / epsilon)``,
+    epsilon 1e-7), so a zero row gives 0. PyTorch's ``cosine_similarity(p, y, dim=axis,
+    eps=e)`` clamps each norm the same way: it is ``-cosine_similarity(y, p,
+    epsilon=e)``. (Keras's NumPy backend normalises without the epsilon; the two differ
+    only for rows of norm below ``epsilon``.) Rows whose squares overflow are rescaled
+    first, so huge finite rows give their cosine rather than 0.
+
+    Derivative with respect to ``y_pred``, with ``a = 1 / max(|y|, eps)``,
+    ``b = 1 / max(|p|, eps)`` and ``c`` the cosine: ``-a b y_k + c b^2 p_k``, and
+    ``-a b y_k`` where ``|p| < eps`` (the clamp is active).
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like
+        The same shape.
+    axis : int, default -1
+        The axis along which the similarity is taken.
+    sample_weight, reduction, n_threads
+        As in :func:`categorical_crossentropy`.
+    epsilon : float in (0, 0.5), default 1e-7
+        The smallest norm a row is divided by.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.cosine_similarity([[0.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]],
+    ...                          reduction="none")
+    array([-0., -1.])
+    """
+    return _catalogue(_loops.ROW_COSINE, 0, V.check_epsilon(epsilon), y_true, y_pred,
+                      axis, sample_weight, reduction, n_threads, "cosine_similarity")
 
 
 # --- classes ------------------------------------------------------------------------------
@@ -935,6 +1201,118 @@ class BinaryCrossentropy(Loss):
                        o["n_threads"], grad_request, hess_request)
 
 
+class KLDivergence(Loss):
+    """KL divergence as a Keras-style object; see :func:`kl_divergence`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> round(cyloss.KLDivergence()([[0.2, 0.8]], [[0.5, 0.5]]), 12)
+    0.192744757022
+    """
+
+    _function = staticmethod(kl_divergence)
+    _defaults = _defaults("kl_divergence", log_input=False, log_target=False, axis=-1,
+                          epsilon=1e-7)
+
+    def __init__(self, *, log_input=False, log_target=False, axis=-1, epsilon=1e-7,
+                 reduction="mean", n_threads=None, name="kl_divergence"):
+        super().__init__(
+            name=name, reduction=reduction, n_threads=n_threads,
+            log_input=V.check_flag(log_input, "log_input"),
+            log_target=V.check_flag(log_target, "log_target"),
+            axis=V.check_axis(axis), epsilon=V.check_epsilon(epsilon),
+        )
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        o = self._options
+        return _kl(y_true, y_pred, o["log_input"], o["log_target"], o["axis"],
+                   sample_weight, reduction, o["epsilon"], o["n_threads"], grad_request,
+                   hess_request)
+
+
+class NegativeLogLikelihood(Loss):
+    """Negative log-likelihood as a Keras-style object; see :func:`nll`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.NegativeLogLikelihood(ignore_index=-100)([1, -100], [[-1.2, -0.4],
+    ...                                                             [-0.1, -2.3]])
+    0.4
+    """
+
+    _function = staticmethod(nll)
+    _defaults = _defaults("nll", axis=-1, ignore_index=None, class_weight=None)
+
+    def __init__(self, *, axis=-1, ignore_index=None, class_weight=None, reduction="mean",
+                 n_threads=None, name="nll"):
+        super().__init__(
+            name=name, reduction=reduction, n_threads=n_threads, axis=V.check_axis(axis),
+            ignore_index=V.check_ignore_index(ignore_index),
+            class_weight=V.check_class_weight(class_weight),
+        )
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        o = self._options
+        return _nll(y_true, y_pred, o["axis"], o["ignore_index"], o["class_weight"],
+                    sample_weight, reduction, o["n_threads"], grad_request, hess_request)
+
+
+class CategoricalHinge(Loss):
+    """Categorical hinge as a Keras-style object; see :func:`categorical_hinge`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.CategoricalHinge()([[0, 1, 0]], [[0.3, 0.6, 0.1]])
+    0.7
+    """
+
+    _function = staticmethod(categorical_hinge)
+    _defaults = _defaults("categorical_hinge", axis=-1)
+
+    def __init__(self, *, axis=-1, reduction="mean", n_threads=None,
+                 name="categorical_hinge"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
+                         axis=V.check_axis(axis))
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        o = self._options
+        return _catalogue(_loops.ROW_CAT_HINGE, 0, 0.0, y_true, y_pred, o["axis"],
+                          sample_weight, reduction, o["n_threads"], "categorical_hinge",
+                          grad_request, hess_request)
+
+
+class CosineSimilarity(Loss):
+    """Cosine similarity loss as a Keras-style object; see :func:`cosine_similarity`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.CosineSimilarity(axis=0)([[0.0], [1.0]], [[1.0], [0.0]])
+    0.0
+    """
+
+    _function = staticmethod(cosine_similarity)
+    _defaults = _defaults("cosine_similarity", axis=-1, epsilon=1e-7)
+
+    def __init__(self, *, axis=-1, epsilon=1e-7, reduction="mean", n_threads=None,
+                 name="cosine_similarity"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
+                         axis=V.check_axis(axis), epsilon=V.check_epsilon(epsilon))
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        o = self._options
+        return _catalogue(_loops.ROW_COSINE, 0, o["epsilon"], y_true, y_pred, o["axis"],
+                          sample_weight, reduction, o["n_threads"], "cosine_similarity",
+                          grad_request, hess_request)
+
+
 class _Elementwise(Loss):
     """Regression losses: one compiled loop, told which formula by ``_kind``."""
 
@@ -1085,9 +1463,17 @@ LOSSES = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
+    "kl_divergence": KLDivergence,
+    "nll": NegativeLogLikelihood,
+    "categorical_hinge": CategoricalHinge,
+    "cosine_similarity": CosineSimilarity,
     **{e.function: globals()[e.cls] for e in ELEMENTWISE},
 }
 _ALIASES = {alias: e.function for e in ELEMENTWISE for alias in e.aliases}
+_ALIASES["nll_loss"] = "nll"
+
+
+nll_loss = nll   # PyTorch's name
 
 
 def get(identifier, **options):

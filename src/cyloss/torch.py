@@ -19,6 +19,8 @@ class                    options (PyTorch's)
 ``L1Loss``, ``MSELoss``  ``reduction``
 ``HuberLoss``            ``reduction``, ``delta``
 ``SmoothL1Loss``         ``reduction``, ``beta``
+``NLLLoss``              ``weight``, ``ignore_index``, ``reduction``
+``KLDivLoss``            ``reduction`` (with ``"batchmean"``), ``log_target``
 =======================  =====================================================
 
 Every class also takes ``n_threads`` (keyword only; cyloss's thread count), and the
@@ -68,9 +70,9 @@ from cyloss import _adapters
 
 __all__ = [
     "CrossEntropyLoss", "BCEWithLogitsLoss", "BCELoss", "L1Loss", "MSELoss", "HuberLoss",
-    "SmoothL1Loss",
+    "SmoothL1Loss", "NLLLoss", "KLDivLoss",
     "cross_entropy", "binary_cross_entropy_with_logits", "binary_cross_entropy",
-    "l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss",
+    "l1_loss", "mse_loss", "huber_loss", "smooth_l1_loss", "nll_loss", "kl_div",
 ]
 
 _FLOATS = (torch.float32, torch.float64)
@@ -283,6 +285,50 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0, *, n_threads=None)
 
 # --- modules ------------------------------------------------------------------------------
 
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *,
+             n_threads=None):
+    r"""Negative log-likelihood: ``torch.nn.functional.nll_loss`` run by cyloss.
+
+    :math:`l_i = -w_{y_i} x_{i, y_i}` over class axis 1 (``input`` holds
+    log-probabilities); ``"mean"`` is :math:`\sum_i l_i / \sum_i w_{y_i}` over samples
+    whose label is not ``ignore_index``. See :func:`cyloss.nll`.
+
+    Examples
+    --------
+    >>> import torch, cyloss.torch
+    >>> x = torch.tensor([[-1.2, -0.4], [-0.1, -2.3]], requires_grad=True)
+    >>> value = cyloss.torch.nll_loss(x, torch.tensor([1, 0]))
+    >>> value.backward()
+    >>> round(value.item(), 6), x.grad.tolist()
+    (0.25, [[0.0, -0.5], [-0.5, 0.0]])
+    """
+    return _loss("nll_loss", "torch.nn.functional.nll_loss", input, target,
+                 dict(weight=weight, ignore_index=ignore_index, reduction=reduction,
+                      n_threads=n_threads))
+
+
+def kl_div(input, target, reduction="mean", log_target=False, *, n_threads=None):
+    r"""KL divergence: ``torch.nn.functional.kl_div`` run by cyloss.
+
+    ``input`` holds log-probabilities :math:`x`; the pointwise loss is
+    :math:`y (\log y - x)` (:math:`e^t (t - x)` with ``log_target``), a zero target
+    contributing 0 even where :math:`x = -\infty` (PyTorch: NaN). ``"batchmean"``
+    divides the sum by ``input.shape[0]``, ``"mean"`` by the number of elements (without
+    PyTorch's warning). See :func:`cyloss.kl_divergence`.
+
+    Examples
+    --------
+    >>> import math, torch, cyloss.torch
+    >>> x = torch.log(torch.tensor([[0.5, 0.5]], dtype=torch.float64))
+    >>> value = cyloss.torch.kl_div(x, torch.tensor([[0.2, 0.8]], dtype=torch.float64),
+    ...                             reduction="batchmean")
+    >>> round(value.item(), 12)
+    0.192744757022
+    """
+    return _loss("kl_div", "torch.nn.functional.kl_div", input, target,
+                 dict(reduction=reduction, log_target=log_target, n_threads=n_threads))
+
+
 def _no_legacy(size_average, reduce):
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in PyTorch and not "
@@ -450,3 +496,52 @@ class SmoothL1Loss(_Loss):
         _no_legacy(size_average, reduce)
         super().__init__(reduction, n_threads)
         self.beta = beta
+
+
+class NLLLoss(_Loss):
+    """``torch.nn.NLLLoss`` computed by cyloss; see :func:`nll_loss`.
+
+    Examples
+    --------
+    >>> import torch, cyloss.torch
+    >>> loss = cyloss.torch.NLLLoss(weight=torch.tensor([1.0, 3.0]))
+    >>> round(loss(torch.tensor([[-1.2, -0.4], [-0.1, -2.3]]), torch.tensor([1, 0])).item(), 6)
+    0.325
+    """
+
+    _function = staticmethod(nll_loss)
+    _options = ("weight", "ignore_index", "reduction")
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", *, n_threads=None):
+        _no_legacy(size_average, reduce)
+        super().__init__(reduction, n_threads)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+
+
+class KLDivLoss(_Loss):
+    """``torch.nn.KLDivLoss`` computed by cyloss; see :func:`kl_div`.
+
+    Examples
+    --------
+    >>> import torch, cyloss.torch
+    >>> x = torch.log(torch.tensor([[0.5, 0.5]], dtype=torch.float64))
+    >>> loss = cyloss.torch.KLDivLoss(reduction="sum", log_target=True)
+    >>> round(loss(x, x).item(), 12)
+    0.0
+    """
+
+    _function = staticmethod(kl_div)
+    _options = ("reduction", "log_target")
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False,
+                 *, n_threads=None):
+        _no_legacy(size_average, reduce)
+        if reduction not in ("mean", "batchmean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'batchmean', 'sum' or 'none' "
+                             f"(PyTorch's); got {reduction!r}")
+        torch.nn.Module.__init__(self)
+        self.reduction = reduction
+        self.n_threads = n_threads
+        self.log_target = log_target
