@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cyloss
+import reference
 import registry
 from registry import LOSSES, make_sample_weight
 
@@ -132,7 +133,7 @@ def _draw_shape(data, case, options):
     """A random y_pred shape valid for this loss and option set."""
     dim = st.integers(1, 6)
     name = case.name
-    if name in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+    if name in reference.CLASS_AXIS_LOSSES:
         if name.startswith("sparse"):
             n_classes = registry.N_CLASSES  # class_weight and ignore_index=2 need 5
         else:
@@ -144,8 +145,9 @@ def _draw_shape(data, case, options):
             return (data.draw(dim), n_classes, data.draw(dim))
         batch = data.draw(st.lists(dim, min_size=1, max_size=2))
         return tuple(batch) + (n_classes,)
-    if isinstance(options.get("pos_weight"), np.ndarray):
-        return tuple(data.draw(st.lists(dim, min_size=1, max_size=2))) + (4,)
+    width = registry.fixed_width(case, options)
+    if width is not None:
+        return tuple(data.draw(st.lists(dim, min_size=1, max_size=2))) + (width,)
     return tuple(data.draw(st.lists(dim, min_size=1, max_size=3)))
 
 
@@ -211,7 +213,7 @@ THREAD_COUNTS = (1, 2, 3, 7)
 
 
 def _big_shape(case, options):
-    if case.name in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+    if case.name in reference.CLASS_AXIS_LOSSES:
         axis = options.get("axis", -1)
         c = registry.N_CLASSES
         if axis == 0:
@@ -219,8 +221,9 @@ def _big_shape(case, options):
         if axis == 1:
             return (N_ELEMENTS // (c * 8), c, 8)
         return (N_ELEMENTS // c, c)
-    if isinstance(options.get("pos_weight"), np.ndarray):
-        return (N_ELEMENTS // 4, 4)
+    width = registry.fixed_width(case, options)
+    if width is not None:
+        return (N_ELEMENTS // width, width)
     return (N_ELEMENTS,)
 
 

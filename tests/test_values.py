@@ -320,9 +320,9 @@ def test_reduction_aliases(case, alias, canonical):
 
 
 def _empty_inputs(case):
-    if case.name == "categorical_crossentropy":
+    if case.name.startswith("categorical"):
         return np.zeros((0, 3)), np.zeros((0, 3)), (0,)
-    if case.name == "sparse_categorical_crossentropy":
+    if case.name.startswith("sparse"):
         return np.zeros((0,), np.int64), np.zeros((0, 3)), (0,)
     return np.zeros((0, 4)), np.zeros((0, 4)), (0,)
 
