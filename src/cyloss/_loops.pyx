@@ -442,14 +442,16 @@ ctypedef fused ElemOptions:
 cdef inline double _focal_elem(const FocalOptions* o, const floating* like, double y,
                                double x, double cw, double* g) noexcept nogil:
     # One element of a FocalOptions loss, and its derivative in g (when not NULL). The
-    # non-focal form is cw times binary cross-entropy's own element (same bits for cw = 1).
+    # non-focal form is cw times binary cross-entropy's own element (same bits for cw = 1;
+    # a zero class weight contributes 0 even against an infinite element).
     if o.focal:
         return cyl_binary_focal(y, x, o.from_logits, o.keep, o.half, o.lo, o.hi, o.gamma,
                                 o.alpha, o.balance, cw, g)
     if g != NULL:
         g[0] = cw * _binary_grad_elem(like, y, x, 1.0, o.from_logits, o.keep, o.half, o.lo,
                                       o.hi)
-    return cw * _binary_elem(like, y, x, 1.0, o.from_logits, o.keep, o.half, o.lo, o.hi)
+    return cyl_term(cw, _binary_elem(like, y, x, 1.0, o.from_logits, o.keep, o.half, o.lo,
+                                     o.hi))
 
 
 cdef inline double _focal_row(
