@@ -22,6 +22,8 @@ from cyloss import _validation as V
 _KINDS = {
     "categorical_crossentropy": "categorical",
     "sparse_categorical_crossentropy": "sparse",
+    "categorical_focal_crossentropy": "categorical",
+    "sparse_categorical_focal_crossentropy": "sparse",
 }
 
 
