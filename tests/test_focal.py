@@ -588,3 +588,25 @@ def test_gradient_matches_reference_grad(case, options, reduction):
             tol = 1e-10 * (np.abs(g) + mag) * (1.0 + den_condition) + 1e-300
             bad = finite & ~(np.abs(grad - g) <= tol)
         assert not bad.any(), (grad[bad], g[bad])
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_torchvision_sigmoid_focal_loss_convention(reduction):
+    # README: torchvision's sigmoid_focal_loss (its formula, written in torch) is the
+    # balanced binary focal loss over the flattened elements.
+    torch = pytest.importorskip("torch")
+    rng = _rng("torchvision", reduction)
+    t = (rng.random((8, 3)) < 0.3).astype(float)
+    x = rng.normal(0.0, 3.0, (8, 3))
+    tx, tt = torch.tensor(x), torch.tensor(t)
+    p = torch.sigmoid(tx)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(tx, tt, reduction="none")
+    p_t = p * tt + (1 - p) * (1 - tt)
+    loss = ce * ((1 - p_t) ** 2.0)
+    loss = (0.3 * tt + 0.7 * (1 - tt)) * loss
+    expected = {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction].numpy()
+    actual = cyloss.binary_focal_crossentropy(t.ravel(), x.ravel(), from_logits=True,
+                                              apply_class_balancing=True, alpha=0.3,
+                                              gamma=2.0, reduction=reduction)
+    np.testing.assert_allclose(actual, expected.ravel() if reduction == "none" else expected,
+                               rtol=1e-12)
