@@ -610,3 +610,36 @@ def test_torchvision_sigmoid_focal_loss_convention(reduction):
                                               gamma=2.0, reduction=reduction)
     np.testing.assert_allclose(actual, expected.ravel() if reduction == "none" else expected,
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+def test_focal_layouts_give_the_same_bits(from_logits):
+    # F-ordered, strided and class-axis-first views are read in place: the same bits as
+    # the contiguous arrays, values and gradients.
+    rng = _rng("layouts", from_logits)
+    y, x = _binary_inputs(rng, (30, 6), from_logits)
+    yc, xc = _categorical_inputs(rng, (30, 6), from_logits)
+    labels = rng.integers(0, 6, 30)
+    cases = [
+        ("binary_focal_crossentropy", y, x, {"from_logits": from_logits, "gamma": 1.5}),
+        ("categorical_focal_crossentropy", yc, xc, {"from_logits": from_logits}),
+        ("sparse_categorical_focal_crossentropy", labels, xc,
+         {"from_logits": from_logits, "label_smoothing": 0.1}),
+    ]
+    if from_logits:
+        cases.append(("multilabel_soft_margin", y, x, {"class_weight": np.arange(6.0)}))
+    for name, a, b, opts in cases:
+        fn = getattr(cyloss, name)
+        base = fn(a, b, reduction="none", **opts)
+        _, g = cyloss.value_and_grad(name, a, b, reduction="sum", **opts)
+        fa = np.asfortranarray(a) if a.ndim == 2 else a
+        for bb in (np.asfortranarray(b), np.repeat(b, 2, axis=1)[:, ::2]):
+            other = fn(fa, bb, reduction="none", **opts)
+            assert other.tobytes() == base.tobytes(), name
+            _, og = cyloss.value_and_grad(name, fa, bb, reduction="sum", **opts)
+            assert og.tobytes() == g.tobytes(), name
+        if name != "binary_focal_crossentropy" and name != "multilabel_soft_margin":
+            # the class axis first (axis=0) in place
+            ta = a if a.ndim == 1 else a.T
+            other = fn(ta, b.T, reduction="none", axis=0, **opts)
+            assert other.tobytes() == base.tobytes(), name
