@@ -457,8 +457,13 @@ cdef inline double _focal_elem(const FocalOptions* o, const floating* like, doub
 cdef inline double _focal_row(
     const FocalOptions* o, const floating* t, Py_ssize_t ts, const floating* p,
     Py_ssize_t ps, const double[:] cw, Py_ssize_t width, int* bad,
+    floating* g, Py_ssize_t gs, floating* h, Py_ssize_t hs, double w,
 ) noexcept nogil:
-    cdef double acc[8], y, x
+    # The loss of one row (its mean; the element itself for one column), and, when g is
+    # not NULL, w times each element's derivative / width into g (byte stride gs) in the
+    # same pass (and the Hessian into h, when not NULL: losses.py asks for it only
+    # without the focal terms). The value's bits do not depend on g.
+    cdef double acc[8], y, x, e = 0.0, gk
     cdef Py_ssize_t k
     cdef int flag = 0
     _lanes_clear(acc)
@@ -466,9 +471,17 @@ cdef inline double _focal_row(
         y = _at(t, k * ts)[0]
         x = _at(p, k * ps)[0]
         flag |= cyl_binary_bad(y, x, o.from_logits)
-        acc[_lane(k, width)] += _focal_elem(o, t, y, x, cw[k], NULL)
+        if g != NULL:
+            e = _focal_elem(o, t, y, x, cw[k], &gk)
+            (<floating*>((<char*>g) + k * gs))[0] = <floating>(w * gk / width)
+            if h != NULL:
+                (<floating*>((<char*>h) + k * hs))[0] = <floating>(
+                    w * cw[k] * cyl_binary_logit_hess(y, x, 1.0, o.keep, o.half) / width)
+        else:
+            e = _focal_elem(o, t, y, x, cw[k], NULL)
+        acc[_lane(k, width)] += e
     bad[0] |= flag
-    return _lanes_total(acc) / width
+    return e if width == 1 else _lanes_total(acc) / width
 
 
 cdef inline void _elementwise_rows(
@@ -485,8 +498,10 @@ cdef inline void _elementwise_rows(
     cdef const floating* p = &y_pred[start, 0]
     cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
     cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
-    cdef double l, y, x, w, pw, gk
+    cdef double l, y, x, w, pw
     cdef double pw0 = 0.0
+    cdef floating* g_row = NULL
+    cdef floating* h_row = NULL
     cdef cyl_acc acc, den
     cdef int bad = 0
     cdef Py_ssize_t k
@@ -511,21 +526,24 @@ cdef inline void _elementwise_rows(
                 l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight,
                                 width, o.from_logits, o.keep, o.half, o.lo, o.hi, &bad)
         else:
-            if width == 1:
-                y = _at(t, i * ts0)[0]
-                x = _at(p, i * ps0)[0]
-                bad |= cyl_binary_bad(y, x, o.from_logits)
-                l = _focal_elem(o, t, y, x, pos_weight[0], NULL)
-            else:
-                l = _focal_row(o, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight,
-                               width, &bad)
+            # value and derivatives in one pass over the row
+            if write_grad:
+                g_row = &grad[start + i, 0]
+            if write_hess:
+                h_row = &hess[start + i, 0]
+            l = _focal_row(o, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight,
+                           width, &bad, g_row, grad.strides[1] if write_grad else 0,
+                           h_row, hess.strides[1] if write_hess else 0,
+                           weight[start + i] if has_weight else 1.0)
         w = weight[start + i] if has_weight else 1.0
         if has_weight:
             l = w * l
             cyl_acc_add(&den, i, m, w)
         if write_out:
             loss_out[start + i] = <floating>l
-        if write_grad:
+        if ElemOptions is FocalOptions:
+            pass   # _focal_row wrote the derivatives
+        elif write_grad:
             # d (w_i mean_k f_ik) / d p_ik = w_i f'_ik / width; the reduction's scale is
             # applied by the caller.
             for k in range(width):
@@ -537,23 +555,13 @@ cdef inline void _elementwise_rows(
                     if write_hess:
                         hess[start + i, k] = <floating>(
                             w * cyl_regression_hess(o.kind, y, x, o.param) / width)
-                elif ElemOptions is BinaryOptions:
+                else:
                     pw = pos_weight[k]
                     grad[start + i, k] = <floating>(w * _binary_grad_elem(
                         t, y, x, pw, o.from_logits, o.keep, o.half, o.lo, o.hi) / width)
                     if write_hess:
                         hess[start + i, k] = <floating>(
                             w * cyl_binary_logit_hess(y, x, pw, o.keep, o.half) / width)
-                else:
-                    # (the Hessian only without the focal terms: losses.py refuses it
-                    # for focal losses)
-                    pw = pos_weight[k]
-                    _focal_elem(o, t, y, x, pw, &gk)
-                    grad[start + i, k] = <floating>(w * gk / width)
-                    if write_hess:
-                        hess[start + i, k] = <floating>(
-                            w * pw * cyl_binary_logit_hess(y, x, 1.0, o.keep, o.half)
-                            / width)
         cyl_acc_add(&acc, i, m, l)
     if ElemOptions is RegressionOptions:
         pass
