@@ -1331,12 +1331,6 @@ def sparse(
 #   d l / d x_j = alpha (d_j - sum_k d_k r_k) / total.
 # The per-row sums run in class order, so the bits do not depend on the thread count.
 
-cdef inline double _focal_q(const floating* yr, Py_ssize_t ysb, int64_t label,
-                            const double* cw, double keep, double spread,
-                            Py_ssize_t k) noexcept nogil:
-    return _target(yr, ysb, label, cw, keep, spread, k)
-
-
 cdef inline double _focal_logit_h(double q, double nls, double gamma) noexcept nogil:
     cdef double u = -expm1(-nls), p = exp(-nls)
     return -cyl_term(q, cyl_term(gamma * cyl_term(p, nls), pow(u, gamma - 1.0))
@@ -1421,7 +1415,7 @@ cdef void _focal_block(
             k0, k1 = label, label + 1
         l = 0.0
         for k in range(k0, k1):
-            q = _focal_q(yr, ysb, label, cw_row, keep, spread, k)
+            q = _target(yr, ysb, label, cw_row, keep, spread, k)
             v = _at(xr, k * psb)[0]
             if from_logits:
                 nls = cyl_unless(v == mx, mx - v) + lognorm
@@ -1438,7 +1432,7 @@ cdef void _focal_block(
             gw = w * grad_scale * alpha
             H = 0.0
             for k in range(n_classes):
-                q = _focal_q(yr, ysb, label, cw_row, keep, spread, k)
+                q = _target(yr, ysb, label, cw_row, keep, spread, k)
                 v = _at(xr, k * psb)[0]
                 if from_logits:
                     H += _focal_logit_h(q, cyl_unless(v == mx, mx - v) + lognorm, gamma)
@@ -1446,7 +1440,7 @@ cdef void _focal_block(
                     r = v / total
                     H += cyl_term(r, _focal_prob_d(q, r, lo, hi, gamma))
             for k in range(n_classes):
-                q = _focal_q(yr, ysb, label, cw_row, keep, spread, k)
+                q = _target(yr, ysb, label, cw_row, keep, spread, k)
                 v = _at(xr, k * psb)[0]
                 if from_logits:
                     nls = cyl_unless(v == mx, mx - v) + lognorm
