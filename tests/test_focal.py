@@ -643,3 +643,27 @@ def test_focal_layouts_give_the_same_bits(from_logits):
             ta = a if a.ndim == 1 else a.T
             other = fn(ta, b.T, reduction="none", axis=0, **opts)
             assert other.tobytes() == base.tobytes(), name
+
+
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+def test_focal_float32_gradients_close_to_float64(from_logits):
+    rng = _rng("f32grad", from_logits)
+    x = rng.normal(0.0, 3.0, (200, 7))
+    if not from_logits:
+        x = np.abs(x) + 0.01
+    x32 = x.astype(np.float32)
+    labels = rng.integers(0, 7, 200)
+    y = rng.random((200, 7))
+    for name, yy, opts in [
+        ("categorical_focal_crossentropy", np.eye(7)[labels], {"label_smoothing": 0.1}),
+        ("sparse_categorical_focal_crossentropy", labels, {"gamma": 0.5}),
+        ("binary_focal_crossentropy", y, {"gamma": 1.5}),
+    ]:
+        if name.startswith("binary") and not from_logits:
+            x32 = (x / x.max()).astype(np.float32)
+        _, g32 = cyloss.value_and_grad(name, yy, x32, from_logits=from_logits,
+                                       reduction="sum", **opts)
+        _, g64 = cyloss.value_and_grad(name, yy, x32.astype(np.float64),
+                                       from_logits=from_logits, reduction="sum", **opts)
+        assert g32.dtype == np.float32
+        assert np.max(np.abs(g32 - g64)) <= 1e-6 * np.max(np.abs(g64)), name

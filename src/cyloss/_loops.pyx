@@ -1429,27 +1429,27 @@ cdef void _focal_block(
         if write_out:
             loss_out[si] = <floating>l
         if write_grad:
+            # h_k (or d_k) waits in the gradient row for the sum H (in the compute dtype:
+            # float32 rows round it to float32, which SPEC section 4 allows).
             gw = w * grad_scale * alpha
             H = 0.0
             for k in range(n_classes):
                 q = _target(yr, ysb, label, cw_row, keep, spread, k)
                 v = _at(xr, k * psb)[0]
                 if from_logits:
-                    H += _focal_logit_h(q, cyl_unless(v == mx, mx - v) + lognorm, gamma)
+                    r = _focal_logit_h(q, cyl_unless(v == mx, mx - v) + lognorm, gamma)
+                    H += r
                 else:
-                    r = v / total
-                    H += cyl_term(r, _focal_prob_d(q, r, lo, hi, gamma))
+                    r = _focal_prob_d(q, v / total, lo, hi, gamma)
+                    H += cyl_term(v / total, r)
+                grad[a, k, c] = <floating>r
             for k in range(n_classes):
-                q = _target(yr, ysb, label, cw_row, keep, spread, k)
                 v = _at(xr, k * psb)[0]
                 if from_logits:
                     nls = cyl_unless(v == mx, mx - v) + lognorm
-                    grad[a, k, c] = <floating>(gw * (_focal_logit_h(q, nls, gamma)
-                                                     - cyl_term(exp(-nls), H)))
+                    grad[a, k, c] = <floating>(gw * (grad[a, k, c] - cyl_term(exp(-nls), H)))
                 else:
-                    r = v / total
-                    grad[a, k, c] = <floating>(
-                        gw * (_focal_prob_d(q, r, lo, hi, gamma) - H) / total)
+                    grad[a, k, c] = <floating>(gw * (grad[a, k, c] - H) / total)
         cyl_acc_add(&acc, i, m_samples, l)
         cyl_acc_add(&den, i, m_samples, w * cwl)
         count += 1
