@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 EPSILON = 1e-7
+#: The losses with a class axis (``axis``); the others average over the last axis.
 REDUCTIONS = ("mean", "weighted_mean", "sum", "none")
 REDUCTION_ALIASES = {
     "sum_over_batch_size": "mean",
@@ -34,7 +35,8 @@ REDUCTION_ALIASES = {
 #: The losses whose per-sample loss reduces over a class axis (``axis``).
 CLASS_AXIS_LOSSES = (
     "categorical_crossentropy", "sparse_categorical_crossentropy", "kl_divergence", "nll",
-    "categorical_hinge", "cosine_similarity",
+    "categorical_hinge", "cosine_similarity", "categorical_focal_crossentropy",
+    "sparse_categorical_focal_crossentropy",
 )
 
 __all__ = [
@@ -42,8 +44,12 @@ __all__ = [
     "REDUCTIONS",
     "REDUCTION_ALIASES",
     "binary_crossentropy",
+    "binary_focal_crossentropy",
     "categorical_crossentropy",
     "hinge",
+    "categorical_focal_crossentropy",
+    "multilabel_soft_margin",
+    "sparse_categorical_focal_crossentropy",
     "huber",
     "log_cosh",
     "log_softmax",
@@ -415,6 +421,138 @@ def squared_hinge(y_true, y_pred, *, sample_weight=None, reduction="mean"):
     with np.errstate(invalid="ignore", over="ignore"):
         elementwise = np.maximum(1.0 - hinge_labels(y) * p, 0.0) ** 2
     return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+# --------------------------------------------------------------------------- #
+# Focal losses (Keras 3) and multilabel soft margin (PyTorch)
+# --------------------------------------------------------------------------- #
+def _sigmoid(x) -> np.ndarray:
+    """``1 / (1 + e^-x)`` as ``exp(-softplus(-x))``: exact 0 and 1 at -+inf."""
+    return np.exp(-softplus(-_f64(x)))
+
+
+def binary_focal_crossentropy(
+    y_true,
+    y_pred,
+    *,
+    apply_class_balancing=False,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=False,
+    label_smoothing=0.0,
+    epsilon=EPSILON,
+    sample_weight=None,
+    reduction="mean",
+):
+    """Keras 3: mean over the last axis of ``a (1 - p_t)^gamma bce``, ``p_t`` from the
+    unclipped probability, ``bce`` from the clipped one (or from logits, unclipped)."""
+    y, x = _same_shape(y_true, y_pred)
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / 2.0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if from_logits:
+            p = _sigmoid(x)
+            one_minus_p = _sigmoid(-x)
+            bce = _term(y, softplus(-x)) + _term(1.0 - y, softplus(x))
+        else:
+            p, one_minus_p = x, 1.0 - x
+            c = np.clip(x, epsilon, 1.0 - epsilon)
+            bce = _term(y, -np.log(c)) + _term(1.0 - y, -np.log1p(-c))
+        one_minus_pt = y * one_minus_p + (1.0 - y) * p
+        focal = np.power(one_minus_pt, gamma)
+        elementwise = _term(focal, bce)
+        if apply_class_balancing:
+            elementwise = _term(y * alpha + (1.0 - y) * (1.0 - alpha), elementwise)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def multilabel_soft_margin(
+    y_true, y_pred, *, class_weight=None, sample_weight=None, reduction="mean"
+):
+    """PyTorch: mean over classes of ``-w_c (y log sigmoid(x) + (1 - y) log sigmoid(-x))``."""
+    y, x = _same_shape(y_true, y_pred)
+    w = 1.0 if class_weight is None else _f64(class_weight)
+    elementwise = _term(w, _term(y, softplus(-x)) + _term(1.0 - y, softplus(x)))
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def _focal_terms(q, x, from_logits, epsilon, gamma):
+    """``q_c (1 - p_c)^gamma (-log p_c)`` per class (class axis last)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if from_logits:
+            log_p = log_softmax(x)
+            one_minus_p = -np.expm1(log_p)
+        else:  # SPEC: renormalise, clip, then both factors take the clipped c
+            c = np.clip(x / x.sum(axis=-1, keepdims=True), epsilon, 1.0 - epsilon)
+            log_p, one_minus_p = np.log(c), 1.0 - c
+        return _term(q, _term(np.power(one_minus_p, gamma), -log_p))
+
+
+def categorical_focal_crossentropy(
+    y_true,
+    y_pred,
+    *,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=False,
+    label_smoothing=0.0,
+    axis=-1,
+    epsilon=EPSILON,
+    sample_weight=None,
+    reduction="mean",
+):
+    """Keras 3: ``-alpha sum_c y_c (1 - p_c)^gamma log p_c`` over the class axis."""
+    y = np.moveaxis(_f64(y_true), axis, -1)
+    x = np.moveaxis(_f64(y_pred), axis, -1)
+    if y.shape != x.shape:
+        raise ValueError("reference: categorical shapes differ")
+    n_classes = x.shape[-1]
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / max(n_classes, 1)
+    losses = _term(alpha, _focal_terms(y, x, from_logits, epsilon, gamma).sum(axis=-1))
+    return reduce_losses(losses, sample_weight, reduction)
+
+
+def sparse_categorical_focal_crossentropy(
+    y_true,
+    y_pred,
+    *,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=False,
+    axis=-1,
+    ignore_index=None,
+    class_weight=None,
+    label_smoothing=0.0,
+    epsilon=EPSILON,
+    sample_weight=None,
+    reduction="mean",
+):
+    """The categorical focal loss of the (smoothed) one-hot label times the class weights;
+    ignored labels as in sparse_categorical_crossentropy."""
+    x = _f64(y_pred)
+    ax = axis % x.ndim
+    labels = np.asarray(y_true)
+    if labels.ndim == x.ndim:
+        labels = np.squeeze(labels, axis=ax)
+    labels = labels.astype(np.int64)
+    x = np.moveaxis(x, ax, -1)
+    n_classes = x.shape[-1]
+    ignored = (np.zeros(labels.shape, bool) if ignore_index is None
+               else labels == ignore_index)
+    safe = np.where(ignored, 0, labels)
+    if np.any((safe < 0) | (safe >= n_classes)):
+        raise ValueError("reference: label out of range")
+    cw = np.ones(n_classes) if class_weight is None else _f64(class_weight)
+    q = np.zeros(x.shape)
+    np.put_along_axis(q, safe[..., None], 1.0, axis=-1)
+    if label_smoothing:
+        q = q * (1.0 - label_smoothing) + label_smoothing / max(n_classes, 1)
+    terms = _focal_terms(cw * q, x, from_logits, epsilon, gamma)
+    if not label_smoothing:  # only the label's term (NaN elsewhere does not reach it)
+        terms = np.take_along_axis(terms, safe[..., None], axis=-1)
+    losses = _term(alpha, terms.sum(axis=-1))
+    losses = np.where(ignored, 0.0, losses)
+    return reduce_losses(losses, sample_weight, reduction, v=cw[safe], counted=~ignored)
 
 
 mae = mean_absolute_error

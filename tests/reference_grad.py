@@ -18,6 +18,9 @@ Closed forms in NumPy, written from the formulas of SPEC section 1 and the READM
   logits); probabilities, ``r = p / T`` with ``T = sum_c p_c`` and ``I`` the classes whose
   ``r`` is not clipped: ``(sum_{c in I} q_c - q_k [k in I] / r_k) / T``;
 
+- the focal losses (Keras 3's formulas) and multilabel soft margin (binary cross-entropy
+  from logits times the class weight): see :func:`_binary_focal` and :func:`_focal_rows`;
+
 each divided by the width of the last axis for the losses that average over it, times the
 sample weight, times the reduction's ``1 / n_counted`` or ``1 / sum w v`` (``sum`` and
 ``none`` scale by 1; a zero denominator gives a zero gradient).
@@ -100,6 +103,64 @@ def _binary(y, x, options):
     return g, np.where(inside, np.abs(pos) + np.abs(neg), 0.0)
 
 
+def _binary_focal(y, x, options):
+    """Keras's binary focal loss: ``w F B`` with ``F = u^gamma``, ``u = 1 - p_t``,
+    ``B`` the cross-entropy; ``d = w (F' B + F B')``."""
+    s = options.get("label_smoothing", 0.0)
+    ys = y * (1.0 - s) + s / 2.0
+    gamma = options.get("gamma", 2.0)
+    alpha = options.get("alpha", 0.25)
+    w = ys * alpha + (1.0 - ys) * (1.0 - alpha) if options.get("apply_class_balancing") else 1.0
+    if options.get("from_logits", False):
+        up, down = _sigmoid(x), _sigmoid(-x)
+        u = ys * down + (1.0 - ys) * up
+        du = (1.0 - 2.0 * ys) * up * down
+        B = ys * reference.softplus(-x) + (1.0 - ys) * reference.softplus(x)
+        dB, dB_mag = up - ys, up + ys
+    else:
+        eps = options.get("epsilon", reference.EPSILON)
+        c = np.clip(x, eps, 1.0 - eps)
+        inside = (x >= eps) & (x <= 1.0 - eps)
+        u = ys * (1.0 - x) + (1.0 - ys) * x
+        du = 1.0 - 2.0 * ys
+        B = -(ys * np.log(c) + (1.0 - ys) * np.log1p(-c))
+        neg, pos = ys / x, (1.0 - ys) / (1.0 - x)
+        dB = np.where(inside, pos - neg, 0.0)
+        dB_mag = np.where(inside, np.abs(pos) + np.abs(neg), 0.0)
+    F = u**gamma
+    dF = 0.0 if gamma == 0 else gamma * u ** (gamma - 1.0) * du
+    g = w * (dF * B + F * dB)
+    return g, np.abs(w) * (np.abs(dF * B) + np.abs(F) * dB_mag)
+
+
+def _focal_rows(q, x, options):
+    """``-alpha sum_c q_c (1 - p_c)^gamma log p_c`` over the last axis: logits
+    ``alpha (h_k - p_k sum_c h_c)`` with ``h_c = q_c p_c g'(p_c)``; probabilities
+    ``alpha (d_k - sum_c d_c r_c) / T`` with ``d_c = q_c g'(c_c)`` where unclipped,
+    ``g(p) = (1 - p)^gamma (-log p)``."""
+    gamma = options.get("gamma", 2.0)
+    alpha = options.get("alpha", 0.25)
+    if options.get("from_logits", False):
+        log_p = reference.log_softmax(x)
+        p, u, nls = np.exp(log_p), -np.expm1(log_p), -log_p
+        term = 0.0 if gamma == 0 else gamma * p * nls * u ** (gamma - 1.0)
+        h = -q * (term + u**gamma)
+        H = h.sum(axis=-1, keepdims=True)
+        return (alpha * (h - p * H),
+                abs(alpha) * (np.abs(h) + p * np.abs(h).sum(axis=-1, keepdims=True)))
+    eps = options.get("epsilon", reference.EPSILON)
+    T = x.sum(axis=-1, keepdims=True)
+    r = x / T
+    inside = (r >= eps) & (r <= 1.0 - eps)
+    c = np.clip(r, eps, 1.0 - eps)
+    u, nls = 1.0 - c, -np.log(c)
+    term = 0.0 if gamma == 0 else gamma * u ** (gamma - 1.0) * nls
+    d = np.where(inside, -q * (term + u**gamma / c), 0.0)
+    S = (d * r).sum(axis=-1, keepdims=True)
+    return (alpha * (d - S) / T,
+            abs(alpha) * (np.abs(d) + np.abs(d * r).sum(axis=-1, keepdims=True)) / np.abs(T))
+
+
 def _rows(q, x, from_logits, epsilon):
     """Gradient of ``-sum_c q_c log p_c`` over the last axis, and the term magnitudes."""
     if from_logits:
@@ -119,6 +180,11 @@ def _rows(q, x, from_logits, epsilon):
             (np.abs(S) + np.abs(own)) / np.abs(T))
 
 
+#: The row losses whose gradient is that of a (focal) cross-entropy.
+_CROSS_ENTROPY_ROWS = ("categorical_crossentropy", "sparse_categorical_crossentropy",
+                       "categorical_focal_crossentropy", "sparse_categorical_focal_crossentropy")
+
+
 def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **options):
     """``(grad, magnitude, den_condition)`` for a valid call, ``y_pred``'s shape, float64.
 
@@ -131,7 +197,7 @@ def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **op
     x = np.asarray(y_pred, dtype=np.float64)
     pred_shape = x.shape
     with np.errstate(all="ignore"):
-        if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+        if loss in _CROSS_ENTROPY_ROWS:
             g, mag, S, counted, v = _class_gradient(loss, y_true, x, options)
             axis = options.get("axis", -1) % x.ndim
         elif loss in reference.CLASS_AXIS_LOSSES:
@@ -141,6 +207,13 @@ def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **op
             y, p = reference._same_shape(y_true, x)
             if loss == "binary_crossentropy":
                 g, mag = _binary(y, p, options)
+            elif loss == "binary_focal_crossentropy":
+                g, mag = _binary_focal(y, p, options)
+            elif loss == "multilabel_soft_margin":
+                cw = options.get("class_weight")
+                cw = 1.0 if cw is None else np.asarray(cw, dtype=np.float64)
+                g, mag = _binary(y, p, {"from_logits": True})
+                g, mag = cw * g, cw * mag
             else:
                 g, mag = _regression(loss, y, p, options)
             S = p.shape[:-1] if p.ndim >= 2 else p.shape
@@ -175,7 +248,7 @@ def _class_gradient(loss, y_true, x, options):
     n_classes = xm.shape[-1]
     s = options.get("label_smoothing", 0.0)
     S = xm.shape[:-1]
-    if loss == "categorical_crossentropy":
+    if loss.startswith("categorical"):
         q = np.moveaxis(np.asarray(y_true, dtype=np.float64), axis, -1)
         q = q * (1.0 - s) + s / max(n_classes, 1)
         counted, v = np.ones(S, bool), np.ones(S)
@@ -193,8 +266,11 @@ def _class_gradient(loss, y_true, x, options):
         np.put_along_axis(q, safe[..., None], 1.0, axis=-1)
         q = cw * (q * (1.0 - s) + s / max(n_classes, 1))
         v = cw[safe]
-    g, mag = _rows(q, xm, options.get("from_logits", False),
-                   options.get("epsilon", reference.EPSILON))
+    if "focal" in loss:
+        g, mag = _focal_rows(q, xm, options)
+    else:
+        g, mag = _rows(q, xm, options.get("from_logits", False),
+                       options.get("epsilon", reference.EPSILON))
     return np.moveaxis(g, -1, axis), np.moveaxis(mag, -1, axis), S, counted, v
 
 

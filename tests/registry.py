@@ -59,6 +59,7 @@ def _fmt(key, value):
         "class_weight": "cw",
         "pos_weight": "pw",
         "epsilon": "eps",
+        "apply_class_balancing": "balance",
     }.get(key, key)
     if isinstance(value, np.ndarray):
         return f"{short}_vec"
@@ -315,6 +316,62 @@ def _elementwise_shapes(options):
     return [(9,), (6, 4), (2, 3, 4)]
 
 
+FOCAL_CLASS_WEIGHT = np.array([0.5, 2.0, 0.0, 3.0])  # multilabel: a last axis of 4
+
+BINARY_FOCAL_OPTIONS = tuple(
+    _grid(
+        from_logits=[False, True],
+        label_smoothing=[0.0, 0.1],
+        apply_class_balancing=[False, True],
+        gamma=[2.0, 0.5],
+    )
+    + _grid(from_logits=[False, True], gamma=[0.0, 1.0], alpha=[0.6],
+            apply_class_balancing=[True])
+    + _grid(from_logits=[False], epsilon=[1e-2])
+)
+
+CATEGORICAL_FOCAL_OPTIONS = tuple(
+    _grid(from_logits=[False, True], label_smoothing=[0.0, 0.2], axis=[-1, 1],
+          gamma=[2.0, 0.5])
+    + _grid(from_logits=[False, True], gamma=[0.0, 3.0], alpha=[1.0], axis=[0])
+    + _grid(from_logits=[False], epsilon=[1e-2])
+)
+
+SPARSE_FOCAL_OPTIONS = tuple(
+    _grid(
+        from_logits=[False, True],
+        label_smoothing=[0.0, 0.1],
+        ignore_index=[None, -100],
+        class_weight=[None, CLASS_WEIGHT],
+        gamma=[2.0, 0.5],
+    )
+    + _grid(from_logits=[False, True], axis=[1], ignore_index=[2], gamma=[0.0], alpha=[0.7])
+    + _grid(from_logits=[False], epsilon=[1e-2])
+)
+
+MULTILABEL_OPTIONS = tuple(_grid(class_weight=[None, FOCAL_CLASS_WEIGHT]))
+
+
+def fixed_width(case, options):
+    """The last axis an option vector fixes (pos_weight, multilabel's class_weight), or
+    None."""
+    if isinstance(options.get("pos_weight"), np.ndarray):
+        return len(options["pos_weight"])
+    if case.name == "multilabel_soft_margin" and options.get("class_weight") is not None:
+        return len(options["class_weight"])
+    return None
+
+
+def _multilabel_shapes(options):
+    if options.get("class_weight") is not None:
+        return [(6, 4), (2, 3, 4)]
+    return [(9,), (6, 4), (2, 3, 4)]
+
+
+def make_multilabel(rng, shape, dtype, options, extremes=True):
+    return make_binary(rng, shape, dtype, {"from_logits": True}, extremes)
+
+
 def _elementwise_case(e):
     """The case of an entry of cyloss's table of elementwise losses: its function, class,
     aliases and parameter grid (the default, then the table's values) come from the
@@ -371,6 +428,47 @@ LOSSES = (
         probability_input=True,
         keras_name="binary_crossentropy",
     ),
+    LossCase(
+        "binary_focal_crossentropy",
+        cyloss.binary_focal_crossentropy,
+        cyloss.BinaryFocalCrossentropy,
+        reference.binary_focal_crossentropy,
+        make_binary,
+        BINARY_FOCAL_OPTIONS,
+        _elementwise_shapes,
+        probability_input=True,
+        keras_name="binary_focal_crossentropy",
+    ),
+    LossCase(
+        "categorical_focal_crossentropy",
+        cyloss.categorical_focal_crossentropy,
+        cyloss.CategoricalFocalCrossentropy,
+        reference.categorical_focal_crossentropy,
+        make_categorical,
+        CATEGORICAL_FOCAL_OPTIONS,
+        _categorical_shapes,
+        probability_input=True,
+        keras_name="categorical_focal_crossentropy",
+    ),
+    LossCase(
+        "sparse_categorical_focal_crossentropy",
+        cyloss.sparse_categorical_focal_crossentropy,
+        cyloss.SparseCategoricalFocalCrossentropy,
+        reference.sparse_categorical_focal_crossentropy,
+        make_sparse,
+        SPARSE_FOCAL_OPTIONS,
+        _sparse_shapes,
+        probability_input=True,
+    ),
+    LossCase(
+        "multilabel_soft_margin",
+        cyloss.multilabel_soft_margin,
+        cyloss.MultilabelSoftMargin,
+        reference.multilabel_soft_margin,
+        make_multilabel,
+        MULTILABEL_OPTIONS,
+        _multilabel_shapes,
+    ),
     *(_elementwise_case(e) for e in cyloss.losses.ELEMENTWISE),
     LossCase(
         "kl_divergence",
@@ -416,7 +514,8 @@ LOSSES = (
 
 #: Losses with a class axis, and those of them whose y_true holds labels.
 CLASS_AXIS_LOSSES = reference.CLASS_AXIS_LOSSES
-LABEL_LOSSES = ("sparse_categorical_crossentropy", "nll")
+LABEL_LOSSES = ("sparse_categorical_crossentropy", "nll",
+                "sparse_categorical_focal_crossentropy")
 
 BY_NAME = {case.name: case for case in LOSSES}
 

@@ -34,7 +34,10 @@ class Case(NamedTuple):
                 "sparse_categorical_crossentropy": "sparse",
                 "kl_divergence": "categorical", "categorical_hinge": "categorical",
                 "cosine_similarity": "categorical",
-                "nll": "sparse"}.get(self.loss, "elementwise")
+                "categorical_focal_crossentropy": "categorical",
+                "nll": "sparse",
+                "sparse_categorical_focal_crossentropy": "sparse"}.get(self.loss,
+                                                                       "elementwise")
 
     def id(self):
         parts = [self.loss]
@@ -95,6 +98,22 @@ CASES = [
     Case("categorical_hinge", {"axis": 1}, (N_CLASSES, 3)),
     Case("cosine_similarity", {}, (N_CLASSES,)),
     Case("cosine_similarity", {"axis": -2, "epsilon": 1e-3}, (N_CLASSES, 3)),
+    Case("binary_focal_crossentropy",
+         {"apply_class_balancing": True, "alpha": 0.4, "gamma": 1.5, "from_logits": True,
+          "label_smoothing": 0.1}, (4,)),
+    Case("binary_focal_crossentropy", {"gamma": 0.5, "epsilon": 1e-2}, ()),
+    Case("categorical_focal_crossentropy",
+         {"alpha": 0.5, "gamma": 3.0, "label_smoothing": 0.2, "epsilon": 1e-2},
+         (N_CLASSES,)),
+    Case("categorical_focal_crossentropy", {"axis": 1, "from_logits": True},
+         (N_CLASSES, 3)),
+    Case("sparse_categorical_focal_crossentropy",
+         {"from_logits": True, "ignore_index": -100, "class_weight": CLASS_WEIGHT,
+          "label_smoothing": 0.1, "gamma": 0.5, "alpha": 0.9}, (N_CLASSES,)),
+    Case("sparse_categorical_focal_crossentropy", {"axis": 1, "ignore_index": 2},
+         (N_CLASSES, 3)),
+    Case("multilabel_soft_margin", {"class_weight": POS_WEIGHT}, (4,)),
+    Case("multilabel_soft_margin", {}, ()),
 ]
 
 # The kind of input of each elementwise loss (cyloss.losses.ELEMENTWISE's `inputs`).
@@ -119,7 +138,9 @@ def make_inputs(case, n, rng, dtype=np.float64):
     shape = (n,) + case.tail
     logits = case.options.get("from_logits", False)
     if case.kind == "elementwise":
-        if case.loss == "binary_crossentropy":
+        if case.loss in ("binary_crossentropy", "binary_focal_crossentropy",
+                         "multilabel_soft_margin"):
+            logits = logits or case.loss == "multilabel_soft_margin"
             y = rng.random(shape)
             y = np.where(rng.random(shape) < 0.5, np.round(y), y)
             p = rng.normal(0.0, 3.0, shape) if logits else rng.uniform(0.02, 0.98, shape)

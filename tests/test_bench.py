@@ -145,9 +145,13 @@ def test_data_is_inside_every_domain():
 
 def test_workload_selection():
     every = _bench.select_workloads()
-    assert len(every) == 98 and len({w.id for w in every}) == 98
     catalogue = [w.id for w in every if w.loss in _bench.CATALOGUE_LOSSES]   # issue 14
     assert len(catalogue) == 10 and all("-1e7-" in i for i in catalogue)
+    # 88 of issues 3 and 15, 10 elementwise, 30 row, 4 focal of issue 14
+    assert len(every) == 132 and len({w.id for w in every}) == 132
+    focal = [w.id for w in every if "focal" in w.loss]                   # issue 14
+    assert focal == ["bfocal_logits-1e7-f32", "cfocal_logits-10000x1000-f32",
+                     "bfocal_logits-1e7-f64", "cfocal_logits-10000x1000-f64"]
     steps = [w.id for w in every if w.loss in _bench.ADAPTER_LOSSES]     # issue 15
     assert steps == ["torch_ce_step-10000x1000-f32", "torch_ce_step-256x32000-f32",
                      "jax_ce_step-10000x1000-f32", "jax_ce_step-256x32000-f32"]

@@ -31,6 +31,10 @@ CLASSES = {
     "NegativeLogLikelihood": cyloss.nll,
     "CategoricalHinge": cyloss.categorical_hinge,
     "CosineSimilarity": cyloss.cosine_similarity,
+    "BinaryFocalCrossentropy": cyloss.binary_focal_crossentropy,
+    "CategoricalFocalCrossentropy": cyloss.categorical_focal_crossentropy,
+    "SparseCategoricalFocalCrossentropy": cyloss.sparse_categorical_focal_crossentropy,
+    "MultilabelSoftMargin": cyloss.multilabel_soft_margin,
 }
 
 
@@ -85,6 +89,20 @@ CASES = [
      "sparse"),
     ("CategoricalHinge", {"axis": 1, "reduction": "none"}, "cat-axis1"),
     ("CosineSimilarity", {"axis": 1, "epsilon": 1e-3, "n_threads": 2}, "cat-axis1"),
+    ("BinaryFocalCrossentropy",
+     {"apply_class_balancing": True, "alpha": 0.4, "gamma": 1.5, "from_logits": True,
+      "label_smoothing": 0.1}, "bin-logit"),
+    ("BinaryFocalCrossentropy", {"gamma": 0.5, "epsilon": 1e-3, "reduction": "sum"},
+     "bin-prob"),
+    ("CategoricalFocalCrossentropy",
+     {"alpha": 0.5, "gamma": 1.0, "label_smoothing": 0.1, "reduction": "none"}, "cat"),
+    ("CategoricalFocalCrossentropy", {"axis": 1, "epsilon": 1e-4, "name": "cfce"},
+     "cat-axis1"),
+    ("SparseCategoricalFocalCrossentropy",
+     {"from_logits": True, "ignore_index": -1, "class_weight": [1.0, 2.0, 0.5],
+      "gamma": 3.0, "label_smoothing": 0.2, "reduction": "weighted_mean"}, "sparse"),
+    ("MultilabelSoftMargin", {"class_weight": [1.0, 3.0, 0.5]}, "bin-logit"),
+    ("MultilabelSoftMargin", {"reduction": "sum"}, "bin-logit"),
 ]
 IDS = [f"{c}-{'-'.join(o) or 'defaults'}" for c, o, _ in CASES]
 
@@ -100,6 +118,8 @@ OTHER = {
     "n_threads": lambda v: 4 if v != 4 else 5,
     "name": lambda v: "another_name",
     "log_input": lambda v: not v, "log_target": lambda v: not v,
+    "alpha": lambda v: 0.9 if v != 0.9 else 0.8, "gamma": lambda v: 4.0 if v != 4.0 else 5.0,
+    "apply_class_balancing": lambda v: not v,
 }
 
 
@@ -151,9 +171,11 @@ def test_defaults_equal_the_function_defaults():
     y, p = _inputs("reg")
     labels, logits = _inputs("sparse-prob")
     for name, fn in CLASSES.items():
-        if name in ("SparseCategoricalCrossentropy", "NegativeLogLikelihood"):
+        if name.startswith("Sparse") or name == "NegativeLogLikelihood":
             assert same(getattr(cyloss, name)()(labels, logits), fn(labels, logits))
-        elif name in ("CategoricalCrossentropy", "BinaryCrossentropy"):
+        elif name in ("CategoricalCrossentropy", "BinaryCrossentropy",
+                      "CategoricalFocalCrossentropy", "BinaryFocalCrossentropy",
+                      "MultilabelSoftMargin"):
             q = np.abs(p) / np.abs(p).sum(-1, keepdims=True)
             t = (q > 0.3).astype(float)
             assert same(getattr(cyloss, name)()(t, q), fn(t, q))
@@ -324,6 +346,14 @@ BAD_OPTIONS = [
     ("SmoothL1", {"beta": -1.0}, "beta"),
     ("SmoothL1", {"beta": float("nan")}, "beta"),
     ("SmoothL1", {"reduction": "avg"}, "reduction"),
+    ("BinaryFocalCrossentropy", {"gamma": -1.0}, "gamma"),
+    ("BinaryFocalCrossentropy", {"gamma": float("inf")}, "gamma"),
+    ("BinaryFocalCrossentropy", {"alpha": 1.5}, "alpha"),
+    ("BinaryFocalCrossentropy", {"apply_class_balancing": "yes"}, "apply_class_balancing"),
+    ("CategoricalFocalCrossentropy", {"alpha": -0.1}, "alpha"),
+    ("CategoricalFocalCrossentropy", {"gamma": float("nan")}, "gamma"),
+    ("SparseCategoricalFocalCrossentropy", {"class_weight": [1.0, -1.0]}, "class_weight"),
+    ("MultilabelSoftMargin", {"class_weight": [[1.0]]}, "class_weight"),
 ]
 
 

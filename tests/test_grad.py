@@ -43,6 +43,15 @@ def _labels(rng, shape):
     return y, (1.0 - m) * (2.0 * y - 1.0)
 
 
+def _cat_logits(rng, shape):
+    y = rng.dirichlet(np.ones(shape[-1]), shape[0])
+    return y, rng.normal(size=shape) * 2
+
+
+def _sparse_logits(rng, shape):
+    return rng.integers(0, shape[-1], shape[0]), rng.normal(size=shape) * 2
+
+
 CASES = [
     ("mean_absolute_error", {}, _reg),
     ("log_cosh", {}, _reg),
@@ -61,6 +70,15 @@ CASES = [
     ("binary_crossentropy", {"from_logits": True, "label_smoothing": 0.1,
                              "pos_weight": [0.5, 2.0, 3.0]}, _bce_logits),
     ("binary_crossentropy", {"pos_weight": 2.5}, _bce_probs),
+    ("binary_focal_crossentropy", {}, _bce_probs),
+    ("binary_focal_crossentropy", {"from_logits": True, "gamma": 0.5,
+                                   "apply_class_balancing": True, "label_smoothing": 0.1},
+     _bce_logits),
+    ("categorical_focal_crossentropy", {"from_logits": True, "gamma": 1.5}, _cat_logits),
+    ("sparse_categorical_focal_crossentropy", {"from_logits": True, "alpha": 0.5,
+                                               "class_weight": [0.5, 2.0, 1.0]},
+     _sparse_logits),
+    ("multilabel_soft_margin", {"class_weight": [0.5, 2.0, 3.0]}, _bce_logits),
 ]
 REDUCTIONS = ["mean", "weighted_mean", "sum", "none"]
 
@@ -129,6 +147,14 @@ TORCH = [
     ("hinge", {}, lambda F, y, p, o: F.relu(1.0 - (2.0 * y - 1.0) * p).mean(dim=-1)),
     ("squared_hinge", {},
      lambda F, y, p, o: (F.relu(1.0 - (2.0 * y - 1.0) * p) ** 2).mean(dim=-1)),
+    # Keras's binary focal loss from logits, written in torch
+    ("binary_focal_crossentropy", {"from_logits": True, "gamma": 2.0},
+     lambda F, y, p, o: ((y * p.neg().sigmoid() + (1 - y) * p.sigmoid()) ** 2
+                         * F.binary_cross_entropy_with_logits(p, y, reduction="none")
+                         ).mean(dim=-1)),
+    ("multilabel_soft_margin", {"class_weight": [0.5, 2.0, 3.0]},
+     lambda F, y, p, o: F.multilabel_soft_margin_loss(p, y, weight=o["cw"],
+                                                      reduction="none")),
 ]
 TORCH_INPUTS = {"poisson": _counts, "mean_squared_logarithmic_error": _counts,
                 "hinge": _labels, "squared_hinge": _labels}
@@ -141,9 +167,9 @@ def test_gradient_matches_torch_autograd(case, reduction):
     F = torch.nn.functional
     name, opts, torch_loss = case
     rng = np.random.default_rng(5)
-    if name == "binary_crossentropy" and opts.get("from_logits"):
+    if name.startswith("binary") and opts.get("from_logits") or name.startswith("multi"):
         y, p = _bce_logits(rng, (40, 3))
-    elif name == "binary_crossentropy":
+    elif name.startswith("binary"):
         y, p = _bce_probs(rng, (40, 3))
     else:
         y, p = TORCH_INPUTS.get(name, _reg)(rng, (40, 3))
@@ -153,7 +179,8 @@ def test_gradient_matches_torch_autograd(case, reduction):
     tp = torch.tensor(p, dtype=torch.float64, requires_grad=True)
     ty = torch.tensor(y, dtype=torch.float64)
     tw = torch.tensor(sw, dtype=torch.float64)
-    o = {"pw": torch.tensor(opts.get("pos_weight", [1.0]), dtype=torch.float64)}
+    o = {"pw": torch.tensor(opts.get("pos_weight", [1.0]), dtype=torch.float64),
+         "cw": torch.tensor(opts.get("class_weight", [1.0]), dtype=torch.float64)}
     per = torch_loss(F, ty, tp, o) * tw
     total = {"mean": per.sum() / 40, "weighted_mean": per.sum() / tw.sum(),
              "sum": per.sum(), "none": per.sum()}[reduction]

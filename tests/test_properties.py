@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cyloss
+import reference
 import registry
 from registry import LOSSES, make_sample_weight
 
@@ -144,8 +145,9 @@ def _draw_shape(data, case, options):
             return (data.draw(dim), n_classes, data.draw(dim))
         batch = data.draw(st.lists(dim, min_size=1, max_size=2))
         return tuple(batch) + (n_classes,)
-    if isinstance(options.get("pos_weight"), np.ndarray):
-        return tuple(data.draw(st.lists(dim, min_size=1, max_size=2))) + (4,)
+    width = registry.fixed_width(case, options)
+    if width is not None:
+        return tuple(data.draw(st.lists(dim, min_size=1, max_size=2))) + (width,)
     return tuple(data.draw(st.lists(dim, min_size=1, max_size=3)))
 
 
@@ -219,8 +221,9 @@ def _big_shape(case, options):
         if axis == 1:
             return (N_ELEMENTS // (c * 8), c, 8)
         return (N_ELEMENTS // c, c)
-    if isinstance(options.get("pos_weight"), np.ndarray):
-        return (N_ELEMENTS // 4, 4)
+    width = registry.fixed_width(case, options)
+    if width is not None:
+        return (N_ELEMENTS // width, width)
     return (N_ELEMENTS,)
 
 

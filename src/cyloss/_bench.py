@@ -51,6 +51,8 @@ import numpy as np
 EPS = 1e-7  # cyloss's default epsilon, used by every probability implementation here
 DELTA = 1.0  # Huber delta
 BETA = 1.0  # smooth L1 beta
+FOCAL_ALPHA = 0.25  # focal losses (Keras's and torchvision's defaults)
+FOCAL_GAMMA = 2.0
 SCHEMA = 1
 
 # name: (family, from_logits, cyloss function, cyloss keyword arguments, description)
@@ -115,7 +117,20 @@ LOSSES = {
                           "categorical hinge (one-hot targets, scores)"),
     "cosine": ("categorical", True, "cosine_similarity", {},
                "cosine similarity loss (one-hot targets against scores)"),
+    # The focal losses (issue 14), at one size each: cyloss's loops against the plain
+    # NumPy and torch expressions (torchvision's sigmoid_focal_loss formula for binary).
+    "bfocal_logits": ("binary", True, "binary_focal_crossentropy",
+                      {"from_logits": True, "apply_class_balancing": True,
+                       "alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA},
+                      f"binary focal cross-entropy from logits, alpha={FOCAL_ALPHA:g}, "
+                      f"gamma={FOCAL_GAMMA:g} (torchvision's sigmoid_focal_loss)"),
+    "cfocal_logits": ("categorical", True, "categorical_focal_crossentropy",
+                      {"from_logits": True, "alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA},
+                      f"categorical focal cross-entropy from logits, alpha={FOCAL_ALPHA:g}, "
+                      f"gamma={FOCAL_GAMMA:g}"),
 }
+# Workloads run at their own shapes only, not their family's.
+SHAPES = {"bfocal_logits": [(10**7,)], "cfocal_logits": [(10**4, 1000)]}
 GRADIENT_LOSSES = {"mse_grad", "bce_logits_grad", "cce_logits_grad", "sparse_logits_grad"}
 ADAPTER_LOSSES = {"torch_ce_step", "jax_ce_step"}
 ADAPTER_SHAPES = [(10**4, 1000), (256, 32000)]
@@ -189,6 +204,7 @@ def all_workloads(dtypes=DTYPES):
                 shapes = ADAPTER_SHAPES if dtype == "float32" else []
             if loss in CATALOGUE_LOSSES:
                 shapes = CATALOGUE_SIZES
+            shapes = SHAPES.get(loss, shapes)
             out.extend(Workload(loss, shape, dtype) for shape in shapes)
     return out
 
@@ -412,6 +428,21 @@ def _numpy_fn(workload, y_true, y_pred):
             np_ = np.maximum(np.sqrt(np.sum(y_pred * y_pred, axis=1)), EPS)
             return float(-np.mean(np.sum(y_true * y_pred, axis=1) / (ny * np_)))
         return cosine
+    if loss == "bfocal_logits":
+        def bfocal_logits():
+            p = 1 / (1 + np.exp(-y_pred))
+            ce = (1 - y_true) * y_pred + np.logaddexp(0, -y_pred)
+            p_t = p * y_true + (1 - p) * (1 - y_true)
+            a_t = FOCAL_ALPHA * y_true + (1 - FOCAL_ALPHA) * (1 - y_true)
+            return float(np.mean(a_t * ce * (1 - p_t) ** FOCAL_GAMMA))
+        return bfocal_logits
+    if loss == "cfocal_logits":
+        def cfocal_logits():
+            z = y_pred - y_pred.max(axis=1, keepdims=True)
+            log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            f = (1 - np.exp(log_p)) ** FOCAL_GAMMA
+            return float(-FOCAL_ALPHA * np.mean(np.sum(y_true * f * log_p, axis=1)))
+        return cfocal_logits
     raise KeyError(loss)
 
 
@@ -505,6 +536,21 @@ def _torch_fn(torch, workload, y_true, y_pred):
         return categorical_hinge
     if loss == "cosine":
         return lambda: -F.cosine_similarity(x, t, dim=1, eps=EPS).mean().item()
+    if loss == "bfocal_logits":
+        def bfocal_logits():   # torchvision.ops.sigmoid_focal_loss, reduction="mean"
+            p = torch.sigmoid(x)
+            ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+            p_t = p * t + (1 - p) * (1 - t)
+            loss = ce * ((1 - p_t) ** FOCAL_GAMMA)
+            alpha_t = FOCAL_ALPHA * t + (1 - FOCAL_ALPHA) * (1 - t)
+            return (alpha_t * loss).mean().item()
+        return bfocal_logits
+    if loss == "cfocal_logits":
+        def cfocal_logits():
+            log_p = F.log_softmax(x, dim=1)
+            f = (1 - log_p.exp()) ** FOCAL_GAMMA
+            return (-FOCAL_ALPHA * (t * f * log_p).sum(dim=1)).mean().item()
+        return cfocal_logits
     raise KeyError(loss)
 
 

@@ -26,6 +26,8 @@ _KINDS = {
     "categorical_hinge": "categorical",
     "cosine_similarity": "categorical",
     "nll": "sparse",
+    "categorical_focal_crossentropy": "categorical",
+    "sparse_categorical_focal_crossentropy": "sparse",
 }
 
 

@@ -468,4 +468,53 @@ CYL_INLINE int cyl_binary_bad(double y, double p, int from_logits)
     return (y < 0.0) | (y > 1.0) | ((!from_logits) & ((p < 0.0) | (p > 1.0)));
 }
 
+/* --- binary focal cross-entropy (Keras 3) -----------------------------------------------
+ * With ys the smoothed target and u = 1 - p_t = ys (1 - p) + (1 - ys) p (Keras's
+ * 1 - (ys p + (1 - ys)(1 - p)), written without its cancellation):
+ *   l = wt u^gamma B,  B = the binary cross-entropy of cyl_binary (pos_weight 1),
+ *   wt = cw (alpha ys + (1 - alpha)(1 - ys)) with class balancing, else cw.
+ * Probabilities: as Keras, B takes the clipped p and u the unclipped one.
+ * Logits: u = ys sigmoid(-x) + (1 - ys) sigmoid(x) in log space,
+ *   log u = logaddexp(log ys - softplus(x), log(1 - ys) - softplus(-x)),
+ * so u^gamma = exp(gamma log u) and the derivative's u^(gamma - 1) sigmoid(x) sigmoid(-x)
+ * = exp((gamma - 1) log u - |x| - 2 log1p(e^-|x|)) neither underflow to 0 nor overflow
+ * to inf at |x| = 1e4 (u itself would be e^-1e4 = 0 there). At x = +-inf the derivative
+ * of u^gamma is 0 (its limit for every gamma >= 0). */
+CYL_INLINE double cyl_focal_log_u(double ys, double sp, double sn)
+{
+    double a1 = ys > 0.0 ? log(ys) - sp : -INFINITY;
+    double a2 = ys < 1.0 ? log1p(-ys) - sn : -INFINITY;
+    double top = a1 > a2 ? a1 : a2, low = a1 > a2 ? a2 : a1;
+    return top == -INFINITY ? top : top + log1p(exp(low - top));
+}
+
+/* One element: the loss, and d l / d p in *g when g is not NULL. */
+CYL_INLINE double cyl_binary_focal(double y, double p, int from_logits, double keep,
+                                   double half, double lo, double hi, double gamma,
+                                   double alpha, int balance, double cw, double *g)
+{
+    double ys = y * keep + half;
+    double wt = cw * (balance ? ys * alpha + (1.0 - ys) * (1.0 - alpha) : 1.0);
+    double B = cyl_binary(y, p, 1.0, from_logits, keep, half, lo, hi);
+    double F, dF;
+    if (from_logits) {
+        double ax = fabs(p), tail = log1p(exp(-ax));
+        double sp = (p > 0.0 ? p : 0.0) + tail, sn = (p < 0.0 ? -p : 0.0) + tail;
+        double lu = cyl_focal_log_u(ys, sp, sn);
+        F = exp(cyl_term(gamma, lu));
+        dF = ax == INFINITY ? 0.0
+             : cyl_term(gamma * (1.0 - 2.0 * ys),
+                        exp(cyl_term(gamma - 1.0, lu) - ax - 2.0 * tail));
+    } else {
+        double u = ys * (1.0 - p) + (1.0 - ys) * p;
+        F = pow(u, gamma);
+        dF = cyl_term(gamma * (1.0 - 2.0 * ys), pow(u, gamma - 1.0));
+    }
+    if (g)
+        *g = cyl_term(wt, cyl_term(dF, B)
+                          + cyl_term(F, cyl_binary_grad(y, p, 1.0, from_logits, keep, half,
+                                                        lo, hi)));
+    return cyl_term(wt, cyl_term(F, B));
+}
+
 #endif /* CYLOSS_KERNELS_H */

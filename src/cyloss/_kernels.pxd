@@ -42,6 +42,9 @@ cdef extern from "_rows.h" nogil:
     double cyl_binary_logit_hess(double y, double x, double pw, double keep,
                                  double half) noexcept
     int cyl_binary_bad(double y, double p, int from_logits) noexcept
+    double cyl_binary_focal(double y, double p, int from_logits, double keep, double half,
+                            double lo, double hi, double gamma, double alpha, int balance,
+                            double cw, double* g) noexcept     # loss; d/dp in *g (or NULL)
 
     # _fastpaths.h: compensated sums over samples, and block sums over contiguous inputs
     # (x86-64-v3 clones where available)

@@ -46,6 +46,7 @@ from cython.parallel cimport prange
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
+from libc.math cimport exp, expm1, log, pow
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_RO
 from numpy import ndarray as _ndarray
 from cyloss._kernels cimport (
@@ -54,7 +55,7 @@ from cyloss._kernels cimport (
     cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_binary_grad_f32,
     cyl_regression_hess,
     cyl_binary_logit_hess,
-    cyl_binary_bad, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
+    cyl_binary_bad, cyl_binary_focal, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
     cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
     CYL_N_ELEMENTWISE, cyl_elementwise_names,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
@@ -420,9 +421,69 @@ ctypedef struct BinaryOptions:
     double lo             # probability clip [lo, hi]
     double hi
 
+# Binary focal cross-entropy and multilabel soft margin: the binary family's general
+# loop (compiled as its own copy, so plain binary cross-entropy keeps its fast paths and
+# its general loop untouched), with a per-class weight vector in pos_weight's place.
+ctypedef struct FocalOptions:
+    bint from_logits
+    double keep
+    double half
+    double lo
+    double hi
+    bint focal            # False: class-weighted binary cross-entropy (multilabel soft margin)
+    double gamma
+    double alpha
+    bint balance          # Keras's apply_class_balancing
+
 ctypedef fused ElemOptions:
     RegressionOptions
     BinaryOptions
+    FocalOptions
+
+
+cdef inline double _focal_elem(const FocalOptions* o, const floating* like, double y,
+                               double x, double cw, double* g) noexcept nogil:
+    # One element of a FocalOptions loss, and its derivative in g (when not NULL). The
+    # non-focal form is cw times binary cross-entropy's own element (same bits for cw = 1;
+    # a zero class weight contributes 0 even against an infinite element).
+    if o.focal:
+        return cyl_binary_focal(y, x, o.from_logits, o.keep, o.half, o.lo, o.hi, o.gamma,
+                                o.alpha, o.balance, cw, g)
+    if g != NULL:
+        g[0] = cw * _binary_grad_elem(like, y, x, 1.0, o.from_logits, o.keep, o.half, o.lo,
+                                      o.hi)
+    return cyl_term(cw, _binary_elem(like, y, x, 1.0, o.from_logits, o.keep, o.half, o.lo,
+                                     o.hi))
+
+
+cdef inline double _focal_row(
+    const FocalOptions* o, const floating* t, Py_ssize_t ts, const floating* p,
+    Py_ssize_t ps, const double[:] cw, Py_ssize_t width, int* bad,
+    floating* g, Py_ssize_t gs, floating* h, Py_ssize_t hs, double w,
+) noexcept nogil:
+    # The loss of one row (its mean; the element itself for one column), and, when g is
+    # not NULL, w times each element's derivative / width into g (byte stride gs) in the
+    # same pass (and the Hessian into h, when not NULL: losses.py asks for it only
+    # without the focal terms). The value's bits do not depend on g.
+    cdef double acc[8], y, x, e = 0.0, gk
+    cdef Py_ssize_t k
+    cdef int flag = 0
+    _lanes_clear(acc)
+    for k in range(width):
+        y = _at(t, k * ts)[0]
+        x = _at(p, k * ps)[0]
+        flag |= cyl_binary_bad(y, x, o.from_logits)
+        if g != NULL:
+            e = _focal_elem(o, t, y, x, cw[k], &gk)
+            (<floating*>((<char*>g) + k * gs))[0] = <floating>(w * gk / width)
+            if h != NULL:
+                (<floating*>((<char*>h) + k * hs))[0] = <floating>(
+                    w * cw[k] * cyl_binary_logit_hess(y, x, 1.0, o.keep, o.half) / width)
+        else:
+            e = _focal_elem(o, t, y, x, cw[k], NULL)
+        acc[_lane(k, width)] += e
+    bad[0] |= flag
+    return e if width == 1 else _lanes_total(acc) / width
 
 
 cdef inline void _elementwise_rows(
@@ -441,6 +502,8 @@ cdef inline void _elementwise_rows(
     cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
     cdef double l, y, x, w, pw
     cdef double pw0 = 0.0
+    cdef floating* g_row = NULL
+    cdef floating* h_row = NULL
     cdef cyl_acc acc, den
     cdef int bad = 0
     cdef Py_ssize_t k
@@ -455,7 +518,7 @@ cdef inline void _elementwise_rows(
             else:
                 l = _regression_row(o.kind, o.param, _at(t, i * ts0), ts1, _at(p, i * ps0),
                                     ps1, width)
-        else:
+        elif ElemOptions is BinaryOptions:
             if width == 1:
                 y = _at(t, i * ts0)[0]
                 x = _at(p, i * ps0)[0]
@@ -464,13 +527,25 @@ cdef inline void _elementwise_rows(
             else:
                 l = _binary_row(_at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight,
                                 width, o.from_logits, o.keep, o.half, o.lo, o.hi, &bad)
+        else:
+            # value and derivatives in one pass over the row
+            if write_grad:
+                g_row = &grad[start + i, 0]
+            if write_hess:
+                h_row = &hess[start + i, 0]
+            l = _focal_row(o, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight,
+                           width, &bad, g_row, grad.strides[1] if write_grad else 0,
+                           h_row, hess.strides[1] if write_hess else 0,
+                           weight[start + i] if has_weight else 1.0)
         w = weight[start + i] if has_weight else 1.0
         if has_weight:
             l = w * l
             cyl_acc_add(&den, i, m, w)
         if write_out:
             loss_out[start + i] = <floating>l
-        if write_grad:
+        if ElemOptions is FocalOptions:
+            pass   # _focal_row wrote the derivatives
+        elif write_grad:
             # d (w_i mean_k f_ik) / d p_ik = w_i f'_ik / width; the reduction's scale is
             # applied by the caller.
             for k in range(width):
@@ -490,7 +565,9 @@ cdef inline void _elementwise_rows(
                         hess[start + i, k] = <floating>(
                             w * cyl_binary_logit_hess(y, x, pw, o.keep, o.half) / width)
         cyl_acc_add(&acc, i, m, l)
-    if ElemOptions is BinaryOptions:
+    if ElemOptions is RegressionOptions:
+        pass
+    else:
         if bad:
             _binary_first_bad(y_true, y_pred, o.from_logits, start, end, blk)
             return
@@ -582,6 +659,9 @@ cdef inline void _elementwise_block(
     if ElemOptions is RegressionOptions:
         _regression_block(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
                           write_out, grad, write_grad, hess, write_hess, start, end, blk)
+    elif ElemOptions is FocalOptions:
+        _elementwise_rows(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
+                          write_out, grad, write_grad, hess, write_hess, start, end, blk)
     else:
         _binary_block(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
                       write_out, grad, write_grad, hess, write_hess, start, end, blk)
@@ -603,10 +683,10 @@ cdef tuple _elementwise(
     cdef bint write_hess = hess_out is not None
     if has_weight:
         w_view = weight
-    if ElemOptions is BinaryOptions:
-        pw_view = pos_weight
-    else:
+    if ElemOptions is RegressionOptions:
         pw_view = None   # never read: regression has no pos_weight
+    else:
+        pw_view = pos_weight
     if write_out:
         out_view = loss_out
     if write_grad:
@@ -614,7 +694,10 @@ cdef tuple _elementwise(
         _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1],
                  "grad_out shape differs from y_pred")
     if write_hess:
-        if ElemOptions is BinaryOptions:
+        if ElemOptions is FocalOptions:
+            _require(write_grad and o.from_logits and not o.focal,
+                     "hess_out needs grad_out, logits and no focal terms")
+        elif ElemOptions is BinaryOptions:
             _require(write_grad and o.from_logits, "hess_out needs grad_out and logits")
         else:
             _require(write_grad, "hess_out needs grad_out")
@@ -626,10 +709,10 @@ cdef tuple _elementwise(
     cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
     cdef int team = _team(n_threads, n_blocks)
     _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
-    if ElemOptions is BinaryOptions:
-        _require(pw_view.shape[0] == y_pred.shape[1], "pos_weight length differs")
-    else:
+    if ElemOptions is RegressionOptions:
         _require(0 <= o.kind < CYL_N_ELEMENTWISE, "unknown elementwise kind")
+    else:
+        _require(pw_view.shape[0] == y_pred.shape[1], "pos_weight length differs")
     _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
                   out_view.shape[0] if write_out else 0, write_out)
     if n == 0 or y_pred.shape[1] == 0:
@@ -701,6 +784,24 @@ def binary(
     o.from_logits, o.keep, o.half, o.lo, o.hi = (
         from_logits, 1.0 - smoothing, 0.5 * smoothing, lo, hi)
     return _elementwise(&o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
+                        write_out, n_threads, grad_out, hess_out)
+
+
+def binary_focal(
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    weight, bint has_weight,
+    class_weight, bint focal, double gamma, double alpha, bint balance,
+    bint from_logits, double smoothing, double lo, double hi,
+    loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
+):
+    """Per-sample mean over the last axis of binary focal cross-entropy (``focal``) or of
+    class-weighted binary cross-entropy (not ``focal``: multilabel soft margin);
+    ``class_weight`` a float64 vector as long as that axis."""
+    cdef FocalOptions o
+    o.from_logits, o.keep, o.half, o.lo, o.hi = (
+        from_logits, 1.0 - smoothing, 0.5 * smoothing, lo, hi)
+    o.focal, o.gamma, o.alpha, o.balance = focal, gamma, alpha, balance
+    return _elementwise(&o, y_true, y_pred, weight, has_weight, class_weight, loss_out,
                         write_out, n_threads, grad_out, hess_out)
 
 
@@ -1365,6 +1466,210 @@ def catalogue_rows(
                 _catalogue_block(kind, mode, param, y_true, y_pred, w_view, has_weight,
                                  out_view, write_out, g_view, write_grad, grad_scale,
                                  b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- focal rows: categorical and sparse focal cross-entropy (Keras 3) ----------------------
+# l = alpha sum_k q_k (1 - p_k)^gamma (-log p_k), q the (smoothed) target row, or for the
+# sparse loss the smoothed one-hot of the label times the class weights.
+# Logits: -log p_k = nls_k = (m - x_k) + lognorm as in _rows.h, and 1 - p_k = -expm1(-nls_k),
+# which keeps its digits when p_k is near 1 (1 - exp(-nls) would lose them). With
+# h_k = q_k (p_k g'(p_k)), g(p) = (1 - p)^gamma (-log p),
+#   h_k = -q_k (gamma p_k nls_k u_k^(gamma - 1) + u_k^gamma),  u_k = 1 - p_k,
+#   d l / d x_j = alpha (h_j - p_j sum_k h_k).
+# Probabilities (Keras): r = x / total clipped to c in [lo, hi], u = 1 - c; the clip passes
+# the gradient where lo <= r <= hi, so with d_k = q_k g'(c_k) there (0 elsewhere),
+#   d l / d x_j = alpha (d_j - sum_k d_k r_k) / total.
+# The per-row sums run in class order, so the bits do not depend on the thread count.
+
+cdef inline double _focal_logit_h(double q, double nls, double gamma) noexcept nogil:
+    cdef double u = -expm1(-nls), p = exp(-nls)
+    return -cyl_term(q, cyl_term(gamma * cyl_term(p, nls), pow(u, gamma - 1.0))
+                     + pow(u, gamma))
+
+
+cdef inline double _focal_prob_d(double q, double r, double lo, double hi,
+                                 double gamma) noexcept nogil:
+    cdef double u, nls
+    if r != r:
+        return r
+    if not (lo <= r <= hi):
+        return 0.0
+    u = 1.0 - r
+    nls = -log(r)
+    return -cyl_term(q, cyl_term(gamma, pow(u, gamma - 1.0) * nls) + pow(u, gamma) / r)
+
+
+cdef void _focal_block(
+    const floating[:, :, :] y_true, const int64_t[:] labels, bint sparse,
+    const floating[:, :, :] y_pred, const double[:] weight, bint has_weight,
+    const double[:] class_weight, bint has_class_weight, bint has_ignore,
+    int64_t ignore_index, bint from_logits, double smoothing, double lo, double hi,
+    double gamma, double alpha, floating[:] loss_out, bint write_out,
+    floating[:, :, :] grad, bint write_grad, double grad_scale,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t n_classes = y_pred.shape[1], inner = y_pred.shape[2]
+    cdef Py_ssize_t psb = y_pred.strides[1], ysb = 0
+    cdef Py_ssize_t i, si, a, c, k, k0, k1, m_samples = end - start
+    cdef const floating* yr = NULL
+    cdef const floating* xr
+    cdef const double* cw_row = &class_weight[0] if has_class_weight else NULL
+    cdef int64_t label = -1, count = 0
+    cdef double keep = 1.0 - smoothing, spread = smoothing / n_classes
+    cdef double l, mx = 0.0, lognorm = 0.0, total = 1.0, w, q, v, nls, r, H, gw, cwl
+    cdef cyl_acc acc, den
+    cdef int negative
+    if not sparse:
+        ysb = y_true.strides[1]
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
+    for i in range(m_samples):
+        si = start + i
+        a, c = _split(si, inner)
+        cwl = 1.0
+        if sparse:
+            label = labels[si]
+            if has_ignore and label == ignore_index:
+                if write_out:
+                    loss_out[si] = 0
+                if write_grad:
+                    for k in range(n_classes):
+                        grad[a, k, c] = 0
+                continue
+            if label < 0 or label >= n_classes:
+                _fail(blk, ERR_LABEL, si, label)
+                return
+            if has_class_weight:
+                cwl = class_weight[label]
+        else:
+            yr = &y_true[a, 0, c]
+            for k in range(n_classes):
+                v = _at(yr, k * ysb)[0]
+                if v < 0.0 or v > 1.0:
+                    _fail(blk, ERR_TARGET, si, k)
+                    return
+        xr = &y_pred[a, 0, c]
+        if from_logits:
+            lognorm = _row_logits(xr, psb, n_classes, &mx)
+        else:
+            total = _row_total(xr, psb, n_classes, &negative)
+            if negative:
+                _fail(blk, ERR_PROB_NEG, si, _first_negative(xr, psb, n_classes))
+                return
+            if total == 0.0:
+                _fail(blk, ERR_ROW_ZERO, si, -1)
+                return
+        # Only the label's term is non-zero for a one-hot target without smoothing.
+        k0, k1 = 0, n_classes
+        if sparse and smoothing == 0.0:
+            k0, k1 = label, label + 1
+        l = 0.0
+        for k in range(k0, k1):
+            q = _target(yr, ysb, label, cw_row, keep, spread, k)
+            v = _at(xr, k * psb)[0]
+            if from_logits:
+                nls = cyl_unless(v == mx, mx - v) + lognorm
+                l += cyl_term(q, cyl_term(pow(-expm1(-nls), gamma), nls))
+            else:
+                r = cyl_clip(v / total, lo, hi)
+                l += cyl_term(q, pow(1.0 - r, gamma) * -log(r))
+        l = cyl_term(alpha, l)
+        w = weight[si] if has_weight else 1.0
+        l = w * l
+        if write_out:
+            loss_out[si] = <floating>l
+        if write_grad:
+            # h_k (or d_k) waits in the gradient row for the sum H (in the compute dtype:
+            # float32 rows round it to float32, which SPEC section 4 allows).
+            gw = w * grad_scale * alpha
+            H = 0.0
+            for k in range(n_classes):
+                q = _target(yr, ysb, label, cw_row, keep, spread, k)
+                v = _at(xr, k * psb)[0]
+                if from_logits:
+                    r = _focal_logit_h(q, cyl_unless(v == mx, mx - v) + lognorm, gamma)
+                    H += r
+                else:
+                    r = _focal_prob_d(q, v / total, lo, hi, gamma)
+                    H += cyl_term(v / total, r)
+                grad[a, k, c] = <floating>r
+            for k in range(n_classes):
+                v = _at(xr, k * psb)[0]
+                if from_logits:
+                    nls = cyl_unless(v == mx, mx - v) + lognorm
+                    grad[a, k, c] = <floating>(gw * (grad[a, k, c] - cyl_term(exp(-nls), H)))
+                else:
+                    grad[a, k, c] = <floating>(gw * (grad[a, k, c] - H) / total)
+        cyl_acc_add(&acc, i, m_samples, l)
+        cyl_acc_add(&den, i, m_samples, w * cwl)
+        count += 1
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den), count)
+
+
+def focal_rows(
+    y_true, labels, bint sparse, const floating[:, :, :] y_pred,
+    weight, bint has_weight, class_weight, bint has_class_weight,
+    bint has_ignore, int64_t ignore_index,
+    bint from_logits, double smoothing, double lo, double hi, double gamma, double alpha,
+    loss_out, bint write_out, int n_threads, grad_out=None, double grad_scale=1.0,
+):
+    """Categorical (``y_true`` a target array like y_pred) or sparse (``labels``) focal
+    cross-entropy over y_pred viewed as (outer, classes, inner)."""
+    cdef const floating[:, :, :] y_view
+    cdef const int64_t[:] l_view
+    cdef const double[:] w_view, cw_view
+    cdef floating[:] out_view
+    cdef floating[:, :, :] g_view
+    cdef bint write_grad = grad_out is not None
+    cdef Py_ssize_t n = y_pred.shape[0] * y_pred.shape[2]
+    if sparse:
+        l_view = labels
+        _require(l_view.shape[0] == n, "labels length differs from the number of samples")
+    else:
+        y_view = y_true
+        _require(y_view.shape[0] == y_pred.shape[0] and y_view.shape[1] == y_pred.shape[1]
+                 and y_view.shape[2] == y_pred.shape[2], "shapes differ")
+    if has_weight:
+        w_view = weight
+    if has_class_weight:
+        cw_view = class_weight
+        _require(sparse and cw_view.shape[0] == y_pred.shape[1]
+                 and cw_view.strides[0] == sizeof(double),
+                 "class_weight must be contiguous with one weight per class")
+    if write_out:
+        out_view = loss_out
+    if write_grad:
+        g_view = grad_out
+        _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1]
+                 and g_view.shape[2] == y_pred.shape[2], "grad_out shape differs from y_pred")
+    cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    _require(y_pred.shape[1] > 0 or n == 0, "no classes")
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
+    if n == 0:
+        return (0.0, 0.0, 0, ERR_NONE, -1, -1)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        if team == 1:
+            with nogil:
+                for b in range(n_blocks):
+                    _focal_block(y_view, l_view, sparse, y_pred, w_view, has_weight, cw_view,
+                                 has_class_weight, has_ignore, ignore_index, from_logits,
+                                 smoothing, lo, hi, gamma, alpha, out_view, write_out,
+                                 g_view, write_grad, grad_scale,
+                                 b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
+                _focal_block(y_view, l_view, sparse, y_pred, w_view, has_weight, cw_view,
+                             has_class_weight, has_ignore, ignore_index, from_logits,
+                             smoothing, lo, hi, gamma, alpha, out_view, write_out,
+                             g_view, write_grad, grad_scale,
+                             b * size, min(n, (b + 1) * size), &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)

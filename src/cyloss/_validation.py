@@ -95,6 +95,28 @@ def check_beta(value):
     return b
 
 
+def check_gamma(value):
+    g = _real(value, "gamma")
+    if not (0.0 <= g < math.inf):
+        raise ValueError(f"gamma must be finite and >= 0; got {value!r}")
+    return g
+
+
+def check_alpha(value):
+    a = _real(value, "alpha")
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1]; got {value!r}")
+    return a
+
+
+def check_apply_class_balancing(value):
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
+        return bool(value)
+    raise ValueError(f"apply_class_balancing must be True or False; got {value!r}")
+
+
 def check_from_logits(value):
     if isinstance(value, (bool, np.bool_)) or (
         isinstance(value, numbers.Integral) and value in (0, 1)

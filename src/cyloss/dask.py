@@ -62,6 +62,10 @@ __all__ = [
     "nll_loss",
     "categorical_hinge",
     "cosine_similarity",
+    "binary_focal_crossentropy",
+    "categorical_focal_crossentropy",
+    "sparse_categorical_focal_crossentropy",
+    "multilabel_soft_margin",
     *(e.function for e in _losses.ELEMENTWISE),
     *(a for e in _losses.ELEMENTWISE for a in e.aliases),
 ]
@@ -396,6 +400,98 @@ def cosine_similarity(
     """
     return _run(_losses.CosineSimilarity, y_true, y_pred, sample_weight, axis=axis,
                 reduction=reduction, epsilon=epsilon, n_threads=n_threads)
+
+
+def binary_focal_crossentropy(
+    y_true, y_pred, *, apply_class_balancing=False, alpha=0.25, gamma=2.0,
+    from_logits=False, label_smoothing=0.0, sample_weight=None, reduction="mean",
+    epsilon=1e-7, n_threads=None,
+):
+    """:func:`cyloss.binary_focal_crossentropy` on Dask arrays (lazy); chunks as in
+    :func:`binary_crossentropy`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> y = da.from_array([[0.0, 1.0], [0.0, 0.0]], chunks=1)
+    >>> p = da.from_array([[0.6, 0.4], [0.4, 0.6]], chunks=(1, 2))
+    >>> round(float(cyloss.dask.binary_focal_crossentropy(y, p).compute()), 6)
+    0.267832
+    """
+    return _run(_losses.BinaryFocalCrossentropy, y_true, y_pred, sample_weight,
+                apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
+                from_logits=from_logits, label_smoothing=label_smoothing,
+                reduction=reduction, epsilon=epsilon, n_threads=n_threads)
+
+
+def categorical_focal_crossentropy(
+    y_true, y_pred, *, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+    axis=-1, sample_weight=None, reduction="mean", epsilon=1e-7, n_threads=None,
+):
+    """:func:`cyloss.categorical_focal_crossentropy` on Dask arrays (lazy); chunks as in
+    :func:`categorical_crossentropy`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> y = da.from_array([[0.0, 1.0]], chunks=1)
+    >>> x = da.from_array([[0.0, 0.0]], chunks=(1, 2))
+    >>> round(float(cyloss.dask.categorical_focal_crossentropy(
+    ...     y, x, from_logits=True).compute()), 6)
+    0.043322
+    """
+    return _run(_losses.CategoricalFocalCrossentropy, y_true, y_pred, sample_weight,
+                alpha=alpha, gamma=gamma, from_logits=from_logits,
+                label_smoothing=label_smoothing, axis=axis, reduction=reduction,
+                epsilon=epsilon, n_threads=n_threads)
+
+
+def sparse_categorical_focal_crossentropy(
+    y_true, y_pred, *, alpha=0.25, gamma=2.0, from_logits=False, axis=-1,
+    ignore_index=None, class_weight=None, label_smoothing=0.0, sample_weight=None,
+    reduction="mean", epsilon=1e-7, n_threads=None,
+):
+    """:func:`cyloss.sparse_categorical_focal_crossentropy` on Dask arrays (lazy); chunks
+    as in :func:`sparse_categorical_crossentropy`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> labels = da.from_array([1, -1], chunks=1)
+    >>> x = da.from_array([[0.0, 0.0], [5.0, 0.0]], chunks=(1, 2))
+    >>> round(float(cyloss.dask.sparse_categorical_focal_crossentropy(
+    ...     labels, x, from_logits=True, ignore_index=-1).compute()), 6)
+    0.043322
+    """
+    return _run(_losses.SparseCategoricalFocalCrossentropy, y_true, y_pred, sample_weight,
+                alpha=alpha, gamma=gamma, from_logits=from_logits, axis=axis,
+                ignore_index=ignore_index, class_weight=class_weight,
+                label_smoothing=label_smoothing, reduction=reduction, epsilon=epsilon,
+                n_threads=n_threads)
+
+
+def multilabel_soft_margin(
+    y_true, y_pred, *, class_weight=None, sample_weight=None, reduction="mean",
+    n_threads=None,
+):
+    """:func:`cyloss.multilabel_soft_margin` on Dask arrays (lazy); chunks as in
+    :func:`binary_crossentropy`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> y = da.from_array([[1.0, 0.0]], chunks=1)
+    >>> x = da.from_array([[2.0, -1.0]], chunks=(1, 2))
+    >>> round(float(cyloss.dask.multilabel_soft_margin(
+    ...     y, x, class_weight=[1.0, 3.0]).compute()), 6)
+    0.533357
+    """
+    return _run(_losses.MultilabelSoftMargin, y_true, y_pred, sample_weight,
+                class_weight=class_weight, reduction=reduction, n_threads=n_threads)
 
 
 # The elementwise losses, one per entry of cyloss.losses.ELEMENTWISE, with the in-memory

@@ -215,12 +215,20 @@ __all__ = [
     "nll_loss",
     "categorical_hinge",
     "cosine_similarity",
+    "binary_focal_crossentropy",
+    "categorical_focal_crossentropy",
+    "sparse_categorical_focal_crossentropy",
+    "multilabel_soft_margin",
     *(e.function for e in ELEMENTWISE),
     *(a for e in ELEMENTWISE for a in e.aliases),
     "Loss",
     "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy",
     "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
+    "CategoricalFocalCrossentropy",
+    "SparseCategoricalFocalCrossentropy",
+    "MultilabelSoftMargin",
     "KLDivergence",
     "NegativeLogLikelihood",
     "CategoricalHinge",
@@ -658,7 +666,8 @@ def binary_crossentropy(
 
 
 def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_weight,
-            reduction, epsilon, n_threads, grad_request=None, hess_request=None):
+            reduction, epsilon, n_threads, grad_request=None, hess_request=None,
+            loss_name="binary_crossentropy"):
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     from_logits = V.check_from_logits(from_logits)
@@ -677,8 +686,304 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
         hess_view,
     )
-    return _finish(result, reduction, loss_out, prep, "binary_crossentropy", grad=grad,
+    return _finish(result, reduction, loss_out, prep, loss_name, grad=grad,
                    grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
+
+
+# --- focal losses and multilabel soft margin -----------------------------------------------
+
+def _no_focal_hessian(name, hess_request):
+    if hess_request is not None:
+        raise NotImplementedError(
+            f"grad_hess is not available for {name}: the focal factor's second derivative "
+            "has no loop (value_and_grad and grad are)"
+        )
+
+
+def binary_focal_crossentropy(
+    y_true, y_pred, *, apply_class_balancing=False, alpha=0.25, gamma=2.0,
+    from_logits=False, label_smoothing=0.0, sample_weight=None, reduction="mean",
+    epsilon=1e-7, n_threads=None,
+):
+    r"""Binary focal cross-entropy (Keras 3's ``binary_focal_crossentropy``), averaged over
+    the last axis.
+
+    .. math:: l = \mathrm{mean}_k \left[ a\, (1 - p_t)^\gamma\,
+              \left(-(y \log p + (1 - y) \log(1 - p))\right) \right]
+
+    with ``y <- y (1 - s) + s / 2`` for ``label_smoothing = s``,
+    ``p_t = y p + (1 - y)(1 - p)``, and ``a = alpha y + (1 - alpha)(1 - y)`` when
+    ``apply_class_balancing`` (else 1). As Keras, probabilities are clipped to
+    ``[epsilon, 1 - epsilon]`` inside the logarithms while ``p_t`` takes the unclipped
+    ``p``; ``1 - p_t`` is computed as ``y (1 - p) + (1 - y) p``, without Keras's
+    cancellation. From logits (no clipping, unlike Keras, which clips ``sigmoid(x)``):
+    the cross-entropy is ``y softplus(-x) + (1 - y) softplus(x)`` and ``1 - p_t`` is taken
+    in log space, so ``|x| = 1e4`` neither overflows nor underflows the focal factor, and
+    infinite logits give the limits (0 or inf). ``gamma = 0`` without balancing is
+    :func:`binary_crossentropy`.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like
+        As in :func:`binary_crossentropy`.
+    apply_class_balancing : bool, default False
+        Weight the positive term by ``alpha`` and the negative one by ``1 - alpha``.
+    alpha : float in [0, 1], default 0.25
+        Used only with ``apply_class_balancing`` (Keras's convention; torchvision's
+        ``sigmoid_focal_loss`` always applies its ``alpha``).
+    gamma : float >= 0, default 2.0
+        The focusing parameter.
+    from_logits : bool, default False
+    label_smoothing : float in [0, 1], default 0
+    sample_weight, reduction, epsilon, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Raises
+    ------
+    ValueError
+        ``y_pred`` outside [0, 1] without ``from_logits=True``, targets outside [0, 1],
+        shape mismatch, bad options.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.binary_focal_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]],
+    ...                                  reduction="none").round(6)
+    array([0.329865, 0.205798])
+    """
+    return _binary_focal(y_true, y_pred, True, apply_class_balancing, alpha, gamma,
+                         from_logits, label_smoothing, None, sample_weight, reduction,
+                         epsilon, n_threads, "binary_focal_crossentropy")
+
+
+def multilabel_soft_margin(
+    y_true, y_pred, *, class_weight=None, sample_weight=None, reduction="mean",
+    n_threads=None,
+):
+    r"""Multilabel soft margin loss (PyTorch's ``multilabel_soft_margin_loss``).
+
+    .. math:: l = \mathrm{mean}_k \left[-w_k \left(y_k \log \sigma(x_k)
+              + (1 - y_k) \log \sigma(-x_k)\right)\right]
+
+    over the last axis, ``x`` logits and ``w`` the ``class_weight`` (PyTorch's
+    ``weight=``; all ones when absent). Per sample this is exactly
+    :func:`binary_crossentropy` with ``from_logits=True`` (``softplus`` form, infinite
+    logits give 0 or inf), and it runs binary cross-entropy's loop: without
+    ``class_weight`` the same call, with it the binary family's general loop with the
+    weight on both terms.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Targets in ``[0, 1]``, same shape as ``y_pred``. Argument order is Keras's
+        ``(y_true, y_pred)``, the reverse of PyTorch's ``(input, target)``.
+    y_pred : array_like
+        Logits. As everywhere in cyloss a 1-D input is ``n`` samples of one class
+        each (PyTorch reads a 1-D input as one sample of ``C`` classes).
+    class_weight : array_like of shape (C,), optional
+        Non-negative weight per class (the last axis).
+    sample_weight, reduction, n_threads
+        As in :func:`categorical_crossentropy`. ``reduction="mean"`` is PyTorch's
+        default ``"mean"``.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> round(cyloss.multilabel_soft_margin([[1.0, 0.0]], [[0.0, 0.0]]), 6)
+    0.693147
+    >>> round(cyloss.multilabel_soft_margin([[1.0, 0.0]], [[2.0, -1.0]],
+    ...                                     class_weight=[1.0, 3.0]), 6)
+    0.533357
+    """
+    return _multilabel(y_true, y_pred, class_weight, sample_weight, reduction, n_threads)
+
+
+def _multilabel(y_true, y_pred, class_weight, sample_weight, reduction, n_threads,
+                grad_request=None, hess_request=None):
+    class_weight = V.check_class_weight(class_weight)
+    if class_weight is None:
+        return _binary(y_true, y_pred, True, 0.0, None, sample_weight, reduction, 1e-7,
+                       n_threads, grad_request, hess_request,
+                       loss_name="multilabel_soft_margin")
+    return _binary_focal(y_true, y_pred, False, False, 0.0, 0.0, True, 0.0, class_weight,
+                         sample_weight, reduction, 1e-7, n_threads, "multilabel_soft_margin",
+                         grad_request, hess_request)
+
+
+def _binary_focal(y_true, y_pred, focal, balance, alpha, gamma, from_logits,
+                  label_smoothing, class_weight, sample_weight, reduction, epsilon,
+                  n_threads, loss_name, grad_request=None, hess_request=None):
+    if focal:
+        _no_focal_hessian(loss_name, hess_request)
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    balance = V.check_apply_class_balancing(balance)
+    alpha = V.check_alpha(alpha)
+    gamma = V.check_gamma(gamma)
+    from_logits = V.check_from_logits(from_logits)
+    smoothing = V.check_label_smoothing(label_smoothing)
+    epsilon = V.check_epsilon(epsilon)
+    prep = V.elementwise(y_true, y_pred)
+    if class_weight is None:
+        cw = V.pos_weights(None, prep.y_pred.shape[1])
+    else:
+        cw, _ = V.class_weights(class_weight, prep.y_pred.shape[1])
+    weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, wexp = _scaled_weights(weight, has_weight)
+    lo, hi = V.clip_bounds(epsilon)
+    loss_out, write_out = _loss_out(reduction, prep)
+    grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
+    result = _loops.binary_focal(
+        prep.y_true, prep.y_pred, weight, has_weight, cw, focal, gamma, alpha, balance,
+        from_logits, smoothing, lo, hi, loss_out, write_out,
+        resolve_threads(n_threads, prep.n_elements), grad_view, hess_view,
+    )
+    return _finish(result, reduction, loss_out, prep, loss_name, grad=grad,
+                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
+
+
+def categorical_focal_crossentropy(
+    y_true, y_pred, *, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+    axis=-1, sample_weight=None, reduction="mean", epsilon=1e-7, n_threads=None,
+):
+    r"""Categorical focal cross-entropy (Keras 3's ``categorical_focal_crossentropy``).
+
+    .. math:: l = -\alpha \sum_c y_c (1 - p_c)^\gamma \log p_c
+
+    over the class axis, with ``y <- y (1 - s) + s / C`` for ``label_smoothing = s``.
+    From probabilities (Keras): ``p <- p / sum_c p``, clipped to
+    ``[epsilon, 1 - epsilon]``, used in both factors. From logits (no clipping, unlike
+    Keras, which clips the softmax): ``-log p_c`` is the stable log-softmax of
+    :func:`categorical_crossentropy` and ``1 - p_c = -expm1(log p_c)``, accurate when
+    ``p_c`` is near 1. ``gamma = 0`` is ``alpha`` times :func:`categorical_crossentropy`.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Targets in ``[0, 1]``, same shape as ``y_pred``.
+    y_pred : array_like
+        Probabilities (non-negative rows with a positive sum) or logits.
+    alpha : float in [0, 1], default 0.25
+        A factor on the whole loss (Keras).
+    gamma : float >= 0, default 2.0
+    from_logits : bool, default False
+    label_smoothing : float in [0, 1], default 0
+    axis : int, default -1
+    sample_weight, reduction, epsilon, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> losses = cyloss.categorical_focal_crossentropy([[0, 1, 0], [0, 0, 1]],
+    ...     [[0.05, 0.95, 0], [0.1, 0.8, 0.1]], reduction="none")
+    >>> [f"{v:.6g}" for v in losses]
+    ['3.20583e-05', '0.466273']
+    """
+    return _focal_rows(False, y_true, y_pred, alpha, gamma, from_logits, label_smoothing,
+                       axis, None, None, sample_weight, reduction, epsilon, n_threads)
+
+
+def sparse_categorical_focal_crossentropy(
+    y_true, y_pred, *, alpha=0.25, gamma=2.0, from_logits=False, axis=-1,
+    ignore_index=None, class_weight=None, label_smoothing=0.0, sample_weight=None,
+    reduction="mean", epsilon=1e-7, n_threads=None,
+):
+    r"""Focal cross-entropy against integer class labels.
+
+    .. math:: l = -\alpha \sum_c w_c q_c (1 - p_c)^\gamma \log p_c, \quad
+              q_c = (1 - s)[c = \mathrm{label}] + s / C
+
+    :func:`categorical_focal_crossentropy` with the (smoothed) one-hot target of the
+    label, so ``-alpha (1 - p_label)^gamma log p_label`` without options; ``w`` the
+    ``class_weight`` (all ones when absent). Keras 3 has no sparse focal loss; the
+    options, labels, ``ignore_index`` and reductions are those of
+    :func:`sparse_categorical_crossentropy`.
+
+    Parameters
+    ----------
+    y_true : array_like of int
+        Labels in ``[0, C)`` (as in :func:`sparse_categorical_crossentropy`).
+    y_pred : array_like
+        Probabilities or logits with the classes on ``axis``.
+    alpha, gamma
+        As in :func:`categorical_focal_crossentropy`.
+    from_logits, axis, ignore_index, class_weight, label_smoothing
+        As in :func:`sparse_categorical_crossentropy`.
+    sample_weight, reduction, epsilon, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> losses = cyloss.sparse_categorical_focal_crossentropy([1, 2],
+    ...     [[0.05, 0.95, 0], [0.1, 0.8, 0.1]], reduction="none")
+    >>> [f"{v:.6g}" for v in losses]
+    ['3.20583e-05', '0.466273']
+    """
+    return _focal_rows(True, y_true, y_pred, alpha, gamma, from_logits, label_smoothing,
+                       axis, ignore_index, class_weight, sample_weight, reduction, epsilon,
+                       n_threads)
+
+
+def _focal_rows(sparse, y_true, y_pred, alpha, gamma, from_logits, label_smoothing, axis,
+                ignore_index, class_weight, sample_weight, reduction, epsilon, n_threads,
+                grad_request=None, hess_request=None):
+    name = ("sparse_categorical_focal_crossentropy" if sparse
+            else "categorical_focal_crossentropy")
+    _no_focal_hessian(name, hess_request)
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    alpha = V.check_alpha(alpha)
+    gamma = V.check_gamma(gamma)
+    from_logits = V.check_from_logits(from_logits)
+    smoothing = V.check_label_smoothing(label_smoothing)
+    epsilon = V.check_epsilon(epsilon)
+    if sparse:
+        ignore_index = V.check_ignore_index(ignore_index)
+        class_weight = V.check_class_weight(class_weight)
+        prep = V.sparse(y_true, y_pred, V.check_axis(axis))
+        cw, has_cw = V.class_weights(class_weight, prep.y_pred.shape[1])
+        y_view, labels = None, prep.labels
+    else:
+        prep = V.categorical(y_true, y_pred, V.check_axis(axis))
+        cw, has_cw = None, False
+        y_view, labels = prep.y_true, None
+    weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, wexp = _scaled_weights(weight, has_weight)
+    lo, hi = V.clip_bounds(epsilon)
+    loss_out, write_out = _loss_out(reduction, prep)
+    grad, grad_view, hess, hess_view = _buffers(grad_request, None, prep)
+    counted = prep.n_samples
+    if (sparse and ignore_index is not None and grad_request is not None
+            and (reduction == "mean" or reduction == "weighted_mean")):
+        counted -= int(np.count_nonzero(prep.labels == ignore_index))
+    grad_scale = _grad_prescale(reduction, counted, grad_request, None, wexp,
+                                reduction == "mean" or not (has_weight or has_cw))
+    result = _loops.focal_rows(
+        y_view, labels, sparse, prep.y_pred, weight, has_weight, cw, has_cw,
+        ignore_index is not None, ignore_index if ignore_index is not None else 0,
+        from_logits, smoothing, lo, hi, gamma, alpha, loss_out, write_out,
+        resolve_threads(n_threads, prep.n_elements), grad_view, grad_scale,
+    )
+    return _finish(result, reduction, loss_out, prep, name, ignore_index, grad=grad,
+                   grad_view=grad_view, wexp=wexp, grad_scale=grad_scale)
 
 
 # --- row losses of the catalogue: KL divergence, negative log-likelihood, categorical
@@ -1313,6 +1618,149 @@ class CosineSimilarity(Loss):
                           grad_request, hess_request)
 
 
+class BinaryFocalCrossentropy(Loss):
+    """Binary focal cross-entropy as a Keras-style object; see
+    :func:`binary_focal_crossentropy`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.BinaryFocalCrossentropy(apply_class_balancing=True, gamma=1.0)
+    >>> loss
+    BinaryFocalCrossentropy(apply_class_balancing=True, gamma=1.0)
+    >>> round(loss([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]), 6)
+    0.278838
+    """
+
+    _function = staticmethod(binary_focal_crossentropy)
+    _defaults = _defaults("binary_focal_crossentropy", apply_class_balancing=False,
+                          alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+                          epsilon=1e-7)
+
+    def __init__(self, *, apply_class_balancing=False, alpha=0.25, gamma=2.0,
+                 from_logits=False, label_smoothing=0.0, epsilon=1e-7, reduction="mean",
+                 n_threads=None, name="binary_focal_crossentropy"):
+        super().__init__(
+            name=name, reduction=reduction, n_threads=n_threads,
+            apply_class_balancing=V.check_apply_class_balancing(apply_class_balancing),
+            alpha=V.check_alpha(alpha), gamma=V.check_gamma(gamma),
+            from_logits=V.check_from_logits(from_logits),
+            label_smoothing=V.check_label_smoothing(label_smoothing),
+            epsilon=V.check_epsilon(epsilon),
+        )
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        o = self._options
+        return _binary_focal(y_true, y_pred, True, o["apply_class_balancing"], o["alpha"],
+                             o["gamma"], o["from_logits"], o["label_smoothing"], None,
+                             sample_weight, reduction, o["epsilon"], o["n_threads"],
+                             self.name, grad_request, hess_request)
+
+
+class CategoricalFocalCrossentropy(Loss):
+    """Categorical focal cross-entropy as a Keras-style object; see
+    :func:`categorical_focal_crossentropy`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.CategoricalFocalCrossentropy(from_logits=True)
+    >>> round(loss([[0.0, 1.0]], [[0.0, 0.0]]), 6)
+    0.043322
+    """
+
+    _function = staticmethod(categorical_focal_crossentropy)
+    _defaults = _defaults("categorical_focal_crossentropy", alpha=0.25, gamma=2.0,
+                          from_logits=False, label_smoothing=0.0, axis=-1, epsilon=1e-7)
+
+    def __init__(self, *, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+                 axis=-1, epsilon=1e-7, reduction="mean", n_threads=None,
+                 name="categorical_focal_crossentropy"):
+        super().__init__(
+            name=name, reduction=reduction, n_threads=n_threads,
+            alpha=V.check_alpha(alpha), gamma=V.check_gamma(gamma),
+            from_logits=V.check_from_logits(from_logits),
+            label_smoothing=V.check_label_smoothing(label_smoothing),
+            axis=V.check_axis(axis), epsilon=V.check_epsilon(epsilon),
+        )
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        o = self._options
+        return _focal_rows(False, y_true, y_pred, o["alpha"], o["gamma"], o["from_logits"],
+                           o["label_smoothing"], o["axis"], None, None, sample_weight,
+                           reduction, o["epsilon"], o["n_threads"], grad_request,
+                           hess_request)
+
+
+class SparseCategoricalFocalCrossentropy(Loss):
+    """Sparse focal cross-entropy as a Keras-style object; see
+    :func:`sparse_categorical_focal_crossentropy`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.SparseCategoricalFocalCrossentropy(from_logits=True, ignore_index=-1)
+    >>> round(loss([1, -1], [[0.0, 0.0], [5.0, 0.0]]), 6)
+    0.043322
+    """
+
+    _function = staticmethod(sparse_categorical_focal_crossentropy)
+    _defaults = _defaults("sparse_categorical_focal_crossentropy", alpha=0.25, gamma=2.0,
+                          from_logits=False, axis=-1, ignore_index=None, class_weight=None,
+                          label_smoothing=0.0, epsilon=1e-7)
+
+    def __init__(self, *, alpha=0.25, gamma=2.0, from_logits=False, axis=-1,
+                 ignore_index=None, class_weight=None, label_smoothing=0.0, epsilon=1e-7,
+                 reduction="mean", n_threads=None,
+                 name="sparse_categorical_focal_crossentropy"):
+        super().__init__(
+            name=name, reduction=reduction, n_threads=n_threads,
+            alpha=V.check_alpha(alpha), gamma=V.check_gamma(gamma),
+            from_logits=V.check_from_logits(from_logits), axis=V.check_axis(axis),
+            ignore_index=V.check_ignore_index(ignore_index),
+            class_weight=V.check_class_weight(class_weight),
+            label_smoothing=V.check_label_smoothing(label_smoothing),
+            epsilon=V.check_epsilon(epsilon),
+        )
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        o = self._options
+        return _focal_rows(True, y_true, y_pred, o["alpha"], o["gamma"], o["from_logits"],
+                           o["label_smoothing"], o["axis"], o["ignore_index"],
+                           o["class_weight"], sample_weight, reduction, o["epsilon"],
+                           o["n_threads"], grad_request, hess_request)
+
+
+class MultilabelSoftMargin(Loss):
+    """Multilabel soft margin loss as a Keras-style object; see
+    :func:`multilabel_soft_margin`.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.MultilabelSoftMargin(class_weight=[1.0, 3.0])
+    >>> round(loss([[1.0, 0.0]], [[2.0, -1.0]]), 6)
+    0.533357
+    """
+
+    _function = staticmethod(multilabel_soft_margin)
+    _defaults = _defaults("multilabel_soft_margin", class_weight=None)
+
+    def __init__(self, *, class_weight=None, reduction="mean", n_threads=None,
+                 name="multilabel_soft_margin"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
+                         class_weight=V.check_class_weight(class_weight))
+
+    def _derivatives(self, y_true, y_pred, sample_weight, reduction, grad_request,
+                     hess_request=None):
+        o = self._options
+        return _multilabel(y_true, y_pred, o["class_weight"], sample_weight, reduction,
+                           o["n_threads"], grad_request, hess_request)
+
+
 class _Elementwise(Loss):
     """Regression losses: one compiled loop, told which formula by ``_kind``."""
 
@@ -1467,6 +1915,10 @@ LOSSES = {
     "nll": NegativeLogLikelihood,
     "categorical_hinge": CategoricalHinge,
     "cosine_similarity": CosineSimilarity,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
+    "sparse_categorical_focal_crossentropy": SparseCategoricalFocalCrossentropy,
+    "multilabel_soft_margin": MultilabelSoftMargin,
     **{e.function: globals()[e.cls] for e in ELEMENTWISE},
 }
 _ALIASES = {alias: e.function for e in ELEMENTWISE for alias in e.aliases}
