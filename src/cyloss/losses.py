@@ -141,6 +141,8 @@ __all__ = [
     "SparseCategoricalCrossentropy",
     "BinaryCrossentropy",
     *(e.cls for e in ELEMENTWISE),
+    "ctc",
+    "CTC",
     "ELEMENTWISE",
     "LOSSES",
     "get",
@@ -971,12 +973,16 @@ for _e in ELEMENTWISE:
 del _e
 
 
+# CTC lives in its own module (its own compiled loop); it needs Loss defined above.
+from cyloss._sequence import CTC, ctc  # noqa: E402
+
 #: Every loss by its function name: the class that stores its options.
 LOSSES = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
     **{e.function: globals()[e.cls] for e in ELEMENTWISE},
+    "ctc": CTC,
 }
 _ALIASES = {alias: e.function for e in ELEMENTWISE for alias in e.aliases}
 
