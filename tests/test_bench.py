@@ -78,7 +78,8 @@ def test_smoke_run_writes_json_and_markdown(tmp_path, capsys):
     assert "| `mse-1e4` |" in capsys.readouterr().out
 
 
-TINY = {"regression": (1000,), "binary": (1000,), "categorical": (50, 7), "sparse": (50, 7)}
+TINY = {"regression": (1000,), "binary": (1000,), "categorical": (50, 7), "sparse": (50, 7),
+        "ctc": (4, 20, 6)}
 
 
 @pytest.mark.parametrize("dtype", _bench.DTYPES)
@@ -143,7 +144,7 @@ def test_data_is_inside_every_domain():
 
 def test_workload_selection():
     every = _bench.select_workloads()
-    assert len(every) == 88 and len({w.id for w in every}) == 88
+    assert len(every) == 90 and len({w.id for w in every}) == 90     # 2 CTC (issue 14)
     steps = [w.id for w in every if w.loss in _bench.ADAPTER_LOSSES]     # issue 15
     assert steps == ["torch_ce_step-10000x1000-f32", "torch_ce_step-256x32000-f32",
                      "jax_ce_step-10000x1000-f32", "jax_ce_step-256x32000-f32"]
