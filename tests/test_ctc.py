@@ -396,3 +396,33 @@ def test_class():
         cyloss.CTC(blank="0")
     with pytest.raises(NotImplementedError):
         loss.grad_hess(y, x)
+
+
+# ------------------------------------------------------------------------------ dask
+
+def test_dask_matches_in_memory():
+    da = pytest.importorskip("dask.array")
+    import cyloss.dask
+
+    rng = np.random.default_rng(12)
+    y, x, L, Tl = _batch(rng, 11, 9, 5, short=True)
+    w = rng.uniform(0.5, 2, size=11)
+    kw = dict(label_length=L, logit_length=Tl, zero_infinity=True)
+    for reduction in ("mean", "sum", "weighted_mean"):
+        lazy = cyloss.dask.ctc(da.from_array(y, chunks=(4, 6)),
+                               da.from_array(x, chunks=(3, -1, -1)),
+                               sample_weight=da.from_array(w, chunks=5),
+                               reduction=reduction, **kw)
+        eager = cyloss.ctc(y, x, sample_weight=w, reduction=reduction, **kw)
+        assert math.isclose(float(lazy.compute()), eager, rel_tol=1e-15)
+    lazy = cyloss.dask.ctc(y, da.from_array(x, chunks=(3, -1, -1)), reduction="none", **kw)
+    assert lazy.chunks == ((3, 3, 3, 2),)
+    np.testing.assert_array_equal(lazy.compute(), cyloss.ctc(y, x, reduction="none", **kw))
+    with pytest.raises(ValueError, match="chunked along axis 2"):
+        cyloss.dask.ctc(y, da.from_array(x, chunks=(3, -1, 2)))
+    bad = y.copy()
+    bad[7, 0] = 9
+    kw["label_length"] = L.copy()
+    kw["label_length"][7] = 1
+    with pytest.raises(ValueError, match=r"index \(1, 0\).*starts at batch index 6"):
+        cyloss.dask.ctc(bad, da.from_array(x, chunks=(3, -1, -1)), **kw).compute()
