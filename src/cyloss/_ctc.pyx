@@ -60,19 +60,29 @@ cdef inline bint _skip(const int64_t* lab, Py_ssize_t s) noexcept nogil:
     return (s & 1) and s >= 3 and lab[(s - 1) >> 1] != lab[(s - 3) >> 1]
 
 
+cdef inline Py_ssize_t _band_lo(Py_ssize_t S, Py_ssize_t Tn, Py_ssize_t t) noexcept nogil:
+    cdef Py_ssize_t lo = S - 2 * (Tn - t)
+    return lo if lo > 0 else 0
+
+
+cdef inline Py_ssize_t _band_hi(Py_ssize_t S, Py_ssize_t t) noexcept nogil:
+    cdef Py_ssize_t hi = 2 * t + 1
+    return hi if hi < S - 1 else S - 1
+
+
 cdef double _sequence(
     const floating* xi, Py_ssize_t st, Py_ssize_t sc, Py_ssize_t Tn, Py_ssize_t T,
     Py_ssize_t C, const int64_t* lab, Py_ssize_t L, int64_t blank, bint logits,
     bint zero_infinity, double gs, double* work, floating* gi, bint write_grad,
 ) noexcept nogil:
     cdef Py_ssize_t S = 2 * L + 1
-    cdef Py_ssize_t t, s, c
+    cdef Py_ssize_t t, s, c, lo, hi
     cdef double* lse = work                 # Tn
     cdef double* gam = lse + T               # C
     cdef double* bnext = gam + C             # S
     cdef double* bcur = bnext + S            # S
     cdef double* alpha = bcur + S            # Tn * S with the gradient, else 2 * S
-    cdef double* prev
+    cdef double* prev = alpha
     cdef double* cur
     cdef double* tmp
     cdef double m, v, total, nll, lpb, lp
@@ -108,26 +118,34 @@ cdef double _sequence(
         for t in range(Tn):
             lse[t] = 0.0
 
-    # Forward.
-    prev = alpha
-    for s in range(S):
-        prev[s] = -INFINITY
-    prev[0] = _x(xi, st, sc, 0, blank) - lse[0]
-    if L > 0:
-        prev[1] = _x(xi, st, sc, 0, lab[0]) - lse[0]
-    for t in range(1, Tn):
+    # Forward. Only the band of states that are reachable by frame t (s <= 2 t + 1) and
+    # can still reach the end (s >= S - 2 (Tn - t)) is computed; the states outside it
+    # are -inf, or never read, in the full recursion too, so the band gives the same bits
+    # with fewer log-adds.
+    for t in range(Tn):
         cur = alpha + (t * S if write_grad else (t & 1) * S)
+        lo = _band_lo(S, Tn, t)
+        hi = _band_hi(S, t)
+        for s in range(lo):
+            cur[s] = -INFINITY
+        for s in range(hi + 1, S):
+            cur[s] = -INFINITY
         lpb = _x(xi, st, sc, t, blank) - lse[t]
-        cur[0] = prev[0] + lpb
-        for s in range(1, S):
-            if s & 1:
-                lp = _x(xi, st, sc, t, lab[(s - 1) >> 1]) - lse[t]
-                if _skip(lab, s):
-                    cur[s] = _lae3(prev[s], prev[s - 1], prev[s - 2]) + lp
+        if t == 0:
+            for s in range(lo, hi + 1):
+                cur[s] = lpb if s == 0 else _x(xi, st, sc, 0, lab[0]) - lse[0]
+        else:
+            for s in range(lo, hi + 1):
+                if s & 1:
+                    lp = _x(xi, st, sc, t, lab[(s - 1) >> 1]) - lse[t]
+                    if _skip(lab, s):
+                        cur[s] = _lae3(prev[s], prev[s - 1], prev[s - 2]) + lp
+                    else:
+                        cur[s] = _lae2(prev[s], prev[s - 1]) + lp
+                elif s > 0:
+                    cur[s] = _lae2(prev[s], prev[s - 1]) + lpb
                 else:
-                    cur[s] = _lae2(prev[s], prev[s - 1]) + lp
-            else:
-                cur[s] = _lae2(prev[s], prev[s - 1]) + lpb
+                    cur[s] = prev[s] + lpb
         prev = cur
     if L > 0:
         nll = -_lae2(prev[S - 1], prev[S - 2])
@@ -143,7 +161,7 @@ cdef double _sequence(
     if not write_grad:
         return nll
 
-    # Backward, writing the gradient of frame t once beta[t] is known.
+    # Backward over the same band, writing the gradient of frame t once beta[t] is known.
     for s in range(S):
         bcur[s] = -INFINITY
     bcur[S - 1] = 0.0
@@ -152,9 +170,11 @@ cdef double _sequence(
     t = Tn - 1
     while True:
         cur = alpha + t * S
+        lo = _band_lo(S, Tn, t)
+        hi = _band_hi(S, t)
         for c in range(C):
             gam[c] = 0.0
-        for s in range(S):
+        for s in range(lo, hi + 1):
             gam[_ext(lab, s, blank)] += exp(cur[s] + bcur[s] + nll)
         for c in range(C):
             if logits:
@@ -165,15 +185,21 @@ cdef double _sequence(
             break
         # beta[t-1, s] from beta[t, s'] + lp(t, ext_s'), s' in {s, s+1, s+2 if skip}.
         lpb = _x(xi, st, sc, t, blank) - lse[t]
-        for s in range(S):
+        for s in range(lo, hi + 1):
             if s & 1:
-                bcur[s] = bcur[s] + _x(xi, st, sc, t, lab[(s - 1) >> 1]) - lse[t]
+                bcur[s] = bcur[s] + (_x(xi, st, sc, t, lab[(s - 1) >> 1]) - lse[t])
             else:
                 bcur[s] = bcur[s] + lpb
         tmp = bnext
         bnext = bcur
         bcur = tmp
-        for s in range(S):
+        lo = _band_lo(S, Tn, t - 1)
+        hi = _band_hi(S, t - 1)
+        for s in range(lo):
+            bcur[s] = -INFINITY
+        for s in range(hi + 1, S):
+            bcur[s] = -INFINITY
+        for s in range(lo, hi + 1):
             if s + 2 < S and _skip(lab, s + 2):
                 bcur[s] = _lae3(bnext[s], bnext[s + 1], bnext[s + 2])
             elif s + 1 < S:
