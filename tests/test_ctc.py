@@ -426,3 +426,32 @@ def test_dask_matches_in_memory():
     kw["label_length"][7] = 1
     with pytest.raises(ValueError, match=r"index \(1, 0\).*starts at batch index 6"):
         cyloss.dask.ctc(bad, da.from_array(x, chunks=(3, -1, -1)), **kw).compute()
+
+
+# --------------------------------------------------------------------- layouts, edges
+
+def test_layouts_dtypes_and_empty_batch():
+    rng = np.random.default_rng(13)
+    y, x, L, Tl = _batch(rng, 6, 9, 5)
+    kw = dict(label_length=L, logit_length=Tl, reduction="none")
+    ref = cyloss.ctc(y, x, **kw)
+    _, gref = cyloss.CTC(reduction="none").value_and_grad(y, x, label_length=L,
+                                                          logit_length=Tl)
+    ro = x.copy()
+    ro.setflags(write=False)
+    rev = np.ascontiguousarray(x[:, ::-1, ::-1])[:, ::-1, ::-1]    # negative strides
+    for view in (ro, np.asfortranarray(x), rev, x.transpose(1, 0, 2).copy().transpose(1, 0, 2)):
+        np.testing.assert_array_equal(cyloss.ctc(y, view, **kw), ref)
+        _, g = cyloss.CTC(reduction="none").value_and_grad(y, view, label_length=L,
+                                                           logit_length=Tl)
+        np.testing.assert_array_equal(g, gref)
+    for labels in (y.astype(np.uint8), y.astype(np.float64), y.tolist()):
+        np.testing.assert_array_equal(cyloss.ctc(labels, x, **kw), ref)
+    assert cyloss.ctc(y, x.astype(np.float16), **kw).dtype == np.float32
+    assert cyloss.ctc(y, np.round(x).astype(np.int32), **kw).dtype == np.float64
+    empty = (np.zeros((0, 3), dtype=int), np.zeros((0, 5, 4)))
+    assert cyloss.ctc(*empty) == 0.0 and cyloss.ctc(*empty, reduction="none").shape == (0,)
+    assert cyloss.CTC().value_and_grad(*empty)[1].shape == (0, 5, 4)
+    # no labels at all: every frame is a blank
+    _close(cyloss.ctc(np.zeros((2, 0), dtype=int), np.zeros((2, 3, 4)), reduction="none"),
+           [3 * math.log(4)] * 2, rtol=1e-15)

@@ -192,7 +192,10 @@ def _ctc(y_true, y_pred, label_length, logit_length, blank, from_logits, zero_in
         grad = _grad_buffer(None if grad_request is _GRAD else grad_request, (n, T, C),
                             p.dtype)
     max_label = int(p.label_length.max()) if n else 0
-    team = max(1, min(resolve_threads(n_threads, p.x.size), n))
+    # A state of the recursion costs about as much as 16 elements of an elementwise loss
+    # (two to four exp/log), which is the unit of resolve_threads' serial threshold.
+    work = p.x.size + 16 * n * T * (2 * max_label + 1)
+    team = max(1, min(resolve_threads(n_threads, work), n))
     work = np.empty((team, _loop.workspace_size(T, C, max_label, write_grad)))
     nll = np.empty(n)
     _loop.ctc_loop(p.x, p.labels, p.offsets, p.label_length, p.logit_length, blank,
