@@ -455,3 +455,42 @@ def test_layouts_dtypes_and_empty_batch():
     # no labels at all: every frame is a blank
     _close(cyloss.ctc(np.zeros((2, 0), dtype=int), np.zeros((2, 3, 4)), reduction="none"),
            [3 * math.log(4)] * 2, rtol=1e-15)
+
+
+# ------------------------------------------------- brute force (no torch, no recursion)
+
+def _brute_force(labels, logits, blank):
+    """-log of the summed probability of every path of len(logits) frames that collapses
+    to ``labels``: all C**T paths enumerated, in float64."""
+    import itertools
+
+    T, C = logits.shape
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    total = 0.0
+    for path in itertools.product(range(C), repeat=T):
+        collapsed = [c for k, c in enumerate(path)
+                     if c != blank and (k == 0 or path[k - 1] != c)]
+        if collapsed == list(labels):
+            total += math.prod(p[t, c] for t, c in enumerate(path))
+    return -math.log(total) if total > 0 else math.inf
+
+
+@pytest.mark.parametrize("blank", [0, 2])
+def test_brute_force(blank):
+    rng = np.random.default_rng([blank, 77])
+    C = 3
+    classes = [c for c in range(C) if c != blank]
+    cases = []
+    for T in range(0, 6):
+        for L in range(0, 4):
+            cases.append((T, list(rng.choice(classes, size=L))))
+    cases.append((3, [classes[0], classes[0]]))       # repeat: needs a blank between
+    cases.append((2, [classes[0], classes[0]]))       # too short
+    for T, labels in cases:
+        x = rng.normal(size=(1, max(T, 1), C)) * 1.5
+        got = cyloss.ctc(np.array([labels + [0]]), x, label_length=[len(labels)],
+                         logit_length=[T], blank=blank, reduction="none")[0]
+        expected = _brute_force(labels, x[0, :T], blank)
+        assert got == expected if math.isinf(expected) else math.isclose(
+            got, expected, rel_tol=1e-12), (T, labels, got, expected)
