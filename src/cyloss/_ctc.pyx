@@ -77,7 +77,7 @@ cdef double _sequence(
 ) noexcept nogil:
     cdef Py_ssize_t S = 2 * L + 1
     cdef Py_ssize_t t, s, c, lo, hi
-    cdef double* lse = work                 # Tn
+    cdef double* lse = work                  # T
     cdef double* gam = lse + T               # C
     cdef double* bnext = gam + C             # S
     cdef double* bcur = bnext + S            # S
@@ -86,15 +86,12 @@ cdef double _sequence(
     cdef double* cur
     cdef double* tmp
     cdef double m, v, total, nll, lpb, lp
-    cdef int64_t k
 
     if write_grad:
         for t in range(Tn, T):   # frames past the sequence's length get no gradient
             for c in range(C):
                 gi[t * C + c] = 0
-    if Tn == 0:
-        if write_grad:
-            return 0.0 if L == 0 else (0.0 if zero_infinity else INFINITY)
+    if Tn == 0:   # no frames: only the empty target has an (empty) alignment
         return 0.0 if L == 0 else (0.0 if zero_infinity else INFINITY)
 
     if logits:
