@@ -150,6 +150,7 @@ def extensions():
         Extension("cyloss._loops", ["src/cyloss/_loops.pyx"], include_dirs=["src/cyloss"],
                   depends=["src/cyloss/_vecmath.h", "src/cyloss/_kernels.h", "src/cyloss/_rows.h",
                            "src/cyloss/_fastpaths.h", "src/cyloss/_kernels.pxd"]),
+        Extension("cyloss._ctc", ["src/cyloss/_ctc.pyx"]),
     ]
     return cythonize(
         exts,

@@ -78,7 +78,8 @@ def test_smoke_run_writes_json_and_markdown(tmp_path, capsys):
     assert "| `mse-1e4` |" in capsys.readouterr().out
 
 
-TINY = {"regression": (1000,), "binary": (1000,), "categorical": (50, 7), "sparse": (50, 7)}
+TINY = {"regression": (1000,), "binary": (1000,), "categorical": (50, 7), "sparse": (50, 7),
+        "ctc": (4, 20, 6)}
 
 
 @pytest.mark.parametrize("dtype", _bench.DTYPES)
@@ -147,8 +148,8 @@ def test_workload_selection():
     every = _bench.select_workloads()
     catalogue = [w.id for w in every if w.loss in _bench.CATALOGUE_LOSSES]   # issue 14
     assert len(catalogue) == 10 and all("-1e7-" in i for i in catalogue)
-    # 88 of issues 3 and 15, 10 elementwise, 30 row, 4 focal of issue 14
-    assert len(every) == 132 and len({w.id for w in every}) == 132
+    # 88 of issues 3 and 15; of issue 14: 10 elementwise, 30 row, 4 focal, 2 CTC
+    assert len(every) == 134 and len({w.id for w in every}) == 134
     focal = [w.id for w in every if "focal" in w.loss]                   # issue 14
     assert focal == ["bfocal_logits-1e7-f32", "cfocal_logits-10000x1000-f32",
                      "bfocal_logits-1e7-f64", "cfocal_logits-10000x1000-f64"]

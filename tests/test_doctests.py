@@ -12,8 +12,10 @@ import cyloss._config
 import cyloss.accumulate
 import cyloss.losses
 import cyloss.objectives
+import cyloss._sequence
 
-MODULES = [cyloss.losses, cyloss._config, cyloss.accumulate, cyloss.objectives]
+MODULES = [cyloss.losses, cyloss._config, cyloss.accumulate, cyloss.objectives,
+           cyloss._sequence]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

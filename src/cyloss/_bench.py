@@ -128,12 +128,17 @@ LOSSES = {
                       {"from_logits": True, "alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA},
                       f"categorical focal cross-entropy from logits, alpha={FOCAL_ALPHA:g}, "
                       f"gamma={FOCAL_GAMMA:g}"),
+    # CTC (issue 14): value and gradient of cyloss.CTC against F.ctc_loss's forward +
+    # backward (log_softmax included in both). Shape (batch, time, classes), targets of
+    # time // 5 labels.
+    "ctc_grad": ("ctc", True, "ctc", {}, "CTC from logits, value and gradient"),
 }
 # Workloads run at their own shapes only, not their family's.
 SHAPES = {"bfocal_logits": [(10**7,)], "cfocal_logits": [(10**4, 1000)]}
 GRADIENT_LOSSES = {"mse_grad", "bce_logits_grad", "cce_logits_grad", "sparse_logits_grad"}
 ADAPTER_LOSSES = {"torch_ce_step", "jax_ce_step"}
 ADAPTER_SHAPES = [(10**4, 1000), (256, 32000)]
+CTC_SHAPES = [(32, 200, 30)]
 ELEMENTWISE_SIZES = [(10**4,), (10**6,), (10**7,)]
 CATALOGUE_LOSSES = {"poisson", "mape", "msle", "hinge", "squared_hinge"}
 CATALOGUE_SIZES = [(10**7,)]
@@ -146,7 +151,7 @@ QUICK_IDS = [
     "bce_probs-1e6", "bce_logits-1e6",
     "cce_logits-100000x10", "cce_probs-100000x10",
     "sparse_logits-100000x10", "sparse_probs-100000x10", "sparse_logits-10000x1000",
-    "mse_grad-1e6", "sparse_logits_grad-100000x10",
+    "mse_grad-1e6", "sparse_logits_grad-100000x10", "ctc_grad-32x200x30",
 ]
 DEFAULTS = {"rounds": 15, "warmup": 3, "target_ms": 5.0}
 QUICK = {"rounds": 5, "warmup": 1, "target_ms": 2.0}
@@ -205,6 +210,8 @@ def all_workloads(dtypes=DTYPES):
             if loss in CATALOGUE_LOSSES:
                 shapes = CATALOGUE_SIZES
             shapes = SHAPES.get(loss, shapes)
+            if family == "ctc":
+                shapes = CTC_SHAPES
             out.extend(Workload(loss, shape, dtype) for shape in shapes)
     return out
 
@@ -233,12 +240,19 @@ def make_data(workload, seed=0):
     ``y_true``) and scores ``1.5 N(0, 1)``, about half of them inside the margin. Binary: 0/1 targets; logits ``3 N(0, 1)``, probabilities
     uniform in ``[0.001, 0.999]``. Classes: logits ``1.5 N(0, 1)`` with the label's raised
     by 2, probabilities their softmax; dense one-hot targets (categorical) or int64 labels
-    (sparse, plus a float copy of the labels for scikit-learn).
+    (sparse, plus a float copy of the labels for scikit-learn). CTC: logits ``N(0, 1)``
+    of shape (batch, time, classes) and targets of ``time // 5`` labels in ``[1, C)``
+    (blank 0), every sequence using all frames.
     """
     rng = np.random.default_rng(_seed(workload, seed))
     dt = np.dtype(workload.dtype)
     family = workload.family
     data = {}
+    if family == "ctc":
+        n, frames, classes = workload.shape
+        data["y_true"] = rng.integers(1, classes, (n, frames // 5))
+        data["y_pred"] = rng.standard_normal(workload.shape, dtype=dt)
+        return data
     if workload.loss in COUNT_LOSSES:
         (n,) = workload.shape
         y_true = rng.poisson(2.0, n).astype(dt)
@@ -337,8 +351,31 @@ def _numpy_grad_fn(workload, y_true, y_pred):
     raise KeyError(loss)
 
 
+def _numpy_ctc(y_true, y_pred):
+    """CTC's mean loss by the forward recursion, vectorised over the batch and the states
+    (full-length targets and inputs, blank 0)."""
+    n, frames, _ = y_pred.shape
+    z = y_pred - y_pred.max(axis=2, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+    ext = np.zeros((n, 2 * y_true.shape[1] + 1), dtype=np.int64)
+    ext[:, 1::2] = y_true
+    skip = np.zeros(ext.shape, dtype=bool)
+    skip[:, 3::2] = y_true[:, 1:] != y_true[:, :-1]
+    emit = np.take_along_axis(lp, ext[:, None, :], axis=2)      # (n, time, states)
+    alpha = np.full(ext.shape, -np.inf, dtype=lp.dtype)
+    alpha[:, :2] = emit[:, 0, :2]
+    for t in range(1, frames):
+        one = np.concatenate([np.full((n, 1), -np.inf), alpha[:, :-1]], axis=1)
+        two = np.concatenate([np.full((n, 2), -np.inf), alpha[:, :-2]], axis=1)
+        alpha = np.logaddexp(np.logaddexp(alpha, one), np.where(skip, two, -np.inf))
+        alpha += emit[:, t]
+    return float(-np.mean(np.logaddexp(alpha[:, -1], alpha[:, -2])))
+
+
 def _numpy_fn(workload, y_true, y_pred):
     loss = workload.loss
+    if loss == "ctc_grad":
+        return lambda: _numpy_ctc(y_true, y_pred)
     if loss in GRADIENT_LOSSES or loss in ADAPTER_LOSSES:
         fn = _numpy_grad_fn(workload, y_true, y_pred)
         return lambda: fn()[0]
@@ -476,6 +513,21 @@ def _torch_fn(torch, workload, y_true, y_pred):
     loss = workload.loss
     if loss in GRADIENT_LOSSES or loss == "torch_ce_step":
         return _torch_grad_fn(torch, workload, y_true, y_pred)
+    if loss == "ctc_grad":
+        x = x.requires_grad_()
+        n, frames, _ = y_pred.shape
+        input_lengths = torch.full((n,), frames, dtype=torch.int64)
+        target_lengths = torch.full((n,), y_true.shape[1], dtype=torch.int64)
+
+        def ctc():
+            with torch.enable_grad():
+                x.grad = None
+                lp = torch.log_softmax(x, dim=2).transpose(0, 1)
+                out = F.ctc_loss(lp, t, input_lengths, target_lengths,
+                                 reduction="none").mean()   # cyloss's (Keras's) "mean"
+                out.backward()
+            return out.item()
+        return ctc
     if loss == "mae":
         return lambda: F.l1_loss(x, t).item()
     if loss == "mse":
@@ -650,7 +702,7 @@ def build_impls(workload, data, libs, threads):
                                + ("torch" if workload.loss == "torch_ce_step"
                                   else "jax and optax"))
         return _with_baselines(workload, data, libs, threads, impls)
-    if workload.loss in GRADIENT_LOSSES:
+    if workload.loss in GRADIENT_LOSSES or workload.family == "ctc":
         grad_out = np.empty_like(y_pred)
 
         def cyloss_impl(k):
@@ -683,7 +735,7 @@ def _with_baselines(workload, data, libs, threads, impls):
         if impl is not None:
             impls.append(impl)
     inputs = [y_true, y_pred]
-    if workload.family in ("binary", "categorical", "sparse"):
+    if workload.family in ("binary", "categorical", "sparse", "ctc"):
         buf = np.empty_like(y_pred)
         impls.append(Impl("exp", "exp (numpy)", "ceiling",
                           lambda: np.exp(y_pred, out=buf), None))

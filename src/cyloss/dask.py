@@ -68,6 +68,7 @@ __all__ = [
     "multilabel_soft_margin",
     *(e.function for e in _losses.ELEMENTWISE),
     *(a for e in _losses.ELEMENTWISE for a in e.aliases),
+    "ctc",
 ]
 
 #: Partial sums combined per task of the tree reduction.
@@ -533,3 +534,103 @@ for _e in _losses.ELEMENTWISE:
     globals()[_e.function] = _make_elementwise(_e)
     globals().update({alias: globals()[_e.function] for alias in _e.aliases})
 del _e
+
+
+# --- CTC: chunks along the batch ----------------------------------------------------------
+
+def _ctc_block(y_true, y_pred, label_length, logit_length, weight, start, options,
+               reduction):
+    try:
+        return _losses.ctc(y_true, y_pred, label_length=label_length,
+                           logit_length=logit_length, sample_weight=weight,
+                           reduction=reduction, **options)
+    except ValueError as exc:
+        raise ValueError(f"{exc} [index within the Dask chunk of y_pred that starts at "
+                         f"batch index {start}]") from None
+
+
+def _ctc_finish(parts, reduction):
+    num = math.fsum(p[0] for p in parts)
+    den = math.fsum(p[1] for p in parts)
+    return np.float64(_losses.reduce_sums(num, den, sum(p[2] for p in parts), reduction))
+
+
+def ctc(y_true, y_pred, *, label_length=None, logit_length=None, blank=0, from_logits=True,
+        zero_infinity=False, divide_by_target_length=False, sample_weight=None,
+        reduction="mean", n_threads=None):
+    """:func:`cyloss.ctc` on Dask arrays (lazy), one task per chunk of the batch.
+
+    ``y_pred`` ``(batch, time, classes)`` must hold whole sequences (one chunk along its
+    time and class axes); ``y_true`` ``(batch, max_label_length)`` (the 1-D concatenated
+    layout is in-memory only), the lengths and ``sample_weight`` (Dask, NumPy or scalars)
+    are rechunked to ``y_pred``'s batch chunks. Each chunk returns its float64 sums, added
+    in chunk order (``math.fsum``) by the last task.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import cyloss.dask
+    >>> y_pred = da.zeros((2, 2, 2), chunks=(1, 2, 2))
+    >>> y_true = da.from_array(np.array([[1], [1]]), chunks=1)
+    >>> round(float(cyloss.dask.ctc(y_true, y_pred).compute()), 6)
+    0.287682
+    """
+    from dask import delayed
+    from dask.base import tokenize
+
+    loss = _losses.CTC(blank=blank, from_logits=from_logits, zero_infinity=zero_infinity,
+                       divide_by_target_length=divide_by_target_length,
+                       reduction=reduction, n_threads=n_threads)
+    reduction = loss.reduction
+    options = _options(loss)
+    y_pred = _as_dask(y_pred)
+    _check_known(y_pred, "y_pred")
+    if y_pred.ndim != 3:
+        raise ValueError("y_pred must have shape (batch, time, classes); "
+                         f"got shape {y_pred.shape}")
+    for axis, what in ((1, "time"), (2, "class")):
+        if len(y_pred.chunks[axis]) > 1:
+            raise ValueError(
+                f"y_pred is chunked along axis {axis} (the {what} axis): chunks "
+                f"{y_pred.chunks[axis]}. Each chunk must hold whole sequences; rechunk "
+                f"first, e.g. y_pred.rechunk({{1: -1, 2: -1}})")
+    n = y_pred.shape[0]
+    batch = y_pred.chunks[0]
+    y_true = _as_dask(y_true)
+    _check_known(y_true, "y_true")
+    if y_true.ndim != 2 or y_true.shape[0] != n:
+        raise ValueError(f"y_true must have shape (batch, max_label_length) with batch = "
+                         f"{n} (y_pred's first axis); got shape {y_true.shape}")
+    y_true = y_true.rechunk((batch, -1))
+
+    def per_sequence(value, name):
+        if value is None:
+            return [None] * len(batch)
+        if not isinstance(value, da.Array) and np.ndim(value) == 0:
+            value = np.broadcast_to(V.as_array(value, name), (n,))
+        value = _as_dask(value)
+        _check_known(value, name)
+        if value.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), one value per sequence; got "
+                             f"shape {value.shape}")
+        return list(value.rechunk((batch,)).to_delayed())
+
+    columns = [list(y_true.to_delayed()[:, 0]), list(y_pred.to_delayed()[:, 0, 0]),
+               per_sequence(label_length, "label_length"),
+               per_sequence(logit_length, "logit_length"),
+               per_sequence(sample_weight, "sample_weight")]
+    starts = np.concatenate([[0], np.cumsum(batch)[:-1]]).astype(int).tolist()
+    block = delayed(_ctc_block, pure=True)
+    token = tokenize(y_true, y_pred, label_length, logit_length, sample_weight, options,
+                     reduction)
+    if reduction == "none":
+        dtype = V.compute_dtype(np.empty(0, dtype=y_pred.dtype))
+        parts = [da.from_delayed(block(*args, start, options, "none"), shape=(size,),
+                                 dtype=dtype, name=f"cyloss-ctc-{token}-{k}")
+                 for k, (size, start, *args) in enumerate(zip(batch, starts, *columns))]
+        return da.concatenate(parts) if parts else da.zeros((0,), dtype=dtype)
+    sums = [block(*args, start, options, V.PARTIAL)
+            for start, *args in zip(starts, *columns)]
+    total = delayed(_ctc_finish, pure=True)(sums, reduction)
+    return da.from_delayed(total, shape=(), dtype=np.float64, name=f"cyloss-ctc-{token}")

@@ -234,6 +234,8 @@ __all__ = [
     "CategoricalHinge",
     "CosineSimilarity",
     *(e.cls for e in ELEMENTWISE),
+    "ctc",
+    "CTC",
     "ELEMENTWISE",
     "LOSSES",
     "get",
@@ -1906,6 +1908,9 @@ for _e in ELEMENTWISE:
 del _e
 
 
+# CTC lives in its own module (its own compiled loop); it needs Loss defined above.
+from cyloss._sequence import CTC, ctc  # noqa: E402
+
 #: Every loss by its function name: the class that stores its options.
 LOSSES = {
     "categorical_crossentropy": CategoricalCrossentropy,
@@ -1920,6 +1925,7 @@ LOSSES = {
     "sparse_categorical_focal_crossentropy": SparseCategoricalFocalCrossentropy,
     "multilabel_soft_margin": MultilabelSoftMargin,
     **{e.function: globals()[e.cls] for e in ELEMENTWISE},
+    "ctc": CTC,
 }
 _ALIASES = {alias: e.function for e in ELEMENTWISE for alias in e.aliases}
 _ALIASES["nll_loss"] = "nll"
