@@ -166,8 +166,9 @@ def test_objectives_refuse_what_boosting_cannot_use():
         objectives.xgboost(cyloss.SparseCategoricalCrossentropy())
     with pytest.raises(ValueError, match="n_classes"):
         objectives.lightgbm("sparse_categorical_crossentropy")(np.zeros(3), np.zeros(3), None)
-    with pytest.raises(ValueError, match="unknown loss"):
-        objectives.xgboost("hinge")
+    for name in ("hinge", "log_cosh", "kl_divergence", "ctc"):   # no chosen convention
+        with pytest.raises(ValueError, match="unknown loss"):
+            objectives.xgboost(name)
 
 
 def test_objectives_pickle_and_compare_by_loss():

@@ -29,7 +29,7 @@ the loss apply (``delta``, ``beta``, ``pos_weight``, ``label_smoothing``,
 (``from_logits=True``, set for you when the loss is given by name). Multi-output
 regression and multi-label binary predictions of shape ``(n, T)`` are treated element by
 element (one sample weight per row). Categorical cross-entropy is refused: boosters pass
-class indices; use the sparse loss.
+class indices; use the sparse loss. Every other loss is refused with a ``ValueError``.
 
 Models trained with a custom objective start from the raw score ``base_score`` (XGBoost)
 or 0 (LightGBM) and predict raw scores: compare with a built-in objective with
@@ -51,6 +51,10 @@ __all__ = ["xgboost", "lightgbm"]
 
 _ENTROPIES = ("binary_crossentropy", "sparse_categorical_crossentropy")
 _FLOOR = 1e-16          # XGBoost's floor on the logistic and softmax Hessians
+# The losses of the table in the module docstring. The others are refused rather than
+# given a Hessian convention nobody chose (several have a zero or unbounded one).
+_SUPPORTED = (L.MeanSquaredError, L.MeanAbsoluteError, L.Huber, L.SmoothL1,
+              L.BinaryCrossentropy, L.SparseCategoricalCrossentropy)
 
 
 def _loss(loss, options):
@@ -66,6 +70,10 @@ def _loss(loss, options):
             "categorical_crossentropy cannot be a boosting objective: boosters pass class "
             "indices, use sparse_categorical_crossentropy"
         )
+    if not isinstance(obj, _SUPPORTED):
+        names = ", ".join(c.__name__ for c in _SUPPORTED)
+        raise ValueError(f"unknown loss for a boosting objective: {obj.name} (the objectives "
+                         f"implement the conventions of the table above for {names})")
     if not obj._options.get("from_logits", True):
         raise ValueError(f"a boosting objective takes raw scores: {obj.name} needs "
                          "from_logits=True")
