@@ -9,11 +9,12 @@ import pytest
 
 import cyloss
 import cyloss._config
+import cyloss._pairs
 import cyloss.accumulate
 import cyloss.losses
 import cyloss.objectives
 
-MODULES = [cyloss.losses, cyloss._config, cyloss.accumulate, cyloss.objectives]
+MODULES = [cyloss.losses, cyloss._pairs, cyloss._config, cyloss.accumulate, cyloss.objectives]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

@@ -166,6 +166,8 @@ CYL_INLINE double cyl_log_cosh_hess(double y, double p, double param)
     return 4.0 * u / (v * v);
 }
 
+#include "_kernels_pairs.h"
+
 /* X(NAME, name) per elementwise loss; the order gives the kind codes (MAE = 0, ...), which
  * losses.py reads back from _loops. */
 #define CYL_ELEMENTWISE(X)   \
@@ -173,7 +175,8 @@ CYL_INLINE double cyl_log_cosh_hess(double y, double p, double param)
     X(MSE, mse)              \
     X(HUBER, huber)          \
     X(SMOOTH_L1, smooth_l1)  \
-    X(LOG_COSH, log_cosh)
+    X(LOG_COSH, log_cosh)    \
+    CYL_ELEMENTWISE_PAIRS(X)
 
 #define CYL_KIND_(NAME, name) CYL_##NAME,
 enum { CYL_ELEMENTWISE(CYL_KIND_) CYL_N_ELEMENTWISE };

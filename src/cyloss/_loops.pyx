@@ -1217,6 +1217,10 @@ def sparse(
         free(blocks)
 
 
+# Dice, Tversky (Keras) and margin ranking (PyTorch), issue #14.
+include "_pairs.pxi"
+
+
 def simd_path():
     """Which build of the fast paths this CPU runs (baseline or x86-64-v3)."""
     return cyl_simd_path().decode("ascii")

@@ -1,0 +1,232 @@
+# Loops of issue #14's losses that fit neither elementwise family: the overlap losses of
+# Keras (dice, tversky: three sums over a row, then a ratio) and PyTorch's margin ranking
+# loss (three arrays). Included by _loops.pyx, whose block machinery they share: blocks
+# whose size depends on the shape only, each summed serially, combined in block order, so
+# the result is bitwise the same for every n_threads. Every loop reads its arrays through
+# memoryview indexing; losses.py / _pairs.py checked every shape before the call, and the
+# entries below check again (_require) what an index relies on.
+
+cdef enum:
+    OVERLAP_DICE = 0
+    OVERLAP_TVERSKY = 1
+
+#: The overlap kinds by name, for _pairs.py.
+OVERLAP_KINDS = {"dice": OVERLAP_DICE, "tversky": OVERLAP_TVERSKY}
+
+# keras.backend.epsilon(): Keras's dice and tversky add it to the denominator.
+cdef double KERAS_EPSILON = 1e-7
+
+
+cdef inline double _overlap_row(
+    int kind, double alpha, double beta, const floating[:, :] y_true,
+    const floating[:, :] y_pred, Py_ssize_t i, double* den, double* num,
+) noexcept nogil:
+    # The loss of row i, 1 - num / den, with Keras's sums (lane pattern of _lanes_total):
+    #   dice:    num = 2 sum y p,  den = sum y + sum p + eps
+    #   tversky: num = sum y p,    den = num + alpha sum (1 - p) y + beta sum p (1 - y) + eps
+    cdef double a0[8]
+    cdef double a1[8]
+    cdef double a2[8]
+    cdef double y, x, s0, s1, s2
+    cdef Py_ssize_t k, width = y_pred.shape[1]
+    cdef int j
+    _lanes_clear(a0)
+    _lanes_clear(a1)
+    _lanes_clear(a2)
+    for k in range(width):
+        y = y_true[i, k]
+        x = y_pred[i, k]
+        j = _lane(k, width)
+        a0[j] += y * x
+        if kind == OVERLAP_DICE:
+            a1[j] += y
+            a2[j] += x
+        else:
+            a1[j] += (1.0 - x) * y
+            a2[j] += x * (1.0 - y)
+    s0 = _lanes_total(a0)
+    s1 = _lanes_total(a1)
+    s2 = _lanes_total(a2)
+    if kind == OVERLAP_DICE:
+        num[0] = 2.0 * s0
+        den[0] = s1 + s2 + KERAS_EPSILON
+    else:
+        num[0] = s0
+        den[0] = s0 + s1 * alpha + s2 * beta + KERAS_EPSILON
+    return 1.0 - num[0] / den[0]
+
+
+cdef void _overlap_block(
+    int kind, double alpha, double beta,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    const double[:] weight, bint has_weight, floating[:] loss_out, bint write_out,
+    floating[:, :] grad, bint write_grad, Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t i, si, k, width = y_pred.shape[1], m = end - start
+    cdef double l, w, den_i, num_i, r, y, g
+    cdef cyl_acc acc, den
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
+    for i in range(m):
+        si = start + i
+        l = _overlap_row(kind, alpha, beta, y_true, y_pred, si, &den_i, &num_i)
+        w = weight[si] if has_weight else 1.0
+        if has_weight:
+            l = w * l
+            cyl_acc_add(&den, i, m, w)
+        if write_out:
+            loss_out[si] = <floating>l
+        if write_grad:
+            # d/dp_k (1 - num / den) = (r d den/dp_k - d num/dp_k) / den, r = num / den:
+            # dice d num = 2 y_k, d den = 1; tversky d num = y_k,
+            # d den = y_k - alpha y_k + beta (1 - y_k).
+            r = num_i / den_i
+            for k in range(width):
+                y = y_true[si, k]
+                if kind == OVERLAP_DICE:
+                    g = (r - 2.0 * y) / den_i
+                else:
+                    g = (r * (y - alpha * y + beta * (1.0 - y)) - y) / den_i
+                grad[si, k] = <floating>(w * g)
+        cyl_acc_add(&acc, i, m, l)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
+
+
+def overlap(
+    int kind, double alpha, double beta,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    weight, bint has_weight, loss_out, bint write_out, int n_threads, grad_out=None,
+):
+    """Keras's dice (kind OVERLAP_KINDS["dice"]) or tversky over rows: one per-sample
+    loss per row of y_pred (n, K)."""
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    cdef floating[:, :] g_view
+    cdef bint write_grad = grad_out is not None
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
+    if write_grad:
+        g_view = grad_out
+        _require(g_view.shape[0] == y_pred.shape[0] and g_view.shape[1] == y_pred.shape[1],
+                 "grad_out shape differs from y_pred")
+    _require(kind == OVERLAP_DICE or kind == OVERLAP_TVERSKY, "unknown overlap kind")
+    cdef Py_ssize_t n = y_pred.shape[0]
+    cdef Py_ssize_t size = _block_size(n, y_pred.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    _require(y_true.shape[0] == n and y_true.shape[1] == y_pred.shape[1], "shapes differ")
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
+    if n == 0:
+        return (0.0, 0.0, 0, ERR_NONE, -1, -1)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        if team == 1:
+            with nogil:
+                for b in range(n_blocks):
+                    _overlap_block(kind, alpha, beta, y_true, y_pred, w_view, has_weight,
+                                   out_view, write_out, g_view, write_grad,
+                                   b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
+                _overlap_block(kind, alpha, beta, y_true, y_pred, w_view, has_weight,
+                               out_view, write_out, g_view, write_grad,
+                               b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- margin ranking: l = max(0, -y (x1 - x2) + margin), mean over the last axis -----------
+
+cdef inline double _ranking_gap(double y, double a, double b, double margin) noexcept nogil:
+    return -y * (a - b) + margin
+
+
+cdef void _ranking_block(
+    double margin, const floating[:, :] y_true, const floating[:, :] x1,
+    const floating[:, :] x2, const double[:] weight, bint has_weight,
+    floating[:] loss_out, bint write_out, floating[:, :] g1, floating[:, :] g2,
+    bint write_grad, Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t i, si, k, width = x1.shape[1], m = end - start
+    cdef double acc8[8]
+    cdef double l, w, d, g
+    cdef cyl_acc acc, den
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
+    for i in range(m):
+        si = start + i
+        _lanes_clear(acc8)
+        for k in range(width):
+            d = _ranking_gap(y_true[si, k], x1[si, k], x2[si, k], margin)
+            acc8[_lane(k, width)] += 0.0 if d < 0.0 else d     # NaN passes through
+        l = _lanes_total(acc8) / width
+        w = weight[si] if has_weight else 1.0
+        if has_weight:
+            l = w * l
+            cyl_acc_add(&den, i, m, w)
+        if write_out:
+            loss_out[si] = <floating>l
+        if write_grad:
+            # torch.clamp_min's backward passes the gradient where d >= 0.
+            for k in range(width):
+                d = _ranking_gap(y_true[si, k], x1[si, k], x2[si, k], margin)
+                g = d if d != d else (-y_true[si, k] if d >= 0.0 else 0.0)
+                g = w * g / width
+                g1[si, k] = <floating>g
+                g2[si, k] = <floating>(-g)
+        cyl_acc_add(&acc, i, m, l)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
+
+
+def margin_ranking(
+    double margin, const floating[:, :] y_true, const floating[:, :] x1,
+    const floating[:, :] x2, weight, bint has_weight, loss_out, bint write_out,
+    int n_threads, grad1_out=None, grad2_out=None,
+):
+    """PyTorch's margin ranking loss over rows of (n, K) arrays, mean over K; the
+    gradients with respect to x1 and x2 (both or neither)."""
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    cdef floating[:, :] g1_view, g2_view
+    cdef bint write_grad = grad1_out is not None
+    _require(write_grad == (grad2_out is not None), "both gradients or neither")
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
+    cdef Py_ssize_t n = x1.shape[0]
+    if write_grad:
+        g1_view = grad1_out
+        g2_view = grad2_out
+        _require(g1_view.shape[0] == n and g1_view.shape[1] == x1.shape[1]
+                 and g2_view.shape[0] == n and g2_view.shape[1] == x1.shape[1],
+                 "gradient buffers differ from the inputs' shape")
+    _require(y_true.shape[0] == n and y_true.shape[1] == x1.shape[1]
+             and x2.shape[0] == n and x2.shape[1] == x1.shape[1], "shapes differ")
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
+    if n == 0 or x1.shape[1] == 0:
+        return _empty_rows(n, w_view, has_weight, loss_out, write_out)
+    cdef Py_ssize_t size = _block_size(n, x1.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        if team == 1:
+            with nogil:
+                for b in range(n_blocks):
+                    _ranking_block(margin, y_true, x1, x2, w_view, has_weight, out_view,
+                                   write_out, g1_view, g2_view, write_grad,
+                                   b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
+                _ranking_block(margin, y_true, x1, x2, w_view, has_weight, out_view,
+                               write_out, g1_view, g2_view, write_grad,
+                               b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
