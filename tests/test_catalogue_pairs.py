@@ -620,3 +620,224 @@ def test_class_values_equal_functions():
             np.testing.assert_array_equal(a, b)
     with pytest.raises(NotImplementedError):
         cyloss.MarginRanking().grad_hess([1.0], [1.0], [0.0])
+
+
+# --------------------------------------------------------------------------- #
+# gaussian_nll, cosine_embedding, triplet_margin against torch
+# --------------------------------------------------------------------------- #
+def _torch_reduce(torch, per, sw, reduction):
+    w = torch.ones_like(per) if sw is None else torch.tensor(np.asarray(sw)).reshape(
+        per.shape)
+    if reduction == "none":
+        return per * w
+    if reduction == "sum":
+        return (per * w).sum()
+    if reduction == "mean":
+        return (per * w).sum() / per.numel()
+    return (per * w).sum() / w.sum()
+
+
+GAUSSIAN_VAR_SHAPES = [((6, 4), (6, 4)), ((6, 4), (6,)), ((6, 4), (6, 1)),
+                       ((3, 2, 4), (3, 1, 4)), ((9,), (9,)), ((9,), ())]
+
+
+@pytest.mark.parametrize("full, eps", [(False, 1e-6), (True, 1e-6), (False, 0.5)])
+@pytest.mark.parametrize("shape, var_shape", GAUSSIAN_VAR_SHAPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gaussian_nll_matches_torch(torch, shape, var_shape, full, eps, reduction):
+    F = torch.nn.functional
+    rng = _rng("gauss", shape, var_shape, full, eps, reduction)
+    y = rng.normal(size=shape)
+    x = y + rng.normal(0, 2, size=shape)
+    var = rng.uniform(0.01, 3.0, size=var_shape)
+    if var.size >= 2:
+        var.reshape(-1)[:2] = [0.0, eps / 2]        # clamped at eps
+    per_sample = shape[:-1] if len(shape) >= 2 else shape
+    sw = rng.uniform(0, 2, per_sample) if reduction != "none" else None
+    xt = torch.tensor(x, requires_grad=True)
+    vt = torch.tensor(var, requires_grad=True)
+    t = F.gaussian_nll_loss(xt, torch.tensor(y), vt, full=full, eps=eps, reduction="none")
+    per = t.mean(-1) if len(shape) >= 2 else t
+    total = _torch_reduce(torch, per, sw, reduction)
+    (total.sum() if reduction == "none" else total).backward()
+    value, (gx, gv) = cyloss.GaussianNLL(full=full, eps=eps, reduction=reduction
+                                         ).value_and_grad(y, x, var, sample_weight=sw)
+    _close(value, total.detach().numpy())
+    _close(cyloss.gaussian_nll(y, x, var, full=full, eps=eps, sample_weight=sw,
+                               reduction=reduction), total.detach().numpy())
+    assert gx.shape == x.shape and gv.shape == var.shape
+    _close(gx, xt.grad.numpy(), 1e-9, 1e-15)
+    _close(gv, vt.grad.numpy(), 1e-9, 1e-14)
+
+
+def test_gaussian_nll_errors_and_extremes():
+    with pytest.raises(ValueError, match=r"var must be non-negative; got -1.0 .*\(1, 2\)"):
+        cyloss.gaussian_nll(np.zeros((2, 3)), np.zeros((2, 3)), [[1, 1, 1], [1, 1, -1.0]])
+    with pytest.raises(ValueError, match="var of shape"):
+        cyloss.gaussian_nll(np.zeros((2, 3)), np.zeros((2, 3)), np.ones((3,)))
+    with pytest.raises(ValueError, match="eps"):
+        cyloss.gaussian_nll([0.0], [0.0], [1.0], eps=0.0)
+    with pytest.raises(ValueError, match="same shape"):
+        cyloss.gaussian_nll([0.0, 1.0], [0.0], [1.0])
+    with pytest.raises(TypeError):
+        cyloss.gaussian_nll([0.0], [0.0], ["a"])
+    assert math.isnan(cyloss.gaussian_nll([0.0], [0.0], [np.nan]))
+    assert cyloss.gaussian_nll([0.0], [0.0], [np.inf]) == np.inf
+    assert cyloss.gaussian_nll(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0,))) == 0.0
+    out = cyloss.gaussian_nll(np.float32([0, 1]), np.float32([1, 1]), np.float32([2, 2]),
+                              reduction="none")
+    assert out.dtype == np.float32
+    _close(out, [0.5 * (math.log(2) + 0.5), 0.5 * math.log(2)], 1e-6)
+
+
+COSINE_MARGINS = (0.0, 0.5, -0.5)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("margin", COSINE_MARGINS)
+def test_cosine_embedding_matches_torch(torch, margin, reduction):
+    F = torch.nn.functional
+    rng = _rng("cosine", margin, reduction)
+    a = rng.normal(size=(12, 5))
+    b = rng.normal(size=(12, 5))
+    a[0] = 0.0                      # zero vector: cos = 0 through the 1e-12
+    a[1] = 1e-7                     # tiny: the 1e-12 matters
+    b[2] = -a[2]
+    y = rng.choice([-1.0, 1.0], size=12)
+    y[3] = 0.0                      # other labels give 0, as torch
+    sw = rng.uniform(0, 2, 12)
+    at = torch.tensor(a, requires_grad=True)
+    bt = torch.tensor(b, requires_grad=True)
+    per = F.cosine_embedding_loss(at, bt, torch.tensor(y), margin=margin, reduction="none")
+    total = _torch_reduce(torch, per, sw, reduction)
+    (total.sum() if reduction == "none" else total).backward()
+    value, (g1, g2) = cyloss.CosineEmbedding(margin=margin, reduction=reduction
+                                             ).value_and_grad(y, a, b, sample_weight=sw)
+    _close(value, total.detach().numpy())
+    _close(cyloss.cosine_embedding(y, a, b, margin=margin, sample_weight=sw,
+                                   reduction=reduction), total.detach().numpy())
+    _close(g1, at.grad.numpy(), 1e-9, 1e-12)
+    _close(g2, bt.grad.numpy(), 1e-9, 1e-12)
+
+
+def test_cosine_embedding_shapes_and_errors(torch):
+    F = torch.nn.functional
+    a, b = np.array([1.0, 2.0]), np.array([2.0, -1.0])
+    t = F.cosine_embedding_loss(torch.tensor(a), torch.tensor(b), torch.tensor(-1.0),
+                                margin=-0.5, reduction="none").item()
+    out = cyloss.cosine_embedding(-1.0, a, b, margin=-0.5, reduction="none")
+    assert out.shape == ()
+    _close(out, t)
+    rng = _rng("cos3d")
+    a3, b3 = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    y = rng.choice([-1.0, 1.0], size=(2, 3))
+    expected = F.cosine_embedding_loss(torch.tensor(a3.reshape(6, 4)),
+                                       torch.tensor(b3.reshape(6, 4)),
+                                       torch.tensor(y.reshape(6)), reduction="none").numpy()
+    _close(cyloss.cosine_embedding(y, a3, b3, reduction="none"), expected.reshape(2, 3))
+    _close(cyloss.cosine_embedding(y[..., None], a3, b3, reduction="none"),
+           expected.reshape(2, 3))
+    with pytest.raises(ValueError, match="same shape"):
+        cyloss.cosine_embedding([1.0], [[1.0, 2.0]], [[1.0]])
+    with pytest.raises(ValueError, match="y_true"):
+        cyloss.cosine_embedding([1.0, 1.0, 1.0], [[1.0, 2.0]], [[1.0, 0.0]])
+    with pytest.raises(ValueError, match="scalar"):
+        cyloss.cosine_embedding(1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="margin"):
+        cyloss.cosine_embedding([1.0], [[1.0]], [[1.0]], margin=np.nan)
+    assert cyloss.cosine_embedding([], np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
+
+
+TRIPLET_OPTIONS = [
+    {}, {"swap": True}, {"p": 1.0}, {"p": 3.0, "swap": True}, {"p": 1.5},
+    {"margin": 0.2, "eps": 0.0}, {"margin": 5.0, "eps": 1e-3},
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("options", TRIPLET_OPTIONS, ids=str)
+def test_triplet_margin_matches_torch(torch, options, reduction):
+    F = torch.nn.functional
+    rng = _rng("triplet", options, reduction)
+    a, p, n = (rng.normal(size=(10, 6)) for _ in range(3))
+    n[0] = p[0]                      # a tie of the swap
+    sw = rng.uniform(0, 2, 10)
+    ts = [torch.tensor(v, requires_grad=True) for v in (a, p, n)]
+    per = F.triplet_margin_loss(*ts, reduction="none", **options)
+    total = _torch_reduce(torch, per, sw, reduction)
+    (total.sum() if reduction == "none" else total).backward()
+    value, grads = cyloss.TripletMargin(**options, reduction=reduction).value_and_grad(
+        a, p, n, sample_weight=sw)
+    _close(value, total.detach().numpy())
+    _close(cyloss.triplet_margin(a, p, n, **options, sample_weight=sw,
+                                 reduction=reduction), total.detach().numpy())
+    for g, t in zip(grads, ts):
+        _close(g, t.grad.numpy(), 1e-9, 1e-14)
+
+
+def test_triplet_margin_shapes_and_errors(torch):
+    F = torch.nn.functional
+    a, p, n = np.array([0.0, 1.0]), np.array([2.0, 1.0]), np.array([0.5, 0.0])
+    out = cyloss.triplet_margin(a, p, n, reduction="none")
+    assert out.shape == ()
+    _close(out, F.triplet_margin_loss(*(torch.tensor(v) for v in (a, p, n)),
+                                      reduction="none").item())
+    for kw, match in (({"p": 0.0}, "p"), ({"p": np.inf}, "p"), ({"margin": None}, "margin"),
+                      ({"eps": np.nan}, "eps"), ({"swap": "no"}, "swap")):
+        with pytest.raises(ValueError, match=match):
+            cyloss.triplet_margin(a, p, n, **kw)
+    with pytest.raises(ValueError, match="same shape"):
+        cyloss.triplet_margin(a, p, n[:1])
+    with pytest.raises(TypeError):
+        cyloss.triplet_margin(a, p, ["x", "y"])
+    assert cyloss.triplet_margin(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2)),
+                                 reduction="sum") == 0.0
+    out32 = cyloss.triplet_margin(np.float32([[0, 1]]), np.float32([[2, 1]]),
+                                  np.float32([[0.5, 0]]), reduction="none")
+    assert out32.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_three_input_thread_counts_bitwise(dtype):
+    rng = _rng("threads3", np.dtype(dtype).name)
+    n = 40_000
+    a, b, c = (rng.normal(size=(n, 6)).astype(dtype) for _ in range(3))
+    y = rng.choice([-1.0, 1.0], size=n)
+    sw = rng.uniform(0, 2, n)
+    var = np.abs(c) + 0.1
+    calls = [
+        lambda k: cyloss.GaussianNLL(n_threads=k, reduction="sum").value_and_grad(
+            a, b, var, sample_weight=sw),
+        lambda k: cyloss.CosineEmbedding(n_threads=k, margin=0.1).value_and_grad(
+            y, a, b, sample_weight=sw),
+        lambda k: cyloss.TripletMargin(n_threads=k, swap=True).value_and_grad(
+            a, b, c, sample_weight=sw),
+    ]
+    for call in calls:
+        first = call(1)
+        for k in (2, 3, 7, None):
+            other = call(k)
+            assert np.float64(other[0]).tobytes() == np.float64(first[0]).tobytes()
+            for g, h in zip(other[1], first[1]):
+                assert g.tobytes() == h.tobytes()
+    for k in (2, 5):
+        for r in REDUCTIONS:
+            assert (np.asarray(cyloss.gaussian_nll(a, b, var, reduction=r, n_threads=k)
+                               ).tobytes()
+                    == np.asarray(cyloss.gaussian_nll(a, b, var, reduction=r, n_threads=1)
+                                  ).tobytes())
+
+
+MORE_CLASS_CASES = [
+    (cyloss.GaussianNLL, {"full": True, "eps": 1e-3}, "GaussianNLL(full=True, eps=0.001)"),
+    (cyloss.CosineEmbedding, {"margin": 0.25}, "CosineEmbedding(margin=0.25)"),
+    (cyloss.TripletMargin, {"p": 1.0, "swap": True}, "TripletMargin(p=1.0, swap=True)"),
+]
+
+
+@pytest.mark.parametrize("cls, options, text", MORE_CLASS_CASES,
+                         ids=lambda c: getattr(c, "__name__", ""))
+def test_three_input_classes(cls, options, text):
+    test_class_repr_config_pickle(cls, options, text)
+    with pytest.raises(NotImplementedError):
+        cls().grad_hess(None, None, None)

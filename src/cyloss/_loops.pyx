@@ -1217,7 +1217,8 @@ def sparse(
         free(blocks)
 
 
-# Dice, Tversky (Keras) and margin ranking (PyTorch), issue #14.
+# Issue #14: dice, tversky (Keras), margin ranking, Gaussian NLL, cosine embedding and
+# triplet margin (PyTorch).
 include "_pairs.pxi"
 
 

@@ -1,10 +1,13 @@
 # Loops of issue #14's losses that fit neither elementwise family: the overlap losses of
-# Keras (dice, tversky: three sums over a row, then a ratio) and PyTorch's margin ranking
-# loss (three arrays). Included by _loops.pyx, whose block machinery they share: blocks
-# whose size depends on the shape only, each summed serially, combined in block order, so
-# the result is bitwise the same for every n_threads. Every loop reads its arrays through
+# Keras (dice, tversky: three sums over a row, then a ratio) and PyTorch's three-array
+# losses (margin ranking, Gaussian NLL, cosine embedding, triplet margin). Included by
+# _loops.pyx, whose block machinery they share: blocks whose size depends on the shape
+# only, each summed serially, combined in block order, so the result is bitwise the same
+# for every n_threads. Every loop reads its arrays through
 # memoryview indexing; losses.py / _pairs.py checked every shape before the call, and the
 # entries below check again (_require) what an index relies on.
+
+from libc.math cimport sqrt, fabs, pow
 
 cdef enum:
     OVERLAP_DICE = 0
@@ -227,6 +230,370 @@ def margin_ranking(
                 _ranking_block(margin, y_true, x1, x2, w_view, has_weight, out_view,
                                write_out, g1_view, g2_view, write_grad,
                                b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- Gaussian NLL: l = mean_k (log v + (x - y)^2 / v) / 2 [+ log(2 pi) / 2], v = max(var, eps)
+
+# A negative variance (ValueError); err_k is the column.
+cdef enum:
+    ERR_VAR_NEG = 64
+
+VAR_NEGATIVE = ERR_VAR_NEG
+cdef double HALF_LOG_2PI = 0.918938533204672741780329736405617640
+
+
+cdef void _gaussian_block(
+    double eps, bint full, const floating[:, :] y_true, const floating[:, :] x,
+    const floating[:, :] var, const double[:] weight, bint has_weight,
+    floating[:] loss_out, bint write_out, floating[:, :] gx, floating[:, :] gv,
+    bint write_grad, Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t i, si, k, width = x.shape[1], m = end - start
+    cdef double acc8[8]
+    cdef double l, w, v, e, c
+    cdef cyl_acc acc, den
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
+    for i in range(m):
+        si = start + i
+        _lanes_clear(acc8)
+        for k in range(width):
+            v = var[si, k]
+            if v < 0.0:
+                _fail(blk, ERR_VAR_NEG, si, k)
+                return
+            v = eps if v < eps else v          # NaN passes through
+            e = x[si, k] - y_true[si, k]
+            acc8[_lane(k, width)] += 0.5 * (cyl_log(v) + e * e / v)
+        l = _lanes_total(acc8) / width
+        if full:
+            l = l + HALF_LOG_2PI
+        w = weight[si] if has_weight else 1.0
+        if has_weight:
+            l = w * l
+            cyl_acc_add(&den, i, m, w)
+        if write_out:
+            loss_out[si] = <floating>l
+        if write_grad:
+            # d/dx = e / v; d/dvar = (1 / v - e^2 / v^2) / 2 at the clamped v, also where
+            # the clamp is active (PyTorch clamps without recording it for autograd).
+            c = w / width
+            for k in range(width):
+                v = var[si, k]
+                v = eps if v < eps else v
+                e = x[si, k] - y_true[si, k]
+                gx[si, k] = <floating>(c * e / v)
+                gv[si, k] = <floating>(c * 0.5 * (1.0 / v - (e / v) * (e / v)))
+        cyl_acc_add(&acc, i, m, l)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
+
+
+def gaussian_nll(
+    double eps, bint full, const floating[:, :] y_true, const floating[:, :] x,
+    const floating[:, :] var, weight, bint has_weight, loss_out, bint write_out,
+    int n_threads, gx_out=None, gv_out=None,
+):
+    """PyTorch's Gaussian NLL over rows of (n, K) arrays (var may have stride 0), mean
+    over K; the gradients with respect to x and var (both or neither, (n, K) each)."""
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    cdef floating[:, :] gx_view, gv_view
+    cdef bint write_grad = gx_out is not None
+    _require(write_grad == (gv_out is not None), "both gradients or neither")
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
+    cdef Py_ssize_t n = x.shape[0]
+    if write_grad:
+        gx_view = gx_out
+        gv_view = gv_out
+        _require(gx_view.shape[0] == n and gx_view.shape[1] == x.shape[1]
+                 and gv_view.shape[0] == n and gv_view.shape[1] == x.shape[1],
+                 "gradient buffers differ from the inputs' shape")
+    _require(y_true.shape[0] == n and y_true.shape[1] == x.shape[1]
+             and var.shape[0] == n and var.shape[1] == x.shape[1], "shapes differ")
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
+    if n == 0 or x.shape[1] == 0:
+        return _empty_rows(n, w_view, has_weight, loss_out, write_out)
+    cdef Py_ssize_t size = _block_size(n, x.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        if team == 1:
+            with nogil:
+                for b in range(n_blocks):
+                    _gaussian_block(eps, full, y_true, x, var, w_view, has_weight, out_view,
+                                    write_out, gx_view, gv_view, write_grad,
+                                    b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
+                _gaussian_block(eps, full, y_true, x, var, w_view, has_weight, out_view,
+                                write_out, gx_view, gv_view, write_grad,
+                                b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- cosine embedding: one row of D per sample, torch's EPSILON in the squared norms ------
+
+# PyTorch's EPSILON of cosine_embedding_loss: 1e-12 as a float32 constant, so exactly
+# 9.999999960041972e-13 (what its float64 results show).
+cdef double TORCH_COSINE_EPSILON = <double><float>1e-12
+
+
+cdef void _cosine_block(
+    double margin, const floating[:] y_true, const floating[:, :] x1,
+    const floating[:, :] x2, const double[:] weight, bint has_weight,
+    floating[:] loss_out, bint write_out, floating[:, :] g1, floating[:, :] g2,
+    bint write_grad, Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t i, si, k, width = x1.shape[1], m = end - start
+    cdef double l, w, y, a, b, prod, m1, m2, root, cos, dcos, t
+    cdef cyl_acc acc, den
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
+    for i in range(m):
+        si = start + i
+        prod = 0.0
+        m1 = 0.0
+        m2 = 0.0
+        for k in range(width):
+            a = x1[si, k]
+            b = x2[si, k]
+            prod += a * b
+            m1 += a * a
+            m2 += b * b
+        m1 = m1 + TORCH_COSINE_EPSILON
+        m2 = m2 + TORCH_COSINE_EPSILON
+        root = sqrt(m1 * m2)
+        cos = prod / root
+        y = y_true[si]
+        # PyTorch: 1 - cos for y = 1, max(0, cos - margin) for y = -1, 0 for other labels;
+        # dl/dcos: -1, [cos - margin >= 0] (clamp_min's backward), 0.
+        if y == 1.0:
+            l = 1.0 - cos
+            dcos = -1.0
+        elif y == -1.0:
+            t = cos - margin
+            l = 0.0 if t < 0.0 else t
+            dcos = t if t != t else (1.0 if t >= 0.0 else 0.0)
+        else:
+            l = 0.0 if y == y else y
+            dcos = l
+        w = weight[si] if has_weight else 1.0
+        if has_weight:
+            l = w * l
+            cyl_acc_add(&den, i, m, w)
+        if write_out:
+            loss_out[si] = <floating>l
+        if write_grad:
+            # d cos / d x1_k = x2_k / root - cos x1_k / m1 (and symmetrically for x2)
+            dcos = w * dcos
+            for k in range(width):
+                a = x1[si, k]
+                b = x2[si, k]
+                g1[si, k] = <floating>(dcos * (b / root - cos * a / m1))
+                g2[si, k] = <floating>(dcos * (a / root - cos * b / m2))
+        cyl_acc_add(&acc, i, m, l)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
+
+
+def cosine_embedding(
+    double margin, const floating[:] y_true, const floating[:, :] x1,
+    const floating[:, :] x2, weight, bint has_weight, loss_out, bint write_out,
+    int n_threads, grad1_out=None, grad2_out=None,
+):
+    """PyTorch's cosine embedding loss: one per-sample loss per row of x1, x2 (n, D)."""
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    cdef floating[:, :] g1_view, g2_view
+    cdef bint write_grad = grad1_out is not None
+    _require(write_grad == (grad2_out is not None), "both gradients or neither")
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
+    cdef Py_ssize_t n = x1.shape[0]
+    if write_grad:
+        g1_view = grad1_out
+        g2_view = grad2_out
+        _require(g1_view.shape[0] == n and g1_view.shape[1] == x1.shape[1]
+                 and g2_view.shape[0] == n and g2_view.shape[1] == x1.shape[1],
+                 "gradient buffers differ from the inputs' shape")
+    _require(y_true.shape[0] == n and x2.shape[0] == n and x2.shape[1] == x1.shape[1],
+             "shapes differ")
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
+    if n == 0:
+        return (0.0, 0.0, 0, ERR_NONE, -1, -1)
+    cdef Py_ssize_t size = _block_size(n, x1.shape[1])
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        if team == 1:
+            with nogil:
+                for b in range(n_blocks):
+                    _cosine_block(margin, y_true, x1, x2, w_view, has_weight, out_view,
+                                  write_out, g1_view, g2_view, write_grad,
+                                  b * size, min(n, (b + 1) * size), &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
+                _cosine_block(margin, y_true, x1, x2, w_view, has_weight, out_view,
+                              write_out, g1_view, g2_view, write_grad,
+                              b * size, min(n, (b + 1) * size), &blocks[b])
+        return _combine(blocks, n_blocks)
+    finally:
+        free(blocks)
+
+
+# --- triplet margin: torch.pairwise_distance's ||x1 - x2 + eps||_p per row ---------------
+
+cdef inline double _pdist(const floating[:, :] u, const floating[:, :] v, Py_ssize_t i,
+                          double p, double eps) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef double s = 0.0, d
+    for k in range(u.shape[1]):
+        d = fabs(u[i, k] - v[i, k] + eps)
+        if p == 2.0:
+            s += d * d
+        elif p == 1.0:
+            s += d
+        else:
+            s += pow(d, p)
+    if p == 2.0:
+        return sqrt(s)
+    if p == 1.0:
+        return s
+    return pow(s, 1.0 / p)
+
+
+cdef inline double _pdist_grad(double d, double norm, double p) noexcept nogil:
+    # d ||d||_p / d d_k: sign(d_k) |d_k|^(p-1) / norm^(p-1); 0 for a zero norm (torch's
+    # norm backward masks it).
+    cdef double a = fabs(d), s = 1.0 if d > 0.0 else (-1.0 if d < 0.0 else d * 0.0)
+    if norm != norm or d != d:
+        return norm + d
+    if norm == 0.0:
+        return 0.0
+    if p == 2.0:
+        return d / norm
+    if p == 1.0:
+        return s
+    return s * pow(a / norm, p - 1.0)
+
+
+cdef void _triplet_block(
+    double margin, double p, double eps, bint swap, const floating[:, :] an,
+    const floating[:, :] po, const floating[:, :] ne, const double[:] weight,
+    bint has_weight, floating[:] loss_out, bint write_out, floating[:, :] ga,
+    floating[:, :] gp, floating[:, :] gn, bint write_grad,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    cdef Py_ssize_t i, si, k, m = end - start
+    cdef double l, w, dp, dn, ds, dneg, t, gate, cn, cs, uap, uan, upn
+    cdef cyl_acc acc, den
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
+    for i in range(m):
+        si = start + i
+        dp = _pdist(an, po, si, p, eps)
+        dn = _pdist(an, ne, si, p, eps)
+        cn = 1.0
+        cs = 0.0
+        dneg = dn
+        ds = 0.0
+        if swap:
+            ds = _pdist(po, ne, si, p, eps)
+            # torch.min(dn, ds): the smaller, and its gradient split in half at a tie
+            if ds < dn:
+                dneg, cn, cs = ds, 0.0, 1.0
+            elif ds == dn:
+                cn, cs = 0.5, 0.5
+            elif ds != ds:
+                dneg = ds
+        t = margin + dp - dneg
+        l = 0.0 if t < 0.0 else t
+        gate = t if t != t else (1.0 if t >= 0.0 else 0.0)
+        w = weight[si] if has_weight else 1.0
+        if has_weight:
+            l = w * l
+            cyl_acc_add(&den, i, m, w)
+        if write_out:
+            loss_out[si] = <floating>l
+        if write_grad:
+            gate = w * gate
+            for k in range(an.shape[1]):
+                uap = _pdist_grad(an[si, k] - po[si, k] + eps, dp, p)
+                uan = _pdist_grad(an[si, k] - ne[si, k] + eps, dn, p)
+                upn = _pdist_grad(po[si, k] - ne[si, k] + eps, ds, p) if swap else 0.0
+                ga[si, k] = <floating>(gate * (uap - cn * uan))
+                # d(p, n) = ||p - n + eps||: its derivative is +upn for p, -upn for n
+                gp[si, k] = <floating>(gate * (-uap - cs * upn))
+                gn[si, k] = <floating>(gate * (cn * uan + cs * upn))
+        cyl_acc_add(&acc, i, m, l)
+    _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
+
+
+def triplet_margin(
+    double margin, double p, double eps, bint swap, const floating[:, :] anchor,
+    const floating[:, :] positive, const floating[:, :] negative, weight,
+    bint has_weight, loss_out, bint write_out, int n_threads, ga_out=None, gp_out=None,
+    gn_out=None,
+):
+    """PyTorch's triplet margin loss: one per-sample loss per row of the (n, D) inputs;
+    the gradients with respect to all three (all or none)."""
+    cdef const double[:] w_view
+    cdef floating[:] out_view
+    cdef floating[:, :] ga_view, gp_view, gn_view
+    cdef bint write_grad = ga_out is not None
+    _require(write_grad == (gp_out is not None) and write_grad == (gn_out is not None),
+             "all gradients or none")
+    _require(p > 0.0, "p must be positive")
+    if has_weight:
+        w_view = weight
+    if write_out:
+        out_view = loss_out
+    cdef Py_ssize_t n = anchor.shape[0], d = anchor.shape[1]
+    if write_grad:
+        ga_view = ga_out
+        gp_view = gp_out
+        gn_view = gn_out
+        _require(ga_view.shape[0] == n and ga_view.shape[1] == d
+                 and gp_view.shape[0] == n and gp_view.shape[1] == d
+                 and gn_view.shape[0] == n and gn_view.shape[1] == d,
+                 "gradient buffers differ from the inputs' shape")
+    _require(positive.shape[0] == n and positive.shape[1] == d
+             and negative.shape[0] == n and negative.shape[1] == d, "shapes differ")
+    _check_common(n, w_view.shape[0] if has_weight else 0, has_weight,
+                  out_view.shape[0] if write_out else 0, write_out)
+    if n == 0:
+        return (0.0, 0.0, 0, ERR_NONE, -1, -1)
+    cdef Py_ssize_t size = _block_size(n, 3 * d)
+    cdef Py_ssize_t n_blocks = (n + size - 1) // size, b
+    cdef int team = _team(n_threads, n_blocks)
+    cdef Block* blocks = _new_blocks(n_blocks)
+    try:
+        if team == 1:
+            with nogil:
+                for b in range(n_blocks):
+                    _triplet_block(margin, p, eps, swap, anchor, positive, negative, w_view,
+                                   has_weight, out_view, write_out, ga_view, gp_view,
+                                   gn_view, write_grad, b * size, min(n, (b + 1) * size),
+                                   &blocks[b])
+        else:
+            for b in prange(n_blocks, nogil=True, schedule="guided", num_threads=team):
+                _triplet_block(margin, p, eps, swap, anchor, positive, negative, w_view,
+                               has_weight, out_view, write_out, ga_view, gp_view,
+                               gn_view, write_grad, b * size, min(n, (b + 1) * size),
+                               &blocks[b])
         return _combine(blocks, n_blocks)
     finally:
         free(blocks)

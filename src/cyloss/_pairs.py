@@ -7,7 +7,9 @@
   written here rather than in the table, which gives a loss one parameter.
 - ``dice`` and ``tversky`` (Keras 3) reduce whole rows (the ``axis`` argument) to one
   ratio: ``_loops.overlap``.
-- ``margin_ranking`` (PyTorch) takes three arrays: ``_loops.margin_ranking``.
+- ``margin_ranking``, ``gaussian_nll``, ``cosine_embedding`` and ``triplet_margin``
+  (PyTorch) take three arrays: a loop each in ``_pairs.pxi``. Their classes are called
+  with the three arrays, and their ``value_and_grad`` returns a tuple of gradients.
 
 ``losses`` imports this module at its end and publishes its names (``__all__``,
 ``LOSSES``, ``get``), so every loss here is a ``cyloss`` function and class like the
@@ -25,8 +27,10 @@ from cyloss import losses as L
 from cyloss._openmp import resolve_threads
 
 __all__ = [
-    "poisson_nll", "hinge_embedding", "dice", "tversky", "margin_ranking",
-    "PoissonNLL", "HingeEmbedding", "Dice", "Tversky", "MarginRanking",
+    "poisson_nll", "hinge_embedding", "dice", "tversky", "margin_ranking", "gaussian_nll",
+    "cosine_embedding", "triplet_margin",
+    "PoissonNLL", "HingeEmbedding", "Dice", "Tversky", "MarginRanking", "GaussianNLL",
+    "CosineEmbedding", "TripletMargin",
 ]
 
 
@@ -578,10 +582,472 @@ class MarginRanking(L.Loss):
                                   "three-input loss)")
 
 
+# --- helpers of the three-array losses ------------------------------------------------------
+
+def _three_dtype(*arrays):
+    """float32 when every float input is float32/float16 (SPEC section 4), else float64."""
+    if all(V.compute_dtype(a) == np.float32 for a in arrays):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _grads_like(shape, dtype, count):
+    return tuple(np.empty(shape, dtype=dtype) for _ in range(count))
+
+
+def _scale_more(result, reduction, wexp, views):
+    """Scale further gradient views as _finish scaled the first one."""
+    divisor, exponent = L._grad_divisor(result[1], result[2], reduction, wexp)
+    for view in views:
+        L._scale(view, divisor, exponent)
+
+
+# --- Gaussian NLL -----------------------------------------------------------------------------
+
+def _gaussian_layout(y_true, y_pred, var):
+    yt = V.as_array(y_true, "y_true")
+    x = V.as_array(y_pred, "y_pred")
+    v = V.as_array(var, "var")
+    pred_shape, var_shape = x.shape, v.shape
+    yt, x = V._squeeze_trailing(yt, x)
+    if yt.shape != x.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape (a trailing axis of 1 "
+                         f"on one side is squeezed); got y_true {yt.shape} and y_pred "
+                         f"{x.shape}")
+    if v.shape != x.shape:
+        if x.ndim >= 1 and v.shape == x.shape[:-1]:
+            v = v[..., None]              # homoscedastic: one variance per row
+        elif not (v.ndim == x.ndim and sum(
+                d for d, e in zip(v.shape, x.shape) if d != e) == 1):
+            raise ValueError(
+                f"var of shape {var_shape} does not fit y_pred of shape {x.shape}: it must "
+                "have y_pred's shape, that shape without its last axis, or that shape with "
+                "one axis of size 1 (PyTorch's rule)")
+    dtype = _three_dtype(x, v)
+    shape = x.shape
+    sample_shape, width = (shape, 1) if x.ndim <= 1 else (shape[:-1], shape[-1])
+    n = math.prod(sample_shape)
+    rows = lambda a: V._cast(np.broadcast_to(a, shape), dtype).reshape(n, width)  # noqa: E731
+    prep = V.Prepared(rows(yt), rows(x), None, sample_shape, n, 3 * n * width, dtype,
+                      None, pred_shape)
+    return prep, rows(v), v.shape, var_shape
+
+
+def _gaussian_nll(y_true, y_pred, var, full, eps, sample_weight, reduction, n_threads,
+                  want_grad=False):
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    full = check_flag(full, "full")
+    eps = check_gaussian_eps(eps)
+    prep, v, v_shape, var_shape = _gaussian_layout(y_true, y_pred, var)
+    weight, has_weight = V.sample_weights(sample_weight, prep.sample_shape, prep.n_samples)
+    weight, wexp = L._scaled_weights(weight, has_weight)
+    loss_out, write_out = L._loss_out(reduction, prep)
+    gx = gv = gx_view = gv_view = None
+    if want_grad:
+        gx, gv = _grads_like(prep.pred_shape, prep.dtype, 2)
+        gx_view = gx.reshape(prep.y_pred.shape)
+        gv_view = gv.reshape(prep.y_pred.shape)
+    result = _loops.gaussian_nll(eps, full, prep.y_true, prep.y_pred, v, weight, has_weight,
+                                 loss_out, write_out,
+                                 resolve_threads(n_threads, prep.n_elements), gx_view,
+                                 gv_view)
+    if result[3] == _loops.VAR_NEGATIVE:
+        i, k = result[4], result[5]
+        shape = prep.sample_shape
+        idx = tuple(int(j) for j in np.unravel_index(i, shape)) if shape else ()
+        if len(prep.pred_shape) >= 2 and len(shape) < len(prep.pred_shape):
+            idx += (int(k),)
+        raise ValueError(f"var must be non-negative; got {float(v[i, k])!r} where it "
+                         f"meets y_pred at index {idx}")
+    out = L._finish(result, reduction, loss_out, prep, "gaussian_nll", grad=gx,
+                    grad_view=gx_view, wexp=wexp)
+    if not want_grad:
+        return out
+    _scale_more(result, reduction, wexp, (gv_view,))
+    # var's gradient: summed over the axes along which var was broadcast
+    gv = gv.reshape(np.broadcast_shapes(v_shape, gv.shape))
+    axes = tuple(a for a, d in enumerate(v_shape) if d == 1 and gv.shape[a] != 1)
+    if axes:
+        gv = gv.sum(axis=axes, keepdims=True, dtype=np.float64).astype(prep.dtype)
+    return out[0], (gx, gv.reshape(var_shape))
+
+
+def check_gaussian_eps(value):
+    v = V._real(value, "eps")
+    if not 0.0 < v < math.inf:
+        raise ValueError(f"eps must be a finite number > 0; got {value!r}")
+    return v
+
+
+def gaussian_nll(y_true, y_pred, var, *, full=False, eps=1e-6, sample_weight=None,
+                 reduction="mean", n_threads=None):
+    r"""Gaussian negative log-likelihood (PyTorch's ``gaussian_nll_loss``), mean over the
+    last axis.
+
+    .. math:: l = \mathrm{mean}_k \tfrac12 \left(\log v_k + (x_k - y_k)^2 / v_k\right)
+              \; [+ \tfrac12 \log 2\pi], \quad v = \max(\mathrm{var}, \epsilon)
+
+    Argument order: cyloss keeps the targets first, ``(y_true, y_pred, var)``, where
+    PyTorch writes ``gaussian_nll_loss(input, target, var)``. ``var`` has ``y_pred``'s
+    shape, or that shape without its last axis (one variance per sample), or that shape
+    with one axis of size 1 (PyTorch's rules). A negative variance is a ``ValueError``
+    (PyTorch 2.13 clamps it silently); the clamp at ``eps`` is as PyTorch's.
+
+    Gradients (:meth:`GaussianNLL.value_and_grad`): ``(x - y) / v`` with respect to
+    ``y_pred`` and ``(1 / v - (x - y)^2 / v^2) / 2`` with respect to ``var`` (summed over
+    the axes ``var`` is broadcast along). PyTorch clamps ``var`` outside autograd, so
+    ``var``'s gradient is this expression at the clamped ``v`` also where the clamp is
+    active; cyloss gives the same.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like
+        The same shape (a trailing axis of 1 on one side is squeezed).
+    var : array_like
+        Non-negative variances (see above).
+    full : bool, default False
+        Add the constant ``log(2 pi) / 2``.
+    eps : float, default 1e-6
+        ``> 0``.
+    sample_weight, reduction, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.gaussian_nll([0.0, 0.0], [1.0, 2.0], [1.0, 4.0], reduction="none")
+    array([0.5       , 1.19314718])
+    """
+    return _gaussian_nll(y_true, y_pred, var, full, eps, sample_weight, reduction,
+                         n_threads)
+
+
+class GaussianNLL(L.Loss):
+    """Gaussian NLL as a Keras-style object; see :func:`gaussian_nll`.
+
+    Called as ``loss(y_true, y_pred, var, sample_weight=None)``.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.GaussianNLL(reduction="sum")
+    >>> loss.value_and_grad([0.0], [1.0], [2.0])
+    (0.5965735902799727, (array([0.5]), array([0.125])))
+    """
+
+    _function = staticmethod(gaussian_nll)
+    _defaults = L._defaults("gaussian_nll", full=False, eps=1e-6)
+
+    def __init__(self, *, full=False, eps=1e-6, reduction="mean", n_threads=None,
+                 name="gaussian_nll"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
+                         full=check_flag(full, "full"), eps=check_gaussian_eps(eps))
+
+    def __call__(self, y_true, y_pred, var, sample_weight=None):
+        o = self._options
+        return _gaussian_nll(y_true, y_pred, var, o["full"], o["eps"], sample_weight,
+                             o["reduction"], o["n_threads"])
+
+    def value_and_grad(self, y_true, y_pred, var, sample_weight=None):
+        """The loss and its gradients with respect to ``y_pred`` and ``var``, in one pass:
+        ``(value, (grad_pred, grad_var))``."""
+        o = self._options
+        return _gaussian_nll(y_true, y_pred, var, o["full"], o["eps"], sample_weight,
+                             o["reduction"], o["n_threads"], want_grad=True)
+
+    def grad(self, y_true, y_pred, var, sample_weight=None):
+        """Only the gradients of :meth:`value_and_grad`."""
+        return self.value_and_grad(y_true, y_pred, var, sample_weight)[1]
+
+    def grad_hess(self, *args, **kwargs):
+        raise NotImplementedError("grad_hess is not available for gaussian_nll (a "
+                                  "three-input loss)")
+
+
+# --- cosine embedding and triplet margin: rows along the last axis ------------------------
+
+def _row_inputs(names, arrays):
+    """Same-shape inputs of at least one axis as (n, D) rows; per-sample shape = the shape
+    without the last axis."""
+    arrays = [V.as_array(a, name) for a, name in zip(arrays, names)]
+    shape = arrays[0].shape
+    for a, name in zip(arrays[1:], names[1:]):
+        if a.shape != shape:
+            raise ValueError(f"{names[0]} and {name} must have the same shape; got "
+                             f"{names[0]} {shape} and {name} {a.shape}")
+    if len(shape) == 0:
+        raise ValueError(f"{names[0]} must have at least one axis (the vectors' axis); "
+                         "got a scalar")
+    dtype = _three_dtype(*arrays)
+    sample_shape, width = shape[:-1], shape[-1]
+    n = math.prod(sample_shape)
+    rows = [V._cast(a, dtype).reshape(n, width) for a in arrays]
+    return rows, sample_shape, shape, dtype
+
+
+def _cosine_embedding(y_true, input1, input2, margin, sample_weight, reduction, n_threads,
+                      want_grad=False):
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    margin = check_finite(margin, "margin")
+    (x1, x2), sample_shape, shape, dtype = _row_inputs(("input1", "input2"),
+                                                       (input1, input2))
+    n = x1.shape[0]
+    y = V.as_array(y_true, "y_true")
+    if y.ndim == len(sample_shape) + 1 and y.shape[-1] == 1:
+        y = y.reshape(y.shape[:-1])
+    try:
+        y = np.broadcast_to(y, sample_shape)
+    except ValueError:
+        raise ValueError(f"y_true of shape {y.shape} cannot be broadcast to the per-sample "
+                         f"shape {sample_shape} (the inputs' shape without its last "
+                         "axis)") from None
+    y = V._cast(y, dtype).reshape(n)
+    prep = V.Prepared(None, x1, None, sample_shape, n, 2 * x1.size, dtype, None, shape)
+    weight, has_weight = V.sample_weights(sample_weight, sample_shape, n)
+    weight, wexp = L._scaled_weights(weight, has_weight)
+    loss_out, write_out = L._loss_out(reduction, prep)
+    g1 = g2 = v1 = v2 = None
+    if want_grad:
+        g1, g2 = _grads_like(shape, dtype, 2)
+        v1, v2 = g1.reshape(x1.shape), g2.reshape(x1.shape)
+    result = _loops.cosine_embedding(margin, y, x1, x2, weight, has_weight, loss_out,
+                                     write_out, resolve_threads(n_threads, prep.n_elements),
+                                     v1, v2)
+    out = L._finish(result, reduction, loss_out, prep, "cosine_embedding", grad=g1,
+                    grad_view=v1, wexp=wexp)
+    if not want_grad:
+        return out
+    _scale_more(result, reduction, wexp, (v2,))
+    return out[0], (g1, g2)
+
+
+def cosine_embedding(y_true, input1, input2, *, margin=0.0, sample_weight=None,
+                     reduction="mean", n_threads=None):
+    r"""Cosine embedding loss (PyTorch's ``cosine_embedding_loss``), one value per row.
+
+    .. math:: l = \begin{cases} 1 - \cos(x_1, x_2) & y = 1 \\
+                                 \max(0, \cos(x_1, x_2) - m) & y = -1 \end{cases},
+              \quad \cos = \frac{\sum x_1 x_2}
+                                 {\sqrt{(\sum x_1^2 + 10^{-12})(\sum x_2^2 + 10^{-12})}}
+
+    over the last axis (PyTorch's ``EPSILON``, 1e-12 as a float32 constant, inside the
+    squared norms, so zero vectors give ``cos = 0``). Other label values give 0, as PyTorch. Argument order:
+    ``(y_true, input1, input2)``; PyTorch writes ``(input1, input2, target)``. A 1-D
+    input is one pair of vectors (one sample).
+
+    Gradients (:meth:`CosineEmbedding.value_and_grad`): ``dl/dcos`` (``-1``, or 1 where
+    ``cos - m >= 0`` for ``y = -1``) times ``x2 / r - cos x1 / (sum x1^2 + 1e-12)`` for
+    ``input1`` (and symmetrically), ``r`` the denominator.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Labels 1 or -1, broadcastable to the per-sample shape (the inputs' shape without
+        the last axis).
+    input1, input2 : array_like
+        The same shape, vectors along the last axis.
+    margin : float, default 0.0
+    sample_weight, reduction, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.cosine_embedding([1.0, -1.0], [[1.0, 0.0], [1.0, 1.0]],
+    ...                         [[0.0, 1.0], [1.0, 0.0]], reduction="none")
+    array([1.        , 0.70710678])
+    """
+    return _cosine_embedding(y_true, input1, input2, margin, sample_weight, reduction,
+                             n_threads)
+
+
+class CosineEmbedding(L.Loss):
+    """Cosine embedding loss as a Keras-style object; see :func:`cosine_embedding`.
+
+    Called as ``loss(y_true, input1, input2, sample_weight=None)``.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> round(cyloss.CosineEmbedding(margin=0.5)([-1.0], [[1.0, 1.0]], [[1.0, 0.0]]), 10)
+    0.2071067812
+    """
+
+    _function = staticmethod(cosine_embedding)
+    _defaults = L._defaults("cosine_embedding", margin=0.0)
+
+    def __init__(self, *, margin=0.0, reduction="mean", n_threads=None,
+                 name="cosine_embedding"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
+                         margin=check_finite(margin, "margin"))
+
+    def __call__(self, y_true, input1, input2, sample_weight=None):
+        o = self._options
+        return _cosine_embedding(y_true, input1, input2, o["margin"], sample_weight,
+                                 o["reduction"], o["n_threads"])
+
+    def value_and_grad(self, y_true, input1, input2, sample_weight=None):
+        """The loss and its gradients with respect to both inputs, in one pass:
+        ``(value, (grad1, grad2))``."""
+        o = self._options
+        return _cosine_embedding(y_true, input1, input2, o["margin"], sample_weight,
+                                 o["reduction"], o["n_threads"], want_grad=True)
+
+    def grad(self, y_true, input1, input2, sample_weight=None):
+        """Only the gradients of :meth:`value_and_grad`."""
+        return self.value_and_grad(y_true, input1, input2, sample_weight)[1]
+
+    def grad_hess(self, *args, **kwargs):
+        raise NotImplementedError("grad_hess is not available for cosine_embedding (a "
+                                  "three-input loss)")
+
+
+def check_p(value):
+    v = V._real(value, "p")
+    if not 0.0 < v < math.inf:
+        raise ValueError(f"p must be a finite number > 0; got {value!r}")
+    return v
+
+
+def _triplet_margin(anchor, positive, negative, margin, p, eps, swap, sample_weight,
+                    reduction, n_threads, want_grad=False):
+    reduction = V.check_reduction(reduction)
+    n_threads = V.check_n_threads(n_threads)
+    margin = check_finite(margin, "margin")
+    p = check_p(p)
+    eps = check_finite(eps, "eps")
+    swap = check_flag(swap, "swap")
+    (a, po, ne), sample_shape, shape, dtype = _row_inputs(
+        ("anchor", "positive", "negative"), (anchor, positive, negative))
+    n = a.shape[0]
+    prep = V.Prepared(None, a, None, sample_shape, n, 3 * a.size, dtype, None, shape)
+    weight, has_weight = V.sample_weights(sample_weight, sample_shape, n)
+    weight, wexp = L._scaled_weights(weight, has_weight)
+    loss_out, write_out = L._loss_out(reduction, prep)
+    grads = views = (None, None, None)
+    if want_grad:
+        grads = _grads_like(shape, dtype, 3)
+        views = tuple(g.reshape(a.shape) for g in grads)
+    result = _loops.triplet_margin(margin, p, eps, swap, a, po, ne, weight, has_weight,
+                                   loss_out, write_out,
+                                   resolve_threads(n_threads, prep.n_elements), *views)
+    out = L._finish(result, reduction, loss_out, prep, "triplet_margin", grad=grads[0],
+                    grad_view=views[0], wexp=wexp)
+    if not want_grad:
+        return out
+    _scale_more(result, reduction, wexp, views[1:])
+    return out[0], grads
+
+
+def triplet_margin(anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e-6, swap=False,
+                   sample_weight=None, reduction="mean", n_threads=None):
+    r"""Triplet margin loss (PyTorch's ``triplet_margin_loss``), one value per row.
+
+    .. math:: l = \max(0, m + d(a, p) - d(a, n)), \quad
+              d(u, v) = \lVert u - v + \epsilon \rVert_p
+
+    over the last axis: ``torch.pairwise_distance``'s convention, ``eps`` added to the
+    difference before the norm. With ``swap=True``, ``d(a, n)`` is replaced by
+    ``min(d(a, n), d(p, n))`` (the distance swap). No targets: the arguments are
+    PyTorch's ``(anchor, positive, negative)``. A 1-D input is one triplet.
+
+    Gradients (:meth:`TripletMargin.value_and_grad`, all three inputs): the norm's
+    ``sign(d) |d|^(p-1) / ||d||^(p-1)`` (0 for a zero norm), passed where
+    ``m + d(a, p) - d(a, n) >= 0`` (torch.clamp_min), and ``torch.min``'s split in half
+    at a tie of the swap.
+
+    Parameters
+    ----------
+    anchor, positive, negative : array_like
+        The same shape, vectors along the last axis.
+    margin : float, default 1.0
+    p : float, default 2.0
+        The norm's degree, finite and ``> 0``.
+    eps : float, default 1e-6
+    swap : bool, default False
+    sample_weight, reduction, n_threads
+        As in :func:`categorical_crossentropy`.
+
+    Returns
+    -------
+    float or ndarray
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> cyloss.triplet_margin([[0.0, 0.0]], [[3.0, 4.0]], [[0.0, 1.0]], eps=0.0)
+    5.0
+    """
+    return _triplet_margin(anchor, positive, negative, margin, p, eps, swap, sample_weight,
+                           reduction, n_threads)
+
+
+class TripletMargin(L.Loss):
+    """Triplet margin loss as a Keras-style object; see :func:`triplet_margin`.
+
+    Called as ``loss(anchor, positive, negative, sample_weight=None)``.
+
+    Examples
+    --------
+    >>> import cyloss
+    >>> loss = cyloss.TripletMargin(p=1.0, eps=0.0, swap=True)
+    >>> loss
+    TripletMargin(p=1.0, eps=0.0, swap=True)
+    >>> loss([[0.0, 0.0]], [[3.0, 4.0]], [[0.0, 1.0]])
+    7.0
+    """
+
+    _function = staticmethod(triplet_margin)
+    _defaults = L._defaults("triplet_margin", margin=1.0, p=2.0, eps=1e-6, swap=False)
+
+    def __init__(self, *, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean",
+                 n_threads=None, name="triplet_margin"):
+        super().__init__(name=name, reduction=reduction, n_threads=n_threads,
+                         margin=check_finite(margin, "margin"), p=check_p(p),
+                         eps=check_finite(eps, "eps"), swap=check_flag(swap, "swap"))
+
+    def _args(self):
+        o = self._options
+        return o["margin"], o["p"], o["eps"], o["swap"]
+
+    def __call__(self, anchor, positive, negative, sample_weight=None):
+        o = self._options
+        return _triplet_margin(anchor, positive, negative, *self._args(), sample_weight,
+                               o["reduction"], o["n_threads"])
+
+    def value_and_grad(self, anchor, positive, negative, sample_weight=None):
+        """The loss and its gradients with respect to the three inputs, in one pass:
+        ``(value, (grad_anchor, grad_positive, grad_negative))``."""
+        o = self._options
+        return _triplet_margin(anchor, positive, negative, *self._args(), sample_weight,
+                               o["reduction"], o["n_threads"], want_grad=True)
+
+    def grad(self, anchor, positive, negative, sample_weight=None):
+        """Only the gradients of :meth:`value_and_grad`."""
+        return self.value_and_grad(anchor, positive, negative, sample_weight)[1]
+
+    def grad_hess(self, *args, **kwargs):
+        raise NotImplementedError("grad_hess is not available for triplet_margin (a "
+                                  "three-input loss)")
+
+
 LOSSES = {
     "poisson_nll": PoissonNLL,
     "hinge_embedding": HingeEmbedding,
     "dice": Dice,
     "tversky": Tversky,
     "margin_ranking": MarginRanking,
+    "gaussian_nll": GaussianNLL,
+    "cosine_embedding": CosineEmbedding,
+    "triplet_margin": TripletMargin,
 }

@@ -327,9 +327,10 @@ del _e
 
 
 # Issue #14: the elementwise PyTorch losses of cyloss._pairs (chunked as regression).
-# dice, tversky (sums over axes a chunk may split) and margin_ranking (three arrays) have
-# no Dask version.
-UNSUPPORTED = ("dice", "tversky", "margin_ranking")
+# dice and tversky (sums over axes a chunk may split) and the three-array losses have no
+# Dask version.
+UNSUPPORTED = ("dice", "tversky", "margin_ranking", "gaussian_nll", "cosine_embedding",
+               "triplet_margin")
 
 
 def poisson_nll(y_true, y_pred, *, log_input=True, full=False, eps=1e-8,
