@@ -841,3 +841,32 @@ def test_three_input_classes(cls, options, text):
     test_class_repr_config_pickle(cls, options, text)
     with pytest.raises(NotImplementedError):
         cls().grad_hess(None, None, None)
+
+
+def test_three_input_layouts_and_float32():
+    """Strided, F-ordered and read-only inputs give the C-contiguous float64 values; float32
+    input agrees with float64 on the same (float32) values to ~1e-6."""
+    rng = _rng("layouts3")
+    a, b, c = (rng.normal(size=(20, 6)) for _ in range(3))
+    y = rng.choice([-1.0, 1.0], size=20)
+    calls = [
+        lambda a, b, c: cyloss.margin_ranking(np.sign(c), a, b, margin=0.2, reduction="none"),
+        lambda a, b, c: cyloss.gaussian_nll(a, b, np.abs(c) + 0.1, reduction="none"),
+        lambda a, b, c: cyloss.cosine_embedding(y, a, b, margin=0.1, reduction="none"),
+        lambda a, b, c: cyloss.triplet_margin(a, b, c, swap=True, reduction="none"),
+    ]
+    for call in calls:
+        expected = call(a, b, c)
+        for form in (np.asfortranarray, lambda x: np.repeat(x, 2, axis=1)[:, ::2],
+                     lambda x: np.require(x, requirements="C").copy()[::-1][::-1]):
+            _close(call(form(a), form(b), form(c)), expected, 1e-15, 0)
+        ro = [x.copy() for x in (a, b, c)]
+        for x in ro:
+            x.flags.writeable = False
+        _close(call(*ro), expected, 1e-15, 0)
+        a32, b32, c32 = (x.astype(np.float32) for x in (a, b, c))
+        exact = call(*(x.astype(np.float64) for x in (a32, b32, c32)))
+        out32 = call(a32, b32, c32)
+        assert out32.dtype == np.float32
+        np.testing.assert_allclose(out32, exact, rtol=2e-6,
+                                   atol=2e-6 * float(np.max(np.abs(exact))))
