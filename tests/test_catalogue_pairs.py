@@ -870,3 +870,33 @@ def test_three_input_layouts_and_float32():
         assert out32.dtype == np.float32
         np.testing.assert_allclose(out32, exact, rtol=2e-6,
                                    atol=2e-6 * float(np.max(np.abs(exact))))
+
+
+def test_three_input_extremes_match_torch(torch):
+    """Overflowing norms and errors, subnormals, clamped and huge variances: the same
+    value as PyTorch, NaN (inf - inf) included."""
+    F = torch.nn.functional
+
+    def tt(v):
+        return torch.tensor(np.asarray(v, dtype=np.float64))
+
+    a = np.array([[1e200, 0.0], [1e-200, 3.0], [0.0, 0.0]])
+    p = np.array([[0.0, 0.0], [0.0, 0.0], [1e-300, 0.0]])
+    n = np.array([[5.0, 1.0], [2.0, 2.0], [0.0, 1e-310]])
+    for kw in ({}, {"p": 1.0}, {"p": 3.0}, {"swap": True}, {"eps": 0.0}):
+        expected = F.triplet_margin_loss(tt(a), tt(p), tt(n), reduction="none", **kw).numpy()
+        _close(cyloss.triplet_margin(a, p, n, reduction="none", **kw), expected)
+    y = np.array([0.0, 1e150, 0.0, 1.0, 2.0])
+    x = np.array([1e150, 0.0, 1.0, np.inf, 2.0])
+    v = np.array([1e-300, 1e300, 0.0, 1.0, 1e-7])
+    for full in (False, True):
+        expected = F.gaussian_nll_loss(tt(x), tt(y), tt(v), full=full,
+                                       reduction="none").numpy()
+        _close(cyloss.gaussian_nll(y, x, v, full=full, reduction="none"), expected)
+    big = np.array([[1e200, 1e200], [1e-200, 0.0], [3.0, 4.0]])
+    other = np.array([[1e200, -1e200], [1e-200, 1e-200], [0.0, 0.0]])
+    for label in (1.0, -1.0):
+        expected = F.cosine_embedding_loss(tt(big), tt(other), tt([label] * 3), margin=-0.2,
+                                           reduction="none").numpy()
+        _close(cyloss.cosine_embedding(label, big, other, margin=-0.2, reduction="none"),
+               expected)
