@@ -554,6 +554,7 @@ class MarginRanking(L.Loss):
     """
 
     _function = staticmethod(margin_ranking)
+    _three_inputs = True   # called with three arrays (Accumulator and eval refuse it)
     _defaults = L._defaults("margin_ranking", margin=0.0)
 
     def __init__(self, *, margin=0.0, reduction="mean", n_threads=None,
@@ -741,6 +742,7 @@ class GaussianNLL(L.Loss):
     """
 
     _function = staticmethod(gaussian_nll)
+    _three_inputs = True   # called with three arrays (Accumulator and eval refuse it)
     _defaults = L._defaults("gaussian_nll", full=False, eps=1e-6)
 
     def __init__(self, *, full=False, eps=1e-6, reduction="mean", n_threads=None,
@@ -884,6 +886,7 @@ class CosineEmbedding(L.Loss):
     """
 
     _function = staticmethod(cosine_embedding)
+    _three_inputs = True   # called with three arrays (Accumulator and eval refuse it)
     _defaults = L._defaults("cosine_embedding", margin=0.0)
 
     def __init__(self, *, margin=0.0, reduction="mean", n_threads=None,
@@ -1008,6 +1011,7 @@ class TripletMargin(L.Loss):
     """
 
     _function = staticmethod(triplet_margin)
+    _three_inputs = True   # called with three arrays (Accumulator and eval refuse it)
     _defaults = L._defaults("triplet_margin", margin=1.0, p=2.0, eps=1e-6, swap=False)
 
     def __init__(self, *, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean",
@@ -1040,6 +1044,11 @@ class TripletMargin(L.Loss):
         raise NotImplementedError("grad_hess is not available for triplet_margin (a "
                                   "three-input loss)")
 
+
+#: Losses that ``python -m cyloss eval`` cannot cut into chunks of samples: dice and
+#: tversky (their default sums over every axis) and the three-array losses.
+NOT_CHUNKED = ("dice", "tversky", "margin_ranking", "gaussian_nll", "cosine_embedding",
+               "triplet_margin")
 
 LOSSES = {
     "poisson_nll": PoissonNLL,
