@@ -917,3 +917,34 @@ def test_accumulator_and_eval_refuse_what_they_cannot_chunk():
 
     with pytest.raises(_cli_eval.UsageError, match="dice"):
         _cli_eval._build_loss(Args())
+
+
+@pytest.mark.parametrize("name, options", [("dice", {}), ("tversky", {"alpha": 0.3,
+                                                                       "beta": 0.9})])
+def test_overlap_long_rows_are_summed_in_pieces(name, options):
+    """A row longer than one piece (65536 elements: Keras's axis=None on a large input) is
+    summed in parallel pieces: the reference's value and gradient, the same bits for every
+    n_threads."""
+    rng = _rng("long", name)
+    y = np.round(rng.random((3, 70_001)))
+    p = rng.random((3, 70_001))
+    sw = rng.uniform(0.5, 2.0, 3)
+    cls = getattr(cyloss, name.capitalize())
+    for axis, weight in ((None, 1.5), (-1, sw)):
+        for reduction in REDUCTIONS:
+            expected = getattr(reference, name)(y, p, axis=axis, sample_weight=weight,
+                                                reduction=reduction, **options)
+            first = None
+            for k in (1, 2, 3, 7):
+                loss = cls(axis=axis, reduction=reduction, n_threads=k, **options)
+                value, g = loss.value_and_grad(y, p, sample_weight=weight)
+                _close(value, expected)
+                if first is None:
+                    first = value, g
+                    g_ref, _, _ = reference_grad.gradient(name, y, p, sample_weight=weight,
+                                                          reduction=reduction, axis=axis,
+                                                          **options)
+                    _close(g, g_ref, 1e-9, 1e-18)
+                else:
+                    assert np.asarray(value).tobytes() == np.asarray(first[0]).tobytes()
+                    assert g.tobytes() == first[1].tobytes()

@@ -95,6 +95,130 @@ cdef void _overlap_block(
     _set(blk, cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>m, m)
 
 
+# A row longer than OVERLAP_PIECE elements (Keras's default axis=None makes the whole input
+# one row) is cut into pieces of that many elements, summed in parallel, and the pieces'
+# sums are added in piece order: the cut depends on the width alone, so the result is
+# the same for every n_threads.
+cdef Py_ssize_t OVERLAP_PIECE = 65536
+
+
+cdef void _overlap_piece(
+    int kind, const floating[:, :] y_true, const floating[:, :] y_pred, Py_ssize_t i,
+    Py_ssize_t k0, Py_ssize_t k1, double* out,
+) noexcept nogil:
+    # The three sums of _overlap_row over y[i, k0:k1], in the same lane pattern.
+    cdef double a0[8]
+    cdef double a1[8]
+    cdef double a2[8]
+    cdef double y, x
+    cdef Py_ssize_t k, m = k1 - k0
+    cdef int j
+    _lanes_clear(a0)
+    _lanes_clear(a1)
+    _lanes_clear(a2)
+    for k in range(m):
+        y = y_true[i, k0 + k]
+        x = y_pred[i, k0 + k]
+        j = _lane(k, m)
+        a0[j] += y * x
+        if kind == OVERLAP_DICE:
+            a1[j] += y
+            a2[j] += x
+        else:
+            a1[j] += (1.0 - x) * y
+            a2[j] += x * (1.0 - y)
+    out[0] = _lanes_total(a0)
+    out[1] = _lanes_total(a1)
+    out[2] = _lanes_total(a2)
+
+
+cdef void _overlap_piece_grad(
+    int kind, double alpha, double beta, const floating[:, :] y_true,
+    floating[:, :] grad, Py_ssize_t i, Py_ssize_t k0, Py_ssize_t k1, double r, double den,
+    double w,
+) noexcept nogil:
+    # _overlap_block's gradient over y[i, k0:k1].
+    cdef Py_ssize_t k
+    cdef double y, g
+    for k in range(k0, k1):
+        y = y_true[i, k]
+        if kind == OVERLAP_DICE:
+            g = (r - 2.0 * y) / den
+        else:
+            g = (r * (y - alpha * y + beta * (1.0 - y)) - y) / den
+        grad[i, k] = <floating>(w * g)
+
+
+cdef tuple _overlap_split(
+    int kind, double alpha, double beta, const floating[:, :] y_true,
+    const floating[:, :] y_pred, const double[:] weight, bint has_weight,
+    floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
+    int n_threads,
+):
+    cdef Py_ssize_t n = y_pred.shape[0], width = y_pred.shape[1], i, c
+    cdef Py_ssize_t n_pieces = (width + OVERLAP_PIECE - 1) // OVERLAP_PIECE
+    cdef int team = _team(n_threads, n_pieces * (OVERLAP_PIECE // BLOCK_WORK))
+    cdef double s0, s1, s2, num, den_i, l, w, r
+    cdef cyl_acc acc, den
+    cdef double* parts = <double*>malloc(3 * n_pieces * sizeof(double))
+    if parts == NULL:
+        raise MemoryError("cyloss: cannot allocate the piece table")
+    cyl_acc_init(&acc)
+    cyl_acc_init(&den)
+    try:
+        for i in range(n):
+            if team == 1:
+                with nogil:
+                    for c in range(n_pieces):
+                        _overlap_piece(kind, y_true, y_pred, i, c * OVERLAP_PIECE,
+                                       min(width, (c + 1) * OVERLAP_PIECE), &parts[3 * c])
+            else:
+                for c in prange(n_pieces, nogil=True, schedule="guided", num_threads=team):
+                    _overlap_piece(kind, y_true, y_pred, i, c * OVERLAP_PIECE,
+                                   min(width, (c + 1) * OVERLAP_PIECE), &parts[3 * c])
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            for c in range(n_pieces):
+                s0 += parts[3 * c]
+                s1 += parts[3 * c + 1]
+                s2 += parts[3 * c + 2]
+            if kind == OVERLAP_DICE:
+                num = 2.0 * s0
+                den_i = s1 + s2 + KERAS_EPSILON
+            else:
+                num = s0
+                den_i = s0 + s1 * alpha + s2 * beta + KERAS_EPSILON
+            l = 1.0 - num / den_i
+            w = weight[i] if has_weight else 1.0
+            if has_weight:
+                l = w * l
+                cyl_acc_add(&den, i, n, w)
+            if write_out:
+                loss_out[i] = <floating>l
+            if write_grad:
+                r = num / den_i
+                if team == 1:
+                    with nogil:
+                        for c in range(n_pieces):
+                            _overlap_piece_grad(kind, alpha, beta, y_true, grad, i,
+                                                c * OVERLAP_PIECE,
+                                                min(width, (c + 1) * OVERLAP_PIECE),
+                                                r, den_i, w)
+                else:
+                    for c in prange(n_pieces, nogil=True, schedule="guided",
+                                    num_threads=team):
+                        _overlap_piece_grad(kind, alpha, beta, y_true, grad, i,
+                                            c * OVERLAP_PIECE,
+                                            min(width, (c + 1) * OVERLAP_PIECE),
+                                            r, den_i, w)
+            cyl_acc_add(&acc, i, n, l)
+    finally:
+        free(parts)
+    return (cyl_acc_total(&acc), cyl_acc_total(&den) if has_weight else <double>n, n,
+            ERR_NONE, -1, -1)
+
+
 def overlap(
     int kind, double alpha, double beta,
     const floating[:, :] y_true, const floating[:, :] y_pred,
@@ -124,6 +248,9 @@ def overlap(
                   out_view.shape[0] if write_out else 0, write_out)
     if n == 0:
         return (0.0, 0.0, 0, ERR_NONE, -1, -1)
+    if y_pred.shape[1] > OVERLAP_PIECE:
+        return _overlap_split(kind, alpha, beta, y_true, y_pred, w_view, has_weight,
+                              out_view, write_out, g_view, write_grad, n_threads)
     cdef Block* blocks = _new_blocks(n_blocks)
     try:
         if team == 1:
