@@ -213,3 +213,18 @@ def test_plot_when_matplotlib_is_installed(tmp_path):
     paths = _bench.write_outputs(results, tmp_path)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![time relative to the read ceiling](results.png)" in paths["md"].read_text()
+
+
+def test_pair_workloads_run_at_tiny_size():
+    # Issue #14's pair losses: the whole harness (data, every implementation, the checks
+    # against cyloss's value) at tiny sizes, both dtypes.
+    workloads = [_bench.Workload(loss, TINY[_bench.LOSSES[loss][0]], dtype)
+                 for loss in sorted(_bench.PAIR_LOSSES) for dtype in _bench.DTYPES]
+    results = _bench.run_benchmark(workloads, threads=[1, 2], rounds=2, warmup=1,
+                                   target_ms=0.2, progress=False)
+    assert results["mismatches"] == [] and results["errors"] == []
+    assert len(results["workloads"]) == 2 * len(_bench.PAIR_LOSSES)
+    sizes = {w.loss: w.shape for w in _bench.select_workloads(dtypes=["float64"])
+             if w.loss in _bench.PAIR_LOSSES}
+    assert sizes == {loss: ((10**6, 10) if _bench.LOSSES[loss][0] == "rows" else (10**7,))
+                     for loss in _bench.PAIR_LOSSES}
