@@ -149,7 +149,8 @@ def extensions():
         Extension("cyloss._openmp", ["src/cyloss/_openmp.pyx"]),
         Extension("cyloss._loops", ["src/cyloss/_loops.pyx"], include_dirs=["src/cyloss"],
                   depends=["src/cyloss/_vecmath.h", "src/cyloss/_kernels.h", "src/cyloss/_rows.h",
-                           "src/cyloss/_fastpaths.h", "src/cyloss/_kernels.pxd"]),
+                           "src/cyloss/_fastpaths.h", "src/cyloss/_kernels.pxd",
+                           "src/cyloss/_kernels_pairs.h", "src/cyloss/_pairs.pxi"]),
         Extension("cyloss._ctc", ["src/cyloss/_ctc.pyx"]),
     ]
     return cythonize(

@@ -50,6 +50,8 @@ __all__ = [
     "categorical_focal_crossentropy",
     "multilabel_soft_margin",
     "sparse_categorical_focal_crossentropy",
+    "dice",
+    "hinge_embedding",
     "huber",
     "log_cosh",
     "log_softmax",
@@ -59,11 +61,13 @@ __all__ = [
     "mean_squared_logarithmic_error",
     "per_sample_shape",
     "poisson",
+    "poisson_nll",
     "reduce_losses",
     "smooth_l1",
     "softplus",
     "sparse_categorical_crossentropy",
     "squared_hinge",
+    "tversky",
 ]
 
 
@@ -152,6 +156,9 @@ def _mean_last_axis(elementwise: np.ndarray) -> np.ndarray:
 def per_sample_shape(loss: str, y_pred_shape, axis: int = -1) -> tuple:
     """The shape of the ``"none"`` result for ``y_pred`` of the given shape."""
     shape = tuple(y_pred_shape)
+    if loss in OVERLAP_LOSSES:
+        reduced = overlap_axes(len(shape), axis)
+        return tuple(d for a, d in enumerate(shape) if a not in reduced)
     if loss in CLASS_AXIS_LOSSES:
         ax = axis % len(shape)
         return shape[:ax] + shape[ax + 1 :]
@@ -634,4 +641,71 @@ def cosine_similarity(y_true, y_pred, *, axis=-1, epsilon=EPSILON, sample_weight
         np_ = np.sqrt(np.sum(p * p, axis=-1, keepdims=True))
         losses = -np.sum((y / np.maximum(ny, epsilon)) * (p / np.maximum(np_, epsilon)),
                          axis=-1)
+
+
+# --------------------------------------------------------------------------- #
+# Issue #14: PyTorch's poisson_nll_loss and hinge_embedding_loss, Keras 3's dice and
+# tversky (from their documented formulas)
+# --------------------------------------------------------------------------- #
+def poisson_nll(y_true, y_pred, *, log_input=True, full=False, eps=1e-8,
+                sample_weight=None, reduction="mean"):
+    """PyTorch: ``exp(x) - y x`` (log input) or ``x - y log(x + eps)``, plus Stirling's
+    ``y log y - y + log(2 pi y) / 2`` where ``y > 1`` when ``full`` (masked where
+    ``y <= 1``, so a NaN target keeps it); a zero target times an infinite value is 0."""
+    y, x = _same_shape(y_true, y_pred)
+    with np.errstate(all="ignore"):
+        if log_input:
+            elementwise = np.exp(x) - _term(y, x)
+        else:
+            elementwise = x - _term(y, np.log(x + eps))
+        if full:
+            stirling = y * np.log(y) - y + 0.5 * np.log(2.0 * math.pi * y)
+            elementwise = elementwise + np.where(y <= 1.0, 0.0, stirling)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+def hinge_embedding(y_true, y_pred, *, margin=1.0, sample_weight=None, reduction="mean"):
+    """PyTorch: ``[y != 1] max(0, margin - x) + [y != -1] x`` (x for y = 1, the hinge for
+    y = -1; both for other labels)."""
+    y, x = _same_shape(y_true, y_pred)
+    with np.errstate(invalid="ignore"):
+        hinge = np.maximum(margin - x, 0.0)  # NaN stays NaN
+        elementwise = np.where(y != 1, hinge, 0.0) + np.where(y != -1, x, 0.0)
+    return reduce_losses(_mean_last_axis(elementwise), sample_weight, reduction)
+
+
+OVERLAP_LOSSES = ("dice", "tversky")
+KERAS_EPSILON = 1e-7
+
+
+def overlap_axes(ndim, axis):
+    """The axes Keras's ``dice`` / ``tversky`` sum over: every axis for ``None``."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return tuple(sorted(a % ndim for a in axes))
+
+
+def dice(y_true, y_pred, *, axis=None, sample_weight=None, reduction="mean"):
+    """Keras 3: ``1 - 2 sum(y p) / (sum y + sum p + 1e-7)`` over ``axis``."""
+    y, p = _f64(y_true), _f64(y_pred)
+    axes = overlap_axes(p.ndim, axis)
+    with np.errstate(all="ignore"):
+        intersection = np.sum(y * p, axis=axes)
+        den = np.sum(y, axis=axes) + np.sum(p, axis=axes) + KERAS_EPSILON
+        losses = 1.0 - 2.0 * intersection / den
+    return reduce_losses(losses, sample_weight, reduction)
+
+
+def tversky(y_true, y_pred, *, alpha=0.5, beta=0.5, axis=None, sample_weight=None,
+            reduction="mean"):
+    """Keras 3: ``1 - T / (T + alpha sum((1 - p) y) + beta sum(p (1 - y)) + 1e-7)``,
+    ``T = sum(y p)``, over ``axis``."""
+    y, p = _f64(y_true), _f64(y_pred)
+    axes = overlap_axes(p.ndim, axis)
+    with np.errstate(all="ignore"):
+        t = np.sum(y * p, axis=axes)
+        fp = np.sum((1.0 - p) * y, axis=axes)
+        fn = np.sum(p * (1.0 - y), axis=axes)
+        losses = 1.0 - t / (t + alpha * fp + beta * fn + KERAS_EPSILON)
     return reduce_losses(losses, sample_weight, reduction)

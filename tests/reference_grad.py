@@ -203,6 +203,9 @@ def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **op
         elif loss in reference.CLASS_AXIS_LOSSES:
             g, mag, S, counted, v = _catalogue_gradient(loss, y_true, x, options)
             axis = options.get("axis", -1) % x.ndim
+        elif loss in reference.OVERLAP_LOSSES:
+            g, mag, S, axis = _overlap(loss, y_true, x, options)
+            counted, v = np.ones(S, bool), np.ones(S)
         else:
             y, p = reference._same_shape(y_true, x)
             if loss == "binary_crossentropy":
@@ -214,6 +217,8 @@ def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **op
                 cw = 1.0 if cw is None else np.asarray(cw, dtype=np.float64)
                 g, mag = _binary(y, p, {"from_logits": True})
                 g, mag = cw * g, cw * mag
+            elif loss in ("poisson_nll", "hinge_embedding"):
+                g, mag = _pair_elementwise(loss, y, p, options)
             else:
                 g, mag = _regression(loss, y, p, options)
             S = p.shape[:-1] if p.ndim >= 2 else p.shape
@@ -237,6 +242,7 @@ def gradient(loss, y_true, y_pred, *, sample_weight=None, reduction="mean", **op
         scale = w / den
         if axis is not None:
             scale, counted = np.expand_dims(scale, axis), np.expand_dims(counted, axis)
+            scale, counted = np.broadcast_to(scale, g.shape), np.broadcast_to(counted, g.shape)
         g = np.where(counted, g * scale, 0.0)  # ignored samples: 0, even against NaN
         mag = np.where(counted, mag * np.abs(scale), 0.0)
     return g.reshape(pred_shape), mag.reshape(pred_shape), den_condition
@@ -334,3 +340,46 @@ def _catalogue_gradient(loss, y_true, x, options):
             g = -a * b * y + second
             mag = np.abs(a * b * y) + np.abs(second)
     return np.moveaxis(g, -1, axis), np.moveaxis(mag, -1, axis), S, counted, v
+
+
+def _pair_elementwise(loss, y, x, options):
+    """PyTorch's poisson_nll_loss (``e^x - y`` or ``1 - y / (x + eps)``) and
+    hinge_embedding_loss (``[y != -1] - [y != 1][margin - x >= 0]``, torch.clamp_min
+    passing the gradient at the kink)."""
+    if loss == "poisson_nll":
+        if options.get("log_input", True):
+            terms = (np.exp(x), -y)
+        else:
+            terms = (np.ones_like(x), -reference._term(y, 1.0 / (x + options.get("eps", 1e-8))))
+    else:
+        margin = options.get("margin", 1.0)
+        hinge = np.where(margin - x >= 0, -1.0, 0.0)
+        terms = (np.where(y != 1, hinge, 0.0), np.where(y != -1, 1.0, 0.0))
+        terms = (np.where(np.isnan(x), np.nan, terms[0]), terms[1])
+    return terms[0] + terms[1], np.abs(terms[0]) + np.abs(terms[1])
+
+
+def _overlap(loss, y_true, x, options):
+    """Keras's dice / tversky: ``l = 1 - N / D`` over the reduced axes, so
+    ``dl/dp_k = (N dD_k / D - dN_k) / D``; dice ``N = 2 sum y p``, ``D = sum y + sum p +
+    eps``; tversky ``N = sum y p``, ``D = N + alpha sum (1 - p) y + beta sum p (1 - y) +
+    eps``. Returns (g, magnitude, per-sample shape, the reduced axes)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    axes = reference.overlap_axes(x.ndim, options.get("axis"))
+    kept = tuple(a for a in range(x.ndim) if a not in axes)
+    S = tuple(x.shape[a] for a in kept)
+    if loss == "dice":
+        N = 2.0 * np.sum(y * x, axis=axes, keepdims=True)
+        D = np.sum(y, axis=axes, keepdims=True) + np.sum(x, axis=axes, keepdims=True)
+        D = D + reference.KERAS_EPSILON
+        dN, dD = 2.0 * y, np.ones_like(x)
+    else:
+        alpha, beta = options.get("alpha", 0.5), options.get("beta", 0.5)
+        N = np.sum(y * x, axis=axes, keepdims=True)
+        D = (N + alpha * np.sum((1.0 - x) * y, axis=axes, keepdims=True)
+             + beta * np.sum(x * (1.0 - y), axis=axes, keepdims=True)
+             + reference.KERAS_EPSILON)
+        dN, dD = y, y - alpha * y + beta * (1.0 - y)
+    g = (N / D * dD - dN) / D
+    mag = (np.abs(N / D * dD) + np.abs(dN)) / np.abs(D)
+    return g, mag, S, axes

@@ -42,6 +42,8 @@ class LossCase:
     aliases: tuple = field(default_factory=tuple)
 
     def per_sample_shape(self, shape, options):
+        if self.name in reference.OVERLAP_LOSSES:   # Keras's dice/tversky: axis=None
+            return reference.per_sample_shape(self.name, shape, options.get("axis"))
         return reference.per_sample_shape(self.name, shape, options.get("axis", -1))
 
     def __repr__(self):  # readable in pytest ids and failure messages
@@ -182,6 +184,8 @@ def make_labels(rng, shape, dtype, options, extremes=True):
 
 #: The input generator of each kind of elementwise input (the table's ``inputs``).
 INPUTS = {"real": make_regression, "nonnegative": make_nonnegative, "labels": make_labels}
+
+
 def _class_last_shape(shape, axis):
     moved = list(shape)
     n_classes = moved.pop(axis % len(shape))
@@ -245,6 +249,42 @@ def make_cosine(rng, shape, dtype, options, extremes=True):
         rows_x[1] = 0.0
         rows_x[2] *= 1e-12
     return _cast(np.moveaxis(y, -1, axis), dtype), _cast(np.moveaxis(x, -1, axis), dtype)
+
+
+def make_poisson(rng, shape, dtype, options, extremes=True):
+    """Counts 0..12 (and a few non-integer targets), log-rates or rates; rates include
+    exact zeros (log(0 + eps) is finite for eps > 0)."""
+    y = rng.integers(0, 13, size=shape).astype(np.float64)
+    y = np.where(rng.random(shape) < 0.2, rng.uniform(0.0, 6.0, size=shape), y)
+    if options.get("log_input", True):
+        x = rng.normal(0.0, 1.5, size=shape)
+    else:
+        x = rng.uniform(0.01, 6.0, size=shape)
+        if extremes and x.size >= 4:
+            x.reshape(-1)[rng.choice(x.size, size=max(1, x.size // 8), replace=False)] = 0.0
+    return _cast(y, dtype), _cast(x, dtype)
+
+
+def make_hinge_embedding(rng, shape, dtype, options, extremes=True):
+    """Labels +-1 and distances around the margin (exactly on it, where representable)."""
+    y = rng.choice([-1.0, 1.0], size=shape)
+    margin = options.get("margin", 1.0)
+    x = margin + rng.normal(0.0, 1.5, size=shape)
+    if extremes and x.size >= 4:
+        x.reshape(-1)[rng.choice(x.size, size=max(1, x.size // 8), replace=False)] = margin
+    return _cast(y, dtype), _cast(x, dtype)
+
+
+def make_overlap(rng, shape, dtype, options, extremes=True):
+    """Segmentation-like targets (half hard 0/1, half soft) and probabilities."""
+    y = rng.random(shape)
+    y = np.where(rng.random(shape) < 0.5, np.round(y), y)
+    p = rng.uniform(0.0, 1.0, size=shape)
+    if extremes and p.size >= 4:
+        flat = p.reshape(-1)
+        idx = rng.choice(flat.size, size=max(2, flat.size // 8), replace=False)
+        flat[idx] = rng.integers(0, 2, idx.size)
+    return _cast(y, dtype), _cast(p, dtype)
 
 
 # --------------------------------------------------------------------------- #
@@ -509,6 +549,43 @@ LOSSES = (
         COSINE_OPTIONS,
         _categorical_shapes,
         keras_name="cosine_similarity",
+    ),
+    LossCase(
+        "poisson_nll",
+        cyloss.poisson_nll,
+        cyloss.PoissonNLL,
+        reference.poisson_nll,
+        make_poisson,
+        tuple(_grid(log_input=[True, False], full=[False, True])
+              + _grid(log_input=[False], eps=[1e-3])),
+        _elementwise_shapes,
+    ),
+    LossCase(
+        "hinge_embedding",
+        cyloss.hinge_embedding,
+        cyloss.HingeEmbedding,
+        reference.hinge_embedding,
+        make_hinge_embedding,
+        tuple(_grid(margin=[1.0, 0.0, 2.5])),
+        _elementwise_shapes,
+    ),
+    LossCase(
+        "dice",
+        cyloss.dice,
+        cyloss.Dice,
+        reference.dice,
+        make_overlap,
+        tuple(_grid(axis=[None, -1, 0])),
+        _elementwise_shapes,
+    ),
+    LossCase(
+        "tversky",
+        cyloss.tversky,
+        cyloss.Tversky,
+        reference.tversky,
+        make_overlap,
+        tuple(_grid(alpha=[0.5, 0.3], beta=[0.5, 0.7], axis=[None, -1])),
+        _elementwise_shapes,
     ),
 )
 

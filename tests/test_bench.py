@@ -79,7 +79,7 @@ def test_smoke_run_writes_json_and_markdown(tmp_path, capsys):
 
 
 TINY = {"regression": (1000,), "binary": (1000,), "categorical": (50, 7), "sparse": (50, 7),
-        "ctc": (4, 20, 6)}
+        "ctc": (4, 20, 6), "rows": (50, 7)}
 
 
 @pytest.mark.parametrize("dtype", _bench.DTYPES)
@@ -99,7 +99,7 @@ def test_every_implementation_computes_cylosss_value(loss, dtype):
     impls = _bench.build_impls(workload, data, libs, [1, 2])
     ids = [impl.id for impl in impls]
     assert ids[:3] == ["cyloss-1t", "cyloss-2t", "numpy"] and "read" in ids
-    assert ("exp" in ids) == (family != "regression")
+    assert ("exp" in ids) == (family in ("binary", "categorical", "sparse", "ctc"))
     reference = impls[0].fn()
     assert isinstance(reference, float) and math.isfinite(reference)
     # (minus a cosine is negative on this data: targets and scores point the same way)
@@ -148,8 +148,9 @@ def test_workload_selection():
     every = _bench.select_workloads()
     catalogue = [w.id for w in every if w.loss in _bench.CATALOGUE_LOSSES]   # issue 14
     assert len(catalogue) == 10 and all("-1e7-" in i for i in catalogue)
-    # 88 of issues 3 and 15; of issue 14: 10 elementwise, 30 row, 4 focal, 2 CTC
-    assert len(every) == 134 and len({w.id for w in every}) == 134
+    # 88 of issues 3 and 15; of issue 14: 10 elementwise, 30 row, 4 focal, 2 CTC,
+    # 14 of the pair losses
+    assert len(every) == 148 and len({w.id for w in every}) == 148
     focal = [w.id for w in every if "focal" in w.loss]                   # issue 14
     assert focal == ["bfocal_logits-1e7-f32", "cfocal_logits-10000x1000-f32",
                      "bfocal_logits-1e7-f64", "cfocal_logits-10000x1000-f64"]
@@ -220,3 +221,18 @@ def test_plot_when_matplotlib_is_installed(tmp_path):
     paths = _bench.write_outputs(results, tmp_path)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![time relative to the read ceiling](results.png)" in paths["md"].read_text()
+
+
+def test_pair_workloads_run_at_tiny_size():
+    # Issue #14's pair losses: the whole harness (data, every implementation, the checks
+    # against cyloss's value) at tiny sizes, both dtypes.
+    workloads = [_bench.Workload(loss, TINY[_bench.LOSSES[loss][0]], dtype)
+                 for loss in sorted(_bench.PAIR_LOSSES) for dtype in _bench.DTYPES]
+    results = _bench.run_benchmark(workloads, threads=[1, 2], rounds=2, warmup=1,
+                                   target_ms=0.2, progress=False)
+    assert results["mismatches"] == [] and results["errors"] == []
+    assert len(results["workloads"]) == 2 * len(_bench.PAIR_LOSSES)
+    sizes = {w.loss: w.shape for w in _bench.select_workloads(dtypes=["float64"])
+             if w.loss in _bench.PAIR_LOSSES}
+    assert sizes == {loss: ((10**6, 10) if _bench.LOSSES[loss][0] == "rows" else (10**7,))
+                     for loss in _bench.PAIR_LOSSES}

@@ -9,12 +9,13 @@ import pytest
 
 import cyloss
 import cyloss._config
+import cyloss._pairs
 import cyloss.accumulate
 import cyloss.losses
 import cyloss.objectives
 import cyloss._sequence
 
-MODULES = [cyloss.losses, cyloss._config, cyloss.accumulate, cyloss.objectives,
+MODULES = [cyloss.losses, cyloss._pairs, cyloss._config, cyloss.accumulate, cyloss.objectives,
            cyloss._sequence]
 
 

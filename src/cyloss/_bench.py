@@ -132,9 +132,27 @@ LOSSES = {
     # backward (log_softmax included in both). Shape (batch, time, classes), targets of
     # time // 5 labels.
     "ctc_grad": ("ctc", True, "ctc", {}, "CTC from logits, value and gradient"),
+    # Issue #14's pair losses (cyloss._pairs) at 10^7 elements, or (10^6, 10) rows for the
+    # row losses, with PyTorch's functional (Keras's formula written in torch for dice).
+    "poisson_nll": ("regression", None, "poisson_nll", {},
+                    "Poisson NLL from log-rates (PyTorch's poisson_nll_loss)"),
+    "hinge_embedding": ("regression", None, "hinge_embedding", {},
+                        "hinge embedding loss, margin=1"),
+    "dice": ("regression", None, "dice", {}, "Dice loss (Keras), axis=None"),
+    "margin_ranking": ("regression", None, "margin_ranking", {},
+                       "margin ranking loss, margin=0 (three inputs)"),
+    "gaussian_nll": ("regression", None, "gaussian_nll", {},
+                     "Gaussian NLL with a variance per element (three inputs)"),
+    "cosine_embedding": ("rows", None, "cosine_embedding", {},
+                         "cosine embedding loss over rows of 10"),
+    "triplet_margin": ("rows", None, "triplet_margin", {},
+                       "triplet margin loss over rows of 10"),
 }
 # Workloads run at their own shapes only, not their family's.
 SHAPES = {"bfocal_logits": [(10**7,)], "cfocal_logits": [(10**4, 1000)]}
+PAIR_LOSSES = {"poisson_nll", "hinge_embedding", "dice", "margin_ranking", "gaussian_nll",
+               "cosine_embedding", "triplet_margin"}
+PAIR_SIZES = {"regression": [(10**7,)], "rows": [(10**6, 10)]}
 GRADIENT_LOSSES = {"mse_grad", "bce_logits_grad", "cce_logits_grad", "sparse_logits_grad"}
 ADAPTER_LOSSES = {"torch_ce_step", "jax_ce_step"}
 ADAPTER_SHAPES = [(10**4, 1000), (256, 32000)]
@@ -212,6 +230,8 @@ def all_workloads(dtypes=DTYPES):
             shapes = SHAPES.get(loss, shapes)
             if family == "ctc":
                 shapes = CTC_SHAPES
+            if loss in PAIR_LOSSES:
+                shapes = PAIR_SIZES[family]
             out.extend(Workload(loss, shape, dtype) for shape in shapes)
     return out
 
@@ -248,6 +268,8 @@ def make_data(workload, seed=0):
     dt = np.dtype(workload.dtype)
     family = workload.family
     data = {}
+    if workload.loss in PAIR_LOSSES:
+        return _pair_data(workload.loss, workload.shape, rng, dt)
     if family == "ctc":
         n, frames, classes = workload.shape
         data["y_true"] = rng.integers(1, classes, (n, frames // 5))
@@ -303,6 +325,99 @@ def make_data(workload, seed=0):
     return data
 
 
+def _pair_data(loss, shape, rng, dt):
+    """Inputs of the pair losses, each in its domain. The three-input losses keep their
+    first two arrays as ``y_true`` and ``y_pred`` (triplet: anchor and positive) and the
+    third as ``input2`` (Gaussian NLL: ``var``)."""
+    def normal(*extra):
+        return rng.standard_normal(shape + extra if extra else shape, dtype=dt)
+    n = shape[0]
+    signs = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(dt)
+    data = {}
+    if loss == "poisson_nll":
+        data["y_true"] = rng.poisson(2.0, shape).astype(dt)
+        data["y_pred"] = normal() * dt.type(0.5) + dt.type(math.log(2.0))
+    elif loss == "hinge_embedding":
+        data["y_true"] = signs
+        data["y_pred"] = normal() + dt.type(1.0)
+    elif loss == "dice":
+        data["y_true"] = (rng.random(shape) < 0.3).astype(dt)
+        data["y_pred"] = rng.random(shape, dtype=dt)
+    elif loss == "margin_ranking":
+        data["y_true"], data["y_pred"], data["input2"] = signs, normal(), normal()
+    elif loss == "gaussian_nll":
+        data["y_true"] = normal()
+        data["y_pred"] = data["y_true"] + normal()
+        data["input2"] = rng.uniform(0.5, 2.0, shape).astype(dt)
+    elif loss == "cosine_embedding":
+        data["y_true"], data["y_pred"], data["input2"] = signs, normal(), normal()
+    else:   # triplet_margin: anchor, positive near it, negative
+        data["y_true"] = normal()
+        data["y_pred"] = data["y_true"] + normal() * dt.type(0.5)
+        data["input2"] = normal()
+    return data
+
+
+def _pair_args(loss, data):
+    """The pair loss's positional arguments, in cyloss's order."""
+    if loss == "cosine_embedding":
+        return data["y_true"], data["y_pred"], data["input2"]
+    if "input2" in data:
+        return data["y_true"], data["y_pred"], data["input2"]
+    return data["y_true"], data["y_pred"]
+
+
+def _numpy_pair_fn(loss, data):
+    y, x = data["y_true"], data["y_pred"]
+    z = data.get("input2")
+    if loss == "poisson_nll":
+        return lambda: float(np.mean(np.exp(x) - y * x))
+    if loss == "hinge_embedding":
+        return lambda: float(np.mean(np.where(y == 1, x, np.maximum(0, 1 - x))))
+    if loss == "dice":
+        return lambda: float(1 - 2 * np.sum(y * x) / (np.sum(y) + np.sum(x) + 1e-7))
+    if loss == "margin_ranking":
+        return lambda: float(np.mean(np.maximum(0, -y * (x - z))))
+    if loss == "gaussian_nll":
+        def gaussian():
+            v = np.maximum(z, 1e-6)
+            return float(np.mean(0.5 * (np.log(v) + (x - y) ** 2 / v)))
+        return gaussian
+    if loss == "cosine_embedding":
+        eps = float(np.float32(1e-12))   # PyTorch's EPSILON, a float32 constant
+
+        def cosine():
+            cos = np.sum(x * z, axis=1) / np.sqrt(
+                (np.sum(x * x, axis=1) + eps) * (np.sum(z * z, axis=1) + eps))
+            return float(np.mean(np.where(y == 1, 1 - cos, np.maximum(0, cos))))
+        return cosine
+
+    def triplet():
+        dp = np.linalg.norm(y - x + 1e-6, axis=1)
+        dn = np.linalg.norm(y - z + 1e-6, axis=1)
+        return float(np.mean(np.maximum(1.0 + dp - dn, 0)))
+    return triplet
+
+
+def _torch_pair_fn(torch, loss, data):
+    F = torch.nn.functional
+    y, x = torch.from_numpy(data["y_true"]), torch.from_numpy(data["y_pred"])
+    z = torch.from_numpy(data["input2"]) if "input2" in data else None
+    if loss == "poisson_nll":
+        return lambda: F.poisson_nll_loss(x, y).item()
+    if loss == "hinge_embedding":
+        return lambda: F.hinge_embedding_loss(x, y).item()
+    if loss == "dice":
+        return lambda: (1 - 2 * (y * x).sum() / (y.sum() + x.sum() + 1e-7)).item()
+    if loss == "margin_ranking":
+        return lambda: F.margin_ranking_loss(x, z, y).item()
+    if loss == "gaussian_nll":
+        return lambda: F.gaussian_nll_loss(x, y, z).item()
+    if loss == "cosine_embedding":
+        return lambda: F.cosine_embedding_loss(x, z, y).item()
+    return lambda: F.triplet_margin_loss(y, x, z).item()
+
+
 # --- implementations ----------------------------------------------------------------------
 
 @dataclass
@@ -351,29 +466,10 @@ def _numpy_grad_fn(workload, y_true, y_pred):
     raise KeyError(loss)
 
 
-def _numpy_ctc(y_true, y_pred):
-    """CTC's mean loss by the forward recursion, vectorised over the batch and the states
-    (full-length targets and inputs, blank 0)."""
-    n, frames, _ = y_pred.shape
-    z = y_pred - y_pred.max(axis=2, keepdims=True)
-    lp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
-    ext = np.zeros((n, 2 * y_true.shape[1] + 1), dtype=np.int64)
-    ext[:, 1::2] = y_true
-    skip = np.zeros(ext.shape, dtype=bool)
-    skip[:, 3::2] = y_true[:, 1:] != y_true[:, :-1]
-    emit = np.take_along_axis(lp, ext[:, None, :], axis=2)      # (n, time, states)
-    alpha = np.full(ext.shape, -np.inf, dtype=lp.dtype)
-    alpha[:, :2] = emit[:, 0, :2]
-    for t in range(1, frames):
-        one = np.concatenate([np.full((n, 1), -np.inf), alpha[:, :-1]], axis=1)
-        two = np.concatenate([np.full((n, 2), -np.inf), alpha[:, :-2]], axis=1)
-        alpha = np.logaddexp(np.logaddexp(alpha, one), np.where(skip, two, -np.inf))
-        alpha += emit[:, t]
-    return float(-np.mean(np.logaddexp(alpha[:, -1], alpha[:, -2])))
-
-
-def _numpy_fn(workload, y_true, y_pred):
+def _numpy_fn(workload, y_true, y_pred, data=None):
     loss = workload.loss
+    if loss in PAIR_LOSSES:
+        return _numpy_pair_fn(loss, data)
     if loss == "ctc_grad":
         return lambda: _numpy_ctc(y_true, y_pred)
     if loss in GRADIENT_LOSSES or loss in ADAPTER_LOSSES:
@@ -506,7 +602,9 @@ def _torch_grad_fn(torch, workload, y_true, y_pred):
     return run
 
 
-def _torch_fn(torch, workload, y_true, y_pred):
+def _torch_fn(torch, workload, y_true, y_pred, data=None):
+    if workload.loss in PAIR_LOSSES:
+        return _torch_pair_fn(torch, workload.loss, data)
     F = torch.nn.functional
     t = torch.from_numpy(y_true)
     x = torch.from_numpy(y_pred)
@@ -708,6 +806,10 @@ def build_impls(workload, data, libs, threads):
         def cyloss_impl(k):
             loss = cyloss.get(name, n_threads=k, **kwargs)
             return lambda: loss.value_and_grad(y_true, y_pred, grad_out=grad_out)[0]
+    elif workload.loss in PAIR_LOSSES:
+        def cyloss_impl(k):
+            return functools.partial(fn, *_pair_args(workload.loss, data), n_threads=k,
+                                     **kwargs)
     else:
         def cyloss_impl(k):
             return functools.partial(fn, y_true, y_pred, n_threads=k, **kwargs)
@@ -720,12 +822,13 @@ def _with_baselines(workload, data, libs, threads, impls):
     y_true, y_pred = data["y_true"], data["y_pred"]
     framework = [i for i in impls if i.kind == "baseline"]
     impls = [i for i in impls if i.kind != "baseline"]
-    impls.append(Impl("numpy", "numpy", "baseline", _numpy_fn(workload, y_true, y_pred), 1.0))
+    impls.append(Impl("numpy", "numpy", "baseline",
+                      _numpy_fn(workload, y_true, y_pred, data), 1.0))
     impls.extend(framework)
     torch = libs.get("torch")
     if torch is not None and workload.loss != "jax_ce_step":
         impls.append(Impl("torch", "torch", "baseline",
-                          _torch_fn(torch, workload, y_true, y_pred), 1.0,
+                          _torch_fn(torch, workload, y_true, y_pred, data), 1.0,
                           "F.binary_cross_entropy clamps the log at -100 instead of "
                           "clipping p (equal on this data)"
                           if workload.loss == "bce_probs" else ""))
@@ -734,7 +837,7 @@ def _with_baselines(workload, data, libs, threads, impls):
         impl = _sklearn_impl(sk_loss, workload, data, max(threads))
         if impl is not None:
             impls.append(impl)
-    inputs = [y_true, y_pred]
+    inputs = [y_true, y_pred] + ([data["input2"]] if "input2" in data else [])
     if workload.family in ("binary", "categorical", "sparse", "ctc"):
         buf = np.empty_like(y_pred)
         impls.append(Impl("exp", "exp (numpy)", "ceiling",
@@ -789,7 +892,7 @@ def bench_workload(workload, libs, *, threads, rounds, warmup, target_s, seed=0,
     t_start = time.perf_counter()
     data = make_data(workload, seed)
     impls = build_impls(workload, data, libs, threads)
-    nbytes = int(data["y_true"].nbytes + data["y_pred"].nbytes)
+    nbytes = int(sum(data[k].nbytes for k in ("y_true", "y_pred", "input2") if k in data))
     entry = {
         "id": workload.id, "key": workload.key, "loss": workload.loss,
         "description": LOSSES[workload.loss][4], "family": workload.family,

@@ -237,6 +237,10 @@ def _build_loss(args):
         cls = type(get(args.loss))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    from cyloss._pairs import NOT_CHUNKED
+    if cls._defaults["name"] in NOT_CHUNKED:
+        raise UsageError(f"eval cannot compute {cls._defaults['name']} in chunks of "
+                         "samples (three input arrays, or sums over every axis)")
     accepted = inspect.signature(cls.__init__).parameters
     options = {}
     for flag, dest, *_ in _OPTIONS:

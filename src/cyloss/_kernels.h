@@ -303,6 +303,8 @@ CYL_INLINE double cyl_squared_hinge_hess(double y, double p, double param)
     return m > 0.0 ? 2.0 * t * t : (m != m ? m : 0.0);
 }
 
+#include "_kernels_pairs.h"
+
 /* X(NAME, name) per elementwise loss; the order gives the kind codes (MAE = 0, ...), which
  * losses.py reads back from _loops. */
 #define CYL_ELEMENTWISE(X)           \
@@ -315,7 +317,8 @@ CYL_INLINE double cyl_squared_hinge_hess(double y, double p, double param)
     X(MAPE, mape)                    \
     X(MSLE, msle)                    \
     X(HINGE, hinge)                  \
-    X(SQUARED_HINGE, squared_hinge)
+    X(SQUARED_HINGE, squared_hinge)  \
+    CYL_ELEMENTWISE_PAIRS(X)
 
 #define CYL_KIND_(NAME, name) CYL_##NAME,
 enum { CYL_ELEMENTWISE(CYL_KIND_) CYL_N_ELEMENTWISE };

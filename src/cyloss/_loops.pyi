@@ -57,3 +57,34 @@ def catalogue_rows(
 ) -> _Result: ...
 def simd_path() -> str: ...
 def vecmath(name: str, x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None: ...
+
+# Issue #14's pair losses (_pairs.pxi)
+OVERLAP_KINDS: Final[dict[str, int]]
+VAR_NEGATIVE: Final[int]
+
+def overlap(
+    kind: int, alpha: float, beta: float, y_true: _F, y_pred: _F, weight: _W,
+    has_weight: bool, loss_out: _F | None, write_out: bool, n_threads: int,
+    grad_out: _F | None = ...,
+) -> _Result: ...
+def margin_ranking(
+    margin: float, y_true: _F, x1: _F, x2: _F, weight: _W, has_weight: bool,
+    loss_out: _F | None, write_out: bool, n_threads: int,
+    grad1_out: _F | None = ..., grad2_out: _F | None = ...,
+) -> _Result: ...
+def gaussian_nll(
+    eps: float, full: bool, y_true: _F, x: _F, var: _F, weight: _W, has_weight: bool,
+    loss_out: _F | None, write_out: bool, n_threads: int,
+    gx_out: _F | None = ..., gv_out: _F | None = ...,
+) -> _Result: ...
+def cosine_embedding(
+    margin: float, y_true: _F, x1: _F, x2: _F, weight: _W, has_weight: bool,
+    loss_out: _F | None, write_out: bool, n_threads: int,
+    grad1_out: _F | None = ..., grad2_out: _F | None = ...,
+) -> _Result: ...
+def triplet_margin(
+    margin: float, p: float, eps: float, swap: bool, anchor: _F, positive: _F,
+    negative: _F, weight: _W, has_weight: bool, loss_out: _F | None, write_out: bool,
+    n_threads: int, ga_out: _F | None = ..., gp_out: _F | None = ...,
+    gn_out: _F | None = ...,
+) -> _Result: ...

@@ -1675,6 +1675,11 @@ def focal_rows(
         free(blocks)
 
 
+# Issue #14: dice, tversky (Keras), margin ranking, Gaussian NLL, cosine embedding and
+# triplet margin (PyTorch).
+include "_pairs.pxi"
+
+
 def simd_path():
     """Which build of the fast paths this CPU runs (baseline or x86-64-v3)."""
     return cyl_simd_path().decode("ascii")

@@ -93,6 +93,11 @@ class Accumulator:
                 f"Accumulator needs a cyloss loss object (such as cyloss.Huber()) or a loss "
                 f"name; got {type(loss).__name__}"
             )
+        if getattr(loss, "_three_inputs", False):
+            raise TypeError(
+                f"Accumulator takes losses of (y_true, y_pred); {type(loss).__name__} takes "
+                "three arrays"
+            )
         if loss.reduction == "none":
             raise ValueError(
                 f"Accumulator cannot accumulate {loss!r}: reduction='none' gives one value "

@@ -634,3 +634,47 @@ def ctc(y_true, y_pred, *, label_length=None, logit_length=None, blank=0, from_l
             for start, *args in zip(starts, *columns)]
     total = delayed(_ctc_finish, pure=True)(sums, reduction)
     return da.from_delayed(total, shape=(), dtype=np.float64, name=f"cyloss-ctc-{token}")
+
+
+# Issue #14: the elementwise PyTorch losses of cyloss._pairs (chunked as regression).
+# dice and tversky (sums over axes a chunk may split) and the three-array losses have no
+# Dask version.
+UNSUPPORTED = ("dice", "tversky", "margin_ranking", "gaussian_nll", "cosine_embedding",
+               "triplet_margin")
+
+
+def poisson_nll(y_true, y_pred, *, log_input=True, full=False, eps=1e-8,
+                sample_weight=None, reduction="mean", n_threads=None):
+    """:func:`cyloss.poisson_nll` on Dask arrays (lazy); see :func:`binary_crossentropy`
+    for the chunking rule.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> round(float(cyloss.dask.poisson_nll(da.from_array([2.0, 0.0], chunks=1),
+    ...                                     [0.0, 1.0]).compute()), 6)
+    1.859141
+    """
+    return _run(_losses.PoissonNLL, y_true, y_pred, sample_weight, log_input=log_input,
+                full=full, eps=eps, reduction=reduction, n_threads=n_threads)
+
+
+def hinge_embedding(y_true, y_pred, *, margin=1.0, sample_weight=None, reduction="mean",
+                    n_threads=None):
+    """:func:`cyloss.hinge_embedding` on Dask arrays (lazy); see
+    :func:`binary_crossentropy` for the chunking rule.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> float(cyloss.dask.hinge_embedding(da.from_array([1.0, -1.0], chunks=1),
+    ...                                   [0.5, 0.5], margin=2.0).compute())
+    1.0
+    """
+    return _run(_losses.HingeEmbedding, y_true, y_pred, sample_weight, margin=margin,
+                reduction=reduction, n_threads=n_threads)
+
+
+__all__ += ["poisson_nll", "hinge_embedding"]

@@ -2010,3 +2010,12 @@ def grad_hess(loss, y_true, y_pred, *, sample_weight=None, grad_out=None, hess_o
     """
     return _loss_object(loss, options).grad_hess(
         y_true, y_pred, sample_weight=sample_weight, grad_out=grad_out, hess_out=hess_out)
+
+
+# --- issue #14's losses outside the ELEMENTWISE table (dice, tversky, poisson_nll, ...) ----
+# Defined in _pairs, which needs this module's Loss and helpers, hence the import here.
+from cyloss import _pairs  # noqa: E402
+
+globals().update({name: getattr(_pairs, name) for name in _pairs.__all__})
+__all__ += _pairs.__all__
+LOSSES.update(_pairs.LOSSES)
