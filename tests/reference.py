@@ -641,6 +641,7 @@ def cosine_similarity(y_true, y_pred, *, axis=-1, epsilon=EPSILON, sample_weight
         np_ = np.sqrt(np.sum(p * p, axis=-1, keepdims=True))
         losses = -np.sum((y / np.maximum(ny, epsilon)) * (p / np.maximum(np_, epsilon)),
                          axis=-1)
+    return reduce_losses(losses, sample_weight, reduction)
 
 
 # --------------------------------------------------------------------------- #

@@ -466,6 +466,27 @@ def _numpy_grad_fn(workload, y_true, y_pred):
     raise KeyError(loss)
 
 
+def _numpy_ctc(y_true, y_pred):
+    """CTC's mean loss by the forward recursion, vectorised over the batch and the states
+    (full-length targets and inputs, blank 0)."""
+    n, frames, _ = y_pred.shape
+    z = y_pred - y_pred.max(axis=2, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+    ext = np.zeros((n, 2 * y_true.shape[1] + 1), dtype=np.int64)
+    ext[:, 1::2] = y_true
+    skip = np.zeros(ext.shape, dtype=bool)
+    skip[:, 3::2] = y_true[:, 1:] != y_true[:, :-1]
+    emit = np.take_along_axis(lp, ext[:, None, :], axis=2)      # (n, time, states)
+    alpha = np.full(ext.shape, -np.inf, dtype=lp.dtype)
+    alpha[:, :2] = emit[:, 0, :2]
+    for t in range(1, frames):
+        one = np.concatenate([np.full((n, 1), -np.inf), alpha[:, :-1]], axis=1)
+        two = np.concatenate([np.full((n, 2), -np.inf), alpha[:, :-2]], axis=1)
+        alpha = np.logaddexp(np.logaddexp(alpha, one), np.where(skip, two, -np.inf))
+        alpha += emit[:, t]
+    return float(-np.mean(np.logaddexp(alpha[:, -1], alpha[:, -2])))
+
+
 def _numpy_fn(workload, y_true, y_pred, data=None):
     loss = workload.loss
     if loss in PAIR_LOSSES:
