@@ -306,9 +306,18 @@ def _grad_prescale(reduction, count, grad_request, hess_request, wexp, plain):
     ``count`` is the number of samples the loop will count (the caller takes ignored labels
     out of it). Known up front: "mean" (divided by that count) and, when ``plain`` (no
     sample or class weights), "weighted_mean" (whose divisor is then the count too).
-    Extreme weights (wexp) keep the sweep, which also applies their exponent."""
-    if (grad_request is None or hess_request is not None or wexp or count == 0
-            or not plain):
+    With extreme weights (wexp) "mean" and "sum" fold their exponent in too; the other
+    cases keep the sweep, which applies it."""
+    if grad_request is None or hess_request is not None or count == 0:
+        return 1.0
+    if wexp:
+        # Weights scaled by 2**-wexp: the loop multiplies each scaled weight by 2**wexp /
+        # count in double, so a small weight's element never passes through the compute
+        # dtype's subnormals (float32's end at 1e-38) on its way to w_i dl_i / count.
+        if abs(wexp) > 1000 or reduction not in ("mean", "sum"):
+            return 1.0
+        return math.ldexp(1.0, wexp) / (count if reduction == "mean" else 1)
+    if not plain:
         return 1.0
     if reduction == "mean" or reduction == "weighted_mean":
         return 1.0 / count
@@ -327,21 +336,26 @@ def _grad_divisor(scaled_den, count, reduction, wexp):
 
 def _scale(view, divisor, exponent=0):
     """view = view / divisor * 2**exponent (a zero divisor gives zeros, as the value's
-    0 / 0 := 0)."""
+    0 / 0 := 0).
+
+    The power of two of the divisor is merged with ``exponent`` and applied first, exactly
+    (np.ldexp), and the reciprocal of its mantissa, in (1, 2], last: dividing first would take
+    elements that extreme sample weights scaled down (``exponent`` > 0) into the
+    subnormal range, where they lose digits before ldexp scales them back."""
     if divisor == 0.0:
         view[...] = 0
         return
-    if 1e-37 < abs(divisor) < 1e37:
-        if divisor != 1.0:
-            view *= 1.0 / divisor
-    else:  # a reciprocal out of float32's range: divide in double
-        # invalid: an infinite weight makes both an element and the divisor infinite, and
-        # its gradient NaN (as the value's inf / inf).
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            np.divide(view, divisor, out=view, dtype=np.float64, casting="unsafe")
-    if exponent:
-        with np.errstate(over="ignore", under="ignore"):
-            np.ldexp(view, exponent, out=view)
+    mantissa, power = math.frexp(divisor)   # inf and NaN: (inf or NaN, 0)
+    shift = exponent - power
+    # over / under: results out of range; invalid: an infinite weight makes both an
+    # element and the divisor infinite, and its gradient NaN (as the value's inf / inf).
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        if shift:
+            np.ldexp(view, shift, out=view)
+        if mantissa != 0.5 or not math.isfinite(divisor):
+            view *= 1.0 / mantissa   # in (1, 2]; 0 for an infinite divisor, NaN for NaN
+        else:
+            view *= 2.0              # a power-of-two divisor: exact
 
 
 def _scaled_weights(weight, has_weight):
