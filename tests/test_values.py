@@ -706,3 +706,20 @@ def test_keras_ignore_class(keras, from_logits):
         expected = float(_knp(keras, k_loss(labels, y_pred)))
     actual = case.function(labels, y_pred, **options)
     assert math.isclose(actual, expected, rel_tol=KERAS_RTOL), (actual, expected)
+
+
+def test_keras_get_names_give_the_same_losses(keras):
+    # Every string keras.losses.get() resolves (its function names and aliases such as
+    # "kld" and "MSLE") that names a loss cyloss has: cyloss.get gives that loss.
+    from keras.src.losses import ALL_OBJECTS_DICT
+
+    checked = 0
+    for name, obj in ALL_OBJECTS_DICT.items():
+        if not callable(obj) or isinstance(obj, type):
+            continue
+        target = obj.__name__
+        if target not in cyloss.LOSSES:
+            continue
+        assert type(cyloss.get(name)) is cyloss.LOSSES[target], (name, target)
+        checked += 1
+    assert checked >= 25, checked

@@ -1943,13 +1943,21 @@ LOSSES = {
 }
 _ALIASES = {alias: e.function for e in ELEMENTWISE for alias in e.aliases}
 _ALIASES["nll_loss"] = "nll"
+# The other names keras.losses.get() knows (Keras 3's ALL_OBJECTS_DICT aliases); get()
+# takes them too, so a Keras config string keeps working.
+_KERAS_ALIASES = {"bce": "binary_crossentropy", "BCE": "binary_crossentropy",
+                  "kld": "kl_divergence", "KLD": "kl_divergence",
+                  "MAE": "mean_absolute_error", "MSE": "mean_squared_error",
+                  "MAPE": "mean_absolute_percentage_error",
+                  "MSLE": "mean_squared_logarithmic_error"}
 
 
 nll_loss = nll   # PyTorch's name
 
 
 def get(identifier, **options):
-    """A loss object from its name (``"huber"``, ``"mse"``, ...) or class name.
+    """A loss object from its name (``"huber"``, ``"mse"``, ...), one of the other names
+    ``keras.losses.get`` knows (``"kld"``, ``"bce"``, ``"MSLE"``, ...) or a class name.
 
     Examples
     --------
@@ -1961,7 +1969,7 @@ def get(identifier, **options):
     """
     if isinstance(identifier, Loss):
         return identifier
-    name = _ALIASES.get(identifier, identifier)
+    name = _ALIASES.get(identifier, _KERAS_ALIASES.get(identifier, identifier))
     if name in LOSSES:
         return LOSSES[name](**options)
     for cls in LOSSES.values():
