@@ -114,6 +114,8 @@ CASES = [
          (N_CLASSES, 3)),
     Case("multilabel_soft_margin", {"class_weight": POS_WEIGHT}, (4,)),
     Case("multilabel_soft_margin", {}, ()),
+    Case("poisson_nll", {"full": True, "eps": 1e-3}, (4,)),
+    Case("hinge_embedding", {"margin": 2.0}, ()),
 ]
 
 # The kind of input of each elementwise loss (cyloss.losses.ELEMENTWISE's `inputs`).
@@ -144,10 +146,10 @@ def make_inputs(case, n, rng, dtype=np.float64):
             y = rng.random(shape)
             y = np.where(rng.random(shape) < 0.5, np.round(y), y)
             p = rng.normal(0.0, 3.0, shape) if logits else rng.uniform(0.02, 0.98, shape)
-        elif INPUTS[case.loss] == "nonnegative":
+        elif INPUTS.get(case.loss) == "nonnegative":
             y = rng.poisson(2.0, shape).astype(np.float64)
             p = rng.uniform(0.0, 6.0, shape)
-        elif INPUTS[case.loss] == "labels":
+        elif INPUTS.get(case.loss) == "labels":
             # 0/1 labels throughout (Keras's rule maps them to -1/1 in every batch too)
             y = rng.integers(0, 2, shape).astype(np.float64)
             p = rng.normal(0.0, 1.5, shape)

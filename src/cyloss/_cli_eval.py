@@ -66,6 +66,9 @@ _OPTIONS = [
      "binary focal: weigh positives by alpha, negatives by 1 - alpha"),
     ("--epsilon", "epsilon", float, "EPS",
      "probability clip of the cross-entropies (default 1e-7)"),
+    ("--full", "full", None, None, "poisson_nll: add Stirling's term"),
+    ("--eps", "eps", float, "EPS", "poisson_nll's eps (default 1e-8)"),
+    ("--margin", "margin", float, "M", "hinge_embedding's margin (default 1)"),
     ("--reduction", "reduction", str, "R",
      "mean (default; alias sum_over_batch_size, auto), weighted_mean "
      "(alias mean_with_sample_weight) or sum"),
