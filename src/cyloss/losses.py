@@ -706,14 +706,16 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
                    grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
 
 
+def _no_hessian(name, why="use value_and_grad or grad (Hessians are provided for the "
+                           "cross-entropies from logits and the elementwise losses)"):
+    """The error of grad_hess for a loss that has no Hessian loop."""
+    raise NotImplementedError(f"grad_hess is not available for {name}: {why}")
+
+
 # --- focal losses and multilabel soft margin -----------------------------------------------
 
-def _no_focal_hessian(name, hess_request):
-    if hess_request is not None:
-        raise NotImplementedError(
-            f"grad_hess is not available for {name}: the focal factor's second derivative "
-            "has no loop (value_and_grad and grad are)"
-        )
+_FOCAL_NO_HESSIAN = ("the focal factor's second derivative has no loop (value_and_grad "
+                     "and grad are)")
 
 
 def binary_focal_crossentropy(
@@ -837,8 +839,8 @@ def _multilabel(y_true, y_pred, class_weight, sample_weight, reduction, n_thread
 def _binary_focal(y_true, y_pred, focal, balance, alpha, gamma, from_logits,
                   label_smoothing, class_weight, sample_weight, reduction, epsilon,
                   n_threads, loss_name, grad_request=None, hess_request=None):
-    if focal:
-        _no_focal_hessian(loss_name, hess_request)
+    if focal and hess_request is not None:
+        _no_hessian(loss_name, _FOCAL_NO_HESSIAN)
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     balance = V.check_apply_class_balancing(balance)
@@ -963,7 +965,8 @@ def _focal_rows(sparse, y_true, y_pred, alpha, gamma, from_logits, label_smoothi
                 grad_request=None, hess_request=None):
     name = ("sparse_categorical_focal_crossentropy" if sparse
             else "categorical_focal_crossentropy")
-    _no_focal_hessian(name, hess_request)
+    if hess_request is not None:
+        _no_hessian(name, _FOCAL_NO_HESSIAN)
     reduction = V.check_reduction(reduction)
     n_threads = V.check_n_threads(n_threads)
     alpha = V.check_alpha(alpha)
@@ -1005,11 +1008,6 @@ def _focal_rows(sparse, y_true, y_pred, alpha, gamma, from_logits, label_smoothi
 # --- row losses of the catalogue: KL divergence, negative log-likelihood, categorical
 # hinge, cosine similarity ------------------------------------------------------------------
 
-def _no_hessian(name):
-    raise NotImplementedError(
-        f"grad_hess is not available for {name}: use value_and_grad or grad (Hessians are "
-        "provided for the cross-entropies from logits and the elementwise losses)"
-    )
 
 
 def _catalogue(kind, mode, param, y_true, y_pred, axis, sample_weight, reduction,
