@@ -147,13 +147,15 @@ def test_data_is_inside_every_domain():
 def test_workload_selection():
     every = _bench.select_workloads()
     catalogue = [w.id for w in every if w.loss in _bench.CATALOGUE_LOSSES]   # issue 14
-    assert len(catalogue) == 10 and all("-1e7-" in i for i in catalogue)
-    # 88 of issues 3 and 15; of issue 14: 10 elementwise, 30 row, 4 focal, 2 CTC,
-    # 14 of the pair losses
-    assert len(every) == 148 and len({w.id for w in every}) == 148
+    assert len(catalogue) == 12 and all("-1e7-" in i for i in catalogue)
+    # 88 of issues 3 and 15; of issue 14: 12 elementwise, 30 row, 6 focal, 2 CTC,
+    # 18 of the pair losses
+    assert len(every) == 156 and len({w.id for w in every}) == 156
     focal = [w.id for w in every if "focal" in w.loss]                   # issue 14
     assert focal == ["bfocal_logits-1e7-f32", "cfocal_logits-10000x1000-f32",
-                     "bfocal_logits-1e7-f64", "cfocal_logits-10000x1000-f64"]
+                     "sfocal_logits-10000x1000-f32",
+                     "bfocal_logits-1e7-f64", "cfocal_logits-10000x1000-f64",
+                     "sfocal_logits-10000x1000-f64"]
     steps = [w.id for w in every if w.loss in _bench.ADAPTER_LOSSES]     # issue 15
     assert steps == ["torch_ce_step-10000x1000-f32", "torch_ce_step-256x32000-f32",
                      "jax_ce_step-10000x1000-f32", "jax_ce_step-256x32000-f32"]

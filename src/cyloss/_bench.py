@@ -53,6 +53,8 @@ DELTA = 1.0  # Huber delta
 BETA = 1.0  # smooth L1 beta
 FOCAL_ALPHA = 0.25  # focal losses (Keras's and torchvision's defaults)
 FOCAL_GAMMA = 2.0
+TVERSKY_ALPHA = 0.3  # Tversky: weights of false positives and false negatives
+TVERSKY_BETA = 0.7
 SCHEMA = 1
 
 # name: (family, from_logits, cyloss function, cyloss keyword arguments, description)
@@ -95,6 +97,7 @@ LOSSES = {
     "hinge": ("regression", None, "hinge", {}, "hinge (0/1 labels, Keras's rule)"),
     "squared_hinge": ("regression", None, "squared_hinge", {},
                       "squared hinge (0/1 labels, Keras's rule)"),
+    "log_cosh": ("regression", None, "log_cosh", {}, "log-cosh (Keras's, stable form)"),
     # One training step's loss through the framework adapters (issue 15): cyloss.torch's
     # forward + backward against F.cross_entropy's; cyloss.jax under jax.jit(jax.value_and_
     # grad) against optax's. float32 only, at the two large class shapes.
@@ -128,6 +131,10 @@ LOSSES = {
                       {"from_logits": True, "alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA},
                       f"categorical focal cross-entropy from logits, alpha={FOCAL_ALPHA:g}, "
                       f"gamma={FOCAL_GAMMA:g}"),
+    "sfocal_logits": ("sparse", True, "sparse_categorical_focal_crossentropy",
+                      {"from_logits": True, "alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA},
+                      f"sparse categorical focal cross-entropy from logits, "
+                      f"alpha={FOCAL_ALPHA:g}, gamma={FOCAL_GAMMA:g}"),
     # CTC (issue 14): value and gradient of cyloss.CTC against F.ctc_loss's forward +
     # backward (log_softmax included in both). Shape (batch, time, classes), targets of
     # time // 5 labels.
@@ -139,6 +146,9 @@ LOSSES = {
     "hinge_embedding": ("regression", None, "hinge_embedding", {},
                         "hinge embedding loss, margin=1"),
     "dice": ("regression", None, "dice", {}, "Dice loss (Keras), axis=None"),
+    "tversky": ("regression", None, "tversky", {"alpha": TVERSKY_ALPHA, "beta": TVERSKY_BETA},
+                f"Tversky loss (Keras), alpha={TVERSKY_ALPHA:g}, beta={TVERSKY_BETA:g}, "
+                "axis=None"),
     "margin_ranking": ("regression", None, "margin_ranking", {},
                        "margin ranking loss, margin=0 (three inputs)"),
     "gaussian_nll": ("regression", None, "gaussian_nll", {},
@@ -147,18 +157,22 @@ LOSSES = {
                          "cosine embedding loss over rows of 10"),
     "triplet_margin": ("rows", None, "triplet_margin", {},
                        "triplet margin loss over rows of 10"),
+    "multilabel_soft_margin": ("rows", None, "multilabel_soft_margin", {},
+                               "multilabel soft margin loss (0/1 targets, logits), rows of 10"),
 }
 # Workloads run at their own shapes only, not their family's.
-SHAPES = {"bfocal_logits": [(10**7,)], "cfocal_logits": [(10**4, 1000)]}
-PAIR_LOSSES = {"poisson_nll", "hinge_embedding", "dice", "margin_ranking", "gaussian_nll",
-               "cosine_embedding", "triplet_margin"}
+SHAPES = {"bfocal_logits": [(10**7,)], "cfocal_logits": [(10**4, 1000)],
+          "sfocal_logits": [(10**4, 1000)]}
+# Losses whose inputs _pair_data makes (their own domains, or a third array).
+PAIR_LOSSES = {"poisson_nll", "hinge_embedding", "dice", "tversky", "margin_ranking",
+               "gaussian_nll", "cosine_embedding", "triplet_margin", "multilabel_soft_margin"}
 PAIR_SIZES = {"regression": [(10**7,)], "rows": [(10**6, 10)]}
 GRADIENT_LOSSES = {"mse_grad", "bce_logits_grad", "cce_logits_grad", "sparse_logits_grad"}
 ADAPTER_LOSSES = {"torch_ce_step", "jax_ce_step"}
 ADAPTER_SHAPES = [(10**4, 1000), (256, 32000)]
 CTC_SHAPES = [(32, 200, 30)]
 ELEMENTWISE_SIZES = [(10**4,), (10**6,), (10**7,)]
-CATALOGUE_LOSSES = {"poisson", "mape", "msle", "hinge", "squared_hinge"}
+CATALOGUE_LOSSES = {"poisson", "mape", "msle", "hinge", "squared_hinge", "log_cosh"}
 CATALOGUE_SIZES = [(10**7,)]
 COUNT_LOSSES = {"poisson", "msle"}       # y_true counts, y_pred positive rates
 LABEL_LOSSES = {"hinge", "squared_hinge"}  # y_true 0/1, y_pred real scores
@@ -340,9 +354,12 @@ def _pair_data(loss, shape, rng, dt):
     elif loss == "hinge_embedding":
         data["y_true"] = signs
         data["y_pred"] = normal() + dt.type(1.0)
-    elif loss == "dice":
+    elif loss in ("dice", "tversky"):
         data["y_true"] = (rng.random(shape) < 0.3).astype(dt)
         data["y_pred"] = rng.random(shape, dtype=dt)
+    elif loss == "multilabel_soft_margin":
+        data["y_true"] = (rng.random(shape) < 0.3).astype(dt)
+        data["y_pred"] = normal() * dt.type(3.0)
     elif loss == "margin_ranking":
         data["y_true"], data["y_pred"], data["input2"] = signs, normal(), normal()
     elif loss == "gaussian_nll":
@@ -376,6 +393,14 @@ def _numpy_pair_fn(loss, data):
         return lambda: float(np.mean(np.where(y == 1, x, np.maximum(0, 1 - x))))
     if loss == "dice":
         return lambda: float(1 - 2 * np.sum(y * x) / (np.sum(y) + np.sum(x) + 1e-7))
+    if loss == "tversky":
+        def tversky():
+            t = np.sum(y * x)
+            fp, fn = np.sum((1 - x) * y), np.sum(x * (1 - y))
+            return float(1 - t / (t + TVERSKY_ALPHA * fp + TVERSKY_BETA * fn + 1e-7))
+        return tversky
+    if loss == "multilabel_soft_margin":
+        return lambda: float(np.mean((1 - y) * x + np.logaddexp(0, -x)))
     if loss == "margin_ranking":
         return lambda: float(np.mean(np.maximum(0, -y * (x - z))))
     if loss == "gaussian_nll":
@@ -409,6 +434,14 @@ def _torch_pair_fn(torch, loss, data):
         return lambda: F.hinge_embedding_loss(x, y).item()
     if loss == "dice":
         return lambda: (1 - 2 * (y * x).sum() / (y.sum() + x.sum() + 1e-7)).item()
+    if loss == "tversky":
+        def tversky():
+            t = (y * x).sum()
+            fp, fn = ((1 - x) * y).sum(), (x * (1 - y)).sum()
+            return (1 - t / (t + TVERSKY_ALPHA * fp + TVERSKY_BETA * fn + 1e-7)).item()
+        return tversky
+    if loss == "multilabel_soft_margin":
+        return lambda: F.multilabel_soft_margin_loss(x, y).item()
     if loss == "margin_ranking":
         return lambda: F.margin_ranking_loss(x, z, y).item()
     if loss == "gaussian_nll":
@@ -597,6 +630,19 @@ def _numpy_fn(workload, y_true, y_pred, data=None):
             f = (1 - np.exp(log_p)) ** FOCAL_GAMMA
             return float(-FOCAL_ALPHA * np.mean(np.sum(y_true * f * log_p, axis=1)))
         return cfocal_logits
+    if loss == "sfocal_logits":
+        def sfocal_logits():
+            z = y_pred - y_pred.max(axis=1, keepdims=True)
+            rows = np.arange(z.shape[0])
+            log_p = z[rows, y_true] - np.log(np.exp(z).sum(axis=1))
+            f = (1 - np.exp(log_p)) ** FOCAL_GAMMA
+            return float(-FOCAL_ALPHA * np.mean(f * log_p))
+        return sfocal_logits
+    if loss == "log_cosh":
+        def log_cosh():   # Keras's form: e + softplus(-2e) - log 2
+            e = y_pred - y_true
+            return float(np.mean(e + np.logaddexp(0, -2 * e) - math.log(2.0)))
+        return log_cosh
     raise KeyError(loss)
 
 
@@ -722,6 +768,17 @@ def _torch_fn(torch, workload, y_true, y_pred, data=None):
             f = (1 - log_p.exp()) ** FOCAL_GAMMA
             return (-FOCAL_ALPHA * (t * f * log_p).sum(dim=1)).mean().item()
         return cfocal_logits
+    if loss == "sfocal_logits":
+        def sfocal_logits():
+            log_p = F.log_softmax(x, dim=1).gather(1, t.unsqueeze(1)).squeeze(1)
+            f = (1 - log_p.exp()) ** FOCAL_GAMMA
+            return (-FOCAL_ALPHA * f * log_p).mean().item()
+        return sfocal_logits
+    if loss == "log_cosh":
+        def log_cosh():
+            e = x - t
+            return (e + F.softplus(-2 * e) - math.log(2.0)).mean().item()
+        return log_cosh
     raise KeyError(loss)
 
 
