@@ -306,3 +306,54 @@ def test_exported():
 def test_docstring_examples():
     result = doctest.testmod(cyloss.accumulate, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# The three-array losses (issue #14) take their arrays in the loss's own order; samples
+# run along axis 0 of every array.
+def _three_array_batch(name, n, rng):
+    if name == "margin_ranking":
+        return (np.where(rng.random((n, 3)) < 0.5, -1.0, 1.0), rng.normal(size=(n, 3)),
+                rng.normal(size=(n, 3)))
+    if name == "gaussian_nll":
+        y = rng.normal(size=(n, 3))
+        return y, y + rng.normal(size=(n, 3)), rng.uniform(0.1, 2.0, (n, 3))
+    if name == "cosine_embedding":
+        return (np.where(rng.random(n) < 0.5, -1.0, 1.0), rng.normal(size=(n, 4)),
+                rng.normal(size=(n, 4)))
+    a = rng.normal(size=(n, 4))
+    return a, a + 0.5 * rng.normal(size=(n, 4)), rng.normal(size=(n, 4))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", ["margin_ranking", "gaussian_nll", "cosine_embedding",
+                                  "triplet_margin"])
+def test_three_array_losses_stream(name, reduction):
+    rng = np.random.default_rng(zlib.crc32(f"three/{name}/{reduction}".encode()))
+    arrays = _three_array_batch(name, N, rng)
+    weight = rng.uniform(0.0, 2.0, N)
+    loss = cyloss.get(name, reduction=reduction)
+    for w in (None, weight):
+        expected = loss(*arrays, sample_weight=w)
+        # exact: math.fsum of the per-sample terms, as streaming_cases.exact does
+        terms = cyloss.get(name, reduction="none")(*arrays, sample_weight=w)
+        num = math.fsum(terms.tolist())
+        den = float(N) if w is None else math.fsum(w.tolist())
+        exact_value = cyloss.losses.reduce_sums(num, den, N, reduction)
+        for bounds in splits(N, rng).values():
+            acc = cyloss.Accumulator(loss)
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                batch = [x[a:b] for x in arrays]
+                if w is None:
+                    acc.update(*batch)
+                else:
+                    acc.update(*batch, w[a:b])   # positional weight after the arrays
+            assert_streamed(acc.result(), expected, exact_value)
+    with pytest.raises(TypeError, match="takes 3 arrays; update\\(\\) got 2"):
+        cyloss.Accumulator(loss).update(arrays[0], arrays[1])
+    with pytest.raises(TypeError, match="both by position and by name"):
+        cyloss.Accumulator(loss).update(*arrays, weight, sample_weight=weight)
+
+
+def test_two_array_losses_refuse_a_third_array():
+    with pytest.raises(TypeError, match="MeanSquaredError takes 2 arrays; update\\(\\) got 3"):
+        cyloss.Accumulator("mse").update([1.0], [1.0], [1.0], [1.0])

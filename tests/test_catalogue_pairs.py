@@ -902,12 +902,9 @@ def test_three_input_extremes_match_torch(torch):
                expected)
 
 
-def test_accumulator_and_eval_refuse_what_they_cannot_chunk():
+def test_eval_refuses_what_it_cannot_chunk():
     from cyloss import _cli_eval
 
-    for name in ("margin_ranking", "gaussian_nll", "cosine_embedding", "triplet_margin"):
-        with pytest.raises(TypeError, match="three arrays"):
-            cyloss.Accumulator(name)
     acc = cyloss.Accumulator(cyloss.PoissonNLL()).update([2.0, 0.0], [0.0, 1.0])
     assert math.isclose(acc.result(), cyloss.poisson_nll([2.0, 0.0], [0.0, 1.0]),
                         rel_tol=1e-15)

@@ -93,11 +93,6 @@ class Accumulator:
                 f"Accumulator needs a cyloss loss object (such as cyloss.Huber()) or a loss "
                 f"name; got {type(loss).__name__}"
             )
-        if getattr(loss, "_three_inputs", False):
-            raise TypeError(
-                f"Accumulator takes losses of (y_true, y_pred); {type(loss).__name__} takes "
-                "three arrays"
-            )
         if loss.reduction == "none":
             raise ValueError(
                 f"Accumulator cannot accumulate {loss!r}: reduction='none' gives one value "
@@ -114,24 +109,51 @@ class Accumulator:
         self.count = 0
         return self
 
-    def update(self, y_true, y_pred, sample_weight=None):
+    def update(self, y_true, y_pred, *more, sample_weight=None):
         """Add one batch, exactly as the loss would take it; returns ``self``.
+
+        Called with the arrays the loss is called with: ``update(y_true, y_pred,
+        sample_weight=None)``, or for the three-array losses (margin ranking, Gaussian
+        NLL, cosine embedding, triplet margin) ``update(a, b, c, sample_weight=None)``
+        in the loss's own order, e.g. ``update(y_true, input1, input2)``.
 
         Parameters
         ----------
-        y_true, y_pred, sample_weight : array_like
+        y_true, y_pred, *more, sample_weight : array_like
             One batch, with the shapes and meaning of the loss's arguments. Batches may
             have any number of samples (zero included).
 
         Raises
         ------
         ValueError, TypeError
-            Whatever the loss raises for this batch; the state is then unchanged.
+            Whatever the loss raises for this batch; the state is then unchanged. A
+            wrong number of arrays is a ``TypeError``.
+
+        Examples
+        --------
+        >>> import cyloss
+        >>> acc = cyloss.Accumulator(cyloss.MarginRanking(margin=0.5))
+        >>> acc.update([1.0, -1.0], [2.0, 0.0], [0.0, 1.0]).update([1.0], [0.0], [0.0])
+        Accumulator(MarginRanking(margin=0.5), num=0.5, den=3.0, count=3)
+        >>> acc.result()
+        0.16666666666666666
         """
+        arrays = (y_true, y_pred)
+        n_arrays = 3 if getattr(self.loss, "_three_inputs", False) else 2
+        if len(more) > n_arrays - 2:   # a positional sample_weight after the arrays
+            if sample_weight is not None:
+                raise TypeError("update() got sample_weight both by position and by name")
+            *more, sample_weight = more
+        arrays += tuple(more)
+        if len(arrays) != n_arrays:
+            raise TypeError(
+                f"{type(self.loss).__name__} takes {n_arrays} arrays; update() got "
+                f"{len(arrays)}"
+            )
         options = self.loss._call_options()
         options["reduction"] = V.PARTIAL
         num, den, count = type(self.loss)._function(
-            y_true, y_pred, sample_weight=sample_weight, **options
+            *arrays, sample_weight=sample_weight, **options
         )
         self._add(num, den, count)
         return self

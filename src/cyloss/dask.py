@@ -540,6 +540,7 @@ del _e
 
 def _ctc_block(y_true, y_pred, label_length, logit_length, weight, start, options,
                reduction):
+    reduction = V.PARTIAL if reduction is None else reduction   # see _sample_block
     try:
         return _losses.ctc(y_true, y_pred, label_length=label_length,
                            logit_length=logit_length, sample_weight=weight,
@@ -630,19 +631,13 @@ def ctc(y_true, y_pred, *, label_length=None, logit_length=None, blank=0, from_l
                                  dtype=dtype, name=f"cyloss-ctc-{token}-{k}")
                  for k, (size, start, *args) in enumerate(zip(batch, starts, *columns))]
         return da.concatenate(parts) if parts else da.zeros((0,), dtype=dtype)
-    sums = [block(*args, start, options, V.PARTIAL)
+    sums = [block(*args, start, options, None)
             for start, *args in zip(starts, *columns)]
     total = delayed(_ctc_finish, pure=True)(sums, reduction)
     return da.from_delayed(total, shape=(), dtype=np.float64, name=f"cyloss-ctc-{token}")
 
 
 # Issue #14: the elementwise PyTorch losses of cyloss._pairs (chunked as regression).
-# dice and tversky (sums over axes a chunk may split) and the three-array losses have no
-# Dask version.
-UNSUPPORTED = ("dice", "tversky", "margin_ranking", "gaussian_nll", "cosine_embedding",
-               "triplet_margin")
-
-
 def poisson_nll(y_true, y_pred, *, log_input=True, full=False, eps=1e-8,
                 sample_weight=None, reduction="mean", n_threads=None):
     """:func:`cyloss.poisson_nll` on Dask arrays (lazy); see :func:`binary_crossentropy`
@@ -678,3 +673,253 @@ def hinge_embedding(y_true, y_pred, *, margin=1.0, sample_weight=None, reduction
 
 
 __all__ += ["poisson_nll", "hinge_embedding"]
+
+
+# --- the three-array losses and dice/tversky: chunks along axis 0 -------------------------
+#
+# Each chunk of axis 0 (the samples) runs the in-memory function on its rows of every
+# array, as CTC does above. An array takes part chunk by chunk when its axis 0 is the
+# samples' axis under the loss's own broadcasting rule (which the per-loss `aligned`
+# numbers of dimensions encode); any other array (a scalar label, a variance shared by
+# every row) goes whole to every chunk.
+
+def _sample_block(function, arrays, weight, start, options, reduction):
+    # The private reduction travels as None: a string through the graph may come back as
+    # an equal string that is not V.PARTIAL, which the loss checks by identity.
+    reduction = V.PARTIAL if reduction is None else reduction
+    try:
+        return function(*arrays, sample_weight=weight, reduction=reduction, **options)
+    except ValueError as exc:
+        raise ValueError(f"{exc} [index within the Dask chunk that starts at sample "
+                         f"{start} of axis 0]") from None
+
+
+def _along_samples(loss, names, arrays, lead, aligned, sample_shape, sample_weight):
+    """The lazy result of ``loss(*arrays, sample_weight=...)`` with one task per chunk of
+    ``arrays[lead]``'s axis 0, which must be the first axis of ``sample_shape`` (the
+    per-sample shape); ``aligned[k]``: the numbers of dimensions at which array ``k``'s
+    axis 0 is the samples' axis."""
+    from dask import delayed
+    from dask.base import tokenize
+
+    reduction = loss.reduction
+    options = _options(loss)
+    function = type(loss)._function
+    x = _as_dask(arrays[lead])
+    _check_known(x, names[lead])
+    if not sample_shape or sample_shape[0] != x.shape[0] or x.ndim == 0:
+        raise ValueError(
+            f"{names[lead]} of shape {x.shape} has no axis of samples to chunk: Dask "
+            f"needs axis 0 to index the samples (per-sample shape {sample_shape})")
+    for axis in range(1, x.ndim):
+        if len(x.chunks[axis]) > 1:
+            raise ValueError(
+                f"{names[lead]} is chunked along axis {axis}: chunks {x.chunks[axis]}. "
+                f"Only axis 0 (the samples) may be chunked; rechunk first, e.g. "
+                f"{names[lead]}.rechunk({{{axis}: -1}})")
+    n, batch = x.shape[0], x.chunks[0]
+
+    def column(value, name, ndims):
+        if value is None:
+            return [None] * len(batch)
+        if not isinstance(value, da.Array):
+            value = V.as_array(value, name)
+        if value.ndim in ndims and value.shape[0] == n:
+            value = _as_dask(value)
+            _check_known(value, name)
+            value = value.rechunk((batch,) + (-1,) * (value.ndim - 1))
+            return list(value.to_delayed().reshape(-1))
+        if isinstance(value, da.Array):
+            _check_known(value, name)
+            value = value.rechunk(-1).to_delayed().reshape(-1)[0]
+        return [value] * len(batch)
+
+    columns = [column(a, name, ndims) for a, name, ndims in zip(arrays, names, aligned)]
+    p = len(sample_shape)
+    weights = column(sample_weight, "sample_weight", (p, p + 1))
+    starts = np.concatenate([[0], np.cumsum(batch)[:-1]]).astype(int).tolist()
+    block = delayed(_sample_block, pure=True)
+    token = tokenize(*arrays, sample_weight, options, reduction, type(loss).__name__)
+    name = f"cyloss-{function.__name__}-{token}"
+    if reduction == "none":
+        dtype = np.result_type(*(V.compute_dtype(np.empty(0, dtype=a.dtype))
+                                 for a in arrays if hasattr(a, "dtype")
+                                 and np.issubdtype(a.dtype, np.floating)), np.float32)
+        parts = [da.from_delayed(block(function, args, w, start, options, "none"),
+                                 shape=(size,) + tuple(sample_shape[1:]), dtype=dtype,
+                                 name=f"{name}-{k}")
+                 for k, (size, start, w, *args) in enumerate(zip(batch, starts, weights,
+                                                                 *columns))]
+        return (da.concatenate(parts) if parts
+                else da.zeros((0,) + tuple(sample_shape[1:]), dtype=dtype))
+    sums = [block(function, args, w, start, options, None)
+            for start, w, *args in zip(starts, weights, *columns)]
+    total = delayed(_ctc_finish, pure=True)(sums, reduction)
+    return da.from_delayed(total, shape=(), dtype=np.float64, name=name)
+
+
+def _rows_shape(shape):
+    """Per-sample shape of a loss that is a mean over (or a function of) the last axis."""
+    return tuple(shape) if len(shape) <= 1 else tuple(shape[:-1])
+
+
+def _shape_of(a):
+    return a.shape if isinstance(a, da.Array) else np.shape(a)
+
+
+def _overlap(cls, y_true, y_pred, sample_weight, axis, **options):
+    loss = cls(axis=axis, **options)
+    shape = _shape_of(y_pred)
+    if axis is None:
+        raise ValueError(
+            f"{cls.__name__} with axis=None sums over every axis: the whole input is one "
+            "sample, which Dask cannot split. Give axis the axes of one sample (e.g. "
+            "axis=-1 or a tuple of every axis but 0)")
+    ndim = len(shape)
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    reduced = {a % ndim for a in axes if -ndim <= a < ndim}
+    if 0 in reduced:
+        raise ValueError(f"{cls.__name__}: axis {axis!r} sums over axis 0, where Dask "
+                         "chunks the samples; it must leave axis 0 out")
+    sample_shape = tuple(d for a, d in enumerate(shape) if a not in reduced)
+    return _along_samples(loss, ("y_true", "y_pred"), (y_true, y_pred), 1,
+                          ((ndim,), (ndim,)), sample_shape, sample_weight)
+
+
+def dice(y_true, y_pred, *, axis=None, sample_weight=None, reduction="mean",
+         n_threads=None):
+    """:func:`cyloss.dice` on Dask arrays (lazy), one task per chunk of axis 0.
+
+    ``axis`` must name the axes of one sample and leave axis 0 out (with the default
+    ``axis=None`` the whole input is one sample: a ``ValueError``); only axis 0 of
+    ``y_pred`` may be chunked, and ``y_true`` and ``sample_weight`` are rechunked to it.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> y = da.from_array([[1.0, 0.0], [1.0, 1.0]], chunks=(1, 2))
+    >>> round(float(cyloss.dask.dice(y, [[1.0, 0.0], [0.0, 1.0]], axis=-1).compute()), 6)
+    0.166667
+    """
+    return _overlap(_losses.Dice, y_true, y_pred, sample_weight, axis,
+                    reduction=reduction, n_threads=n_threads)
+
+
+def tversky(y_true, y_pred, *, alpha=0.5, beta=0.5, axis=None, sample_weight=None,
+            reduction="mean", n_threads=None):
+    """:func:`cyloss.tversky` on Dask arrays (lazy); chunking as :func:`dice`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> y = da.from_array([[1.0, 0.0], [1.0, 1.0]], chunks=(1, 2))
+    >>> round(float(cyloss.dask.tversky(y, [[1.0, 0.0], [0.0, 1.0]], axis=-1,
+    ...                                 alpha=0.3, beta=0.7).compute()), 6)
+    0.115385
+    """
+    return _overlap(_losses.Tversky, y_true, y_pred, sample_weight, axis, alpha=alpha,
+                    beta=beta, reduction=reduction, n_threads=n_threads)
+
+
+def margin_ranking(y_true, input1, input2, *, margin=0.0, sample_weight=None,
+                   reduction="mean", n_threads=None):
+    """:func:`cyloss.margin_ranking` on Dask arrays (lazy), one task per chunk of
+    ``input1``'s axis 0 (the samples; its other axes must be one chunk).
+
+    ``input2``, and ``y_true`` and ``sample_weight`` where their axis 0 is the samples'
+    (same number of axes as the inputs, or one more of size 1 at the end), are rechunked
+    to ``input1``; a ``y_true`` that broadcasts otherwise (a scalar, one label per
+    column) goes whole to every chunk.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> x1 = da.from_array([2.0, 0.0, 0.0], chunks=2)
+    >>> float(cyloss.dask.margin_ranking([1.0, -1.0, 1.0], x1, [0.0, 1.0, 0.0],
+    ...                                  margin=0.5).compute())
+    0.16666666666666666
+    """
+    loss = _losses.MarginRanking(margin=margin, reduction=reduction, n_threads=n_threads)
+    shape = _shape_of(input1)
+    k = len(shape)
+    return _along_samples(loss, ("y_true", "input1", "input2"), (y_true, input1, input2),
+                          1, ((k, k + 1), (k,), (k,)), _rows_shape(shape), sample_weight)
+
+
+def gaussian_nll(y_true, y_pred, var, *, full=False, eps=1e-6, sample_weight=None,
+                 reduction="mean", n_threads=None):
+    """:func:`cyloss.gaussian_nll` on Dask arrays (lazy); chunking as
+    :func:`margin_ranking`, with ``y_pred`` leading (``var`` of ``y_pred``'s shape, or
+    without its last axis, is chunked with it).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> x = da.from_array([1.0, 2.0], chunks=1)
+    >>> round(float(cyloss.dask.gaussian_nll([0.0, 0.0], x, [1.0, 4.0]).compute()), 6)
+    0.846574
+    """
+    loss = _losses.GaussianNLL(full=full, eps=eps, reduction=reduction,
+                               n_threads=n_threads)
+    shape = _shape_of(y_pred)
+    k = len(shape)
+    return _along_samples(loss, ("y_true", "y_pred", "var"), (y_true, y_pred, var), 1,
+                          ((k, k + 1), (k,), (k, k - 1) if k >= 2 else (k,)),
+                          _rows_shape(shape), sample_weight)
+
+
+def cosine_embedding(y_true, input1, input2, *, margin=0.0, sample_weight=None,
+                     reduction="mean", n_threads=None):
+    """:func:`cyloss.cosine_embedding` on Dask arrays (lazy), one task per chunk of
+    ``input1``'s axis 0 (its last axis, the vectors, one chunk); ``y_true`` (one label
+    per vector) and ``sample_weight`` are rechunked to it.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> x1 = da.from_array([[1.0, 0.0], [0.0, 1.0]], chunks=(1, 2))
+    >>> float(cyloss.dask.cosine_embedding([1.0, -1.0], x1, [[1.0, 0.0], [0.0, 1.0]],
+    ...                                    reduction="sum").compute())
+    1.0
+    """
+    loss = _losses.CosineEmbedding(margin=margin, reduction=reduction, n_threads=n_threads)
+    shape = _shape_of(input1)
+    k = len(shape)
+    return _along_samples(loss, ("y_true", "input1", "input2"), (y_true, input1, input2),
+                          1, ((k - 1, k), (k,), (k,)), tuple(shape[:-1]), sample_weight)
+
+
+def triplet_margin(anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e-6, swap=False,
+                   sample_weight=None, reduction="mean", n_threads=None):
+    """:func:`cyloss.triplet_margin` on Dask arrays (lazy), one task per chunk of
+    ``anchor``'s axis 0 (its last axis one chunk); ``positive``, ``negative`` and
+    ``sample_weight`` are rechunked to it.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import cyloss.dask
+    >>> a = da.from_array([[0.0, 0.0], [1.0, 1.0]], chunks=(1, 2))
+    >>> round(float(cyloss.dask.triplet_margin(a, [[0.0, 1.0], [1.0, 1.0]],
+    ...                                        [[0.0, 2.0], [1.0, 1.5]]).compute()), 6)
+    0.250001
+    """
+    loss = _losses.TripletMargin(margin=margin, p=p, eps=eps, swap=swap,
+                                 reduction=reduction, n_threads=n_threads)
+    shape = _shape_of(anchor)
+    k = len(shape)
+    return _along_samples(loss, ("anchor", "positive", "negative"),
+                          (anchor, positive, negative), 0, ((k,), (k,), (k,)),
+                          tuple(shape[:-1]), sample_weight)
+
+
+__all__ += ["dice", "tversky", "margin_ranking", "gaussian_nll", "cosine_embedding",
+            "triplet_margin"]
+
+#: Losses of cyloss without a Dask version here (none since issue #14's last step).
+UNSUPPORTED = ()
