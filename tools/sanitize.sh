@@ -13,7 +13,10 @@
 # makes the exit status nonzero; so does a run that takes over $CYLOSS_SAN_TIMEOUT seconds
 # (default 600; each run takes 2-3 minutes on 2 cores), as a hung dask worker would.
 #
-# Usage: tools/sanitize.sh [debug|asan|all] [pytest arguments...]    (default: all, tests/)
+# Usage: tools/sanitize.sh [debug|asan|all|asan-build|asan-run] [pytest arguments...]
+#        (default: all, tests/). asan-build only builds the ASan tree and asan-run runs the
+#        suite against that build, so a caller (CI) can build it while it does other work;
+#        both need the same $CYLOSS_SAN_WORK.
 # $PYTHON (default: python) needs the test extras, Cython>=3.1 and setuptools; the build
 # needs gcc with libasan and libubsan. $CYLOSS_SAN_WORK is the scratch folder (default: a
 # fresh temporary one, removed at the end when every run was clean).
@@ -24,7 +27,10 @@ py="${PYTHON:-python}"
 limit="${CYLOSS_SAN_TIMEOUT:-600}"
 stage="${1:-all}"
 [ $# -gt 0 ] && shift
-case "$stage" in debug|asan|all) ;; *) echo "usage: $0 [debug|asan|all] [pytest args...]" >&2; exit 2 ;; esac
+case "$stage" in debug|asan|all|asan-build|asan-run) ;;
+    *) echo "usage: $0 [debug|asan|all|asan-build|asan-run] [pytest args...]" >&2; exit 2 ;; esac
+case "$stage" in asan-build|asan-run) [ -n "${CYLOSS_SAN_WORK:-}" ] || {
+    echo "sanitize: $stage needs \$CYLOSS_SAN_WORK (the folder both stages share)" >&2; exit 2; } ;; esac
 [ $# -gt 0 ] || set -- tests
 
 # Deselected, each with its reason. In both runs:
@@ -162,6 +168,10 @@ run_asan() {  # after build_asan
 case "$stage" in
     debug) run_debug "$@" ;;
     asan) build_asan; run_asan "$@" ;;
+    asan-build) build_asan ;;
+    asan-run)
+        [ -f "$work/asan/build.log" ] || { echo "sanitize: no ASan build in $work (asan-build first)" >&2; exit 2; }
+        run_asan "$@" ;;
     all)
         # The ASan build (about 7 minutes of one core: -O3 with instrumentation) runs
         # beside the debug build and suite, which leave the second core mostly idle; the
