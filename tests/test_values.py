@@ -165,6 +165,44 @@ def test_float32_close_to_float64(case, options, reduction):
         _assert_close_f32(actual, expected, reduction)
 
 
+def _cancelling_samples(rng, trials):
+    # Small float32 samples whose terms have both signs, so that their sum is often far
+    # below the sum of their magnitudes (where rounding each term to float32 shows).
+    for _ in range(trials):
+        n = int(rng.integers(3, 40))
+        y = np.where(rng.random(n) < 0.5, rng.poisson(2.0, n), rng.uniform(0.0, 5.0, n))
+        yield y.astype(np.float32), rng.uniform(0.05, 8.0, n).astype(np.float32)
+
+
+def _stirling(y):
+    safe = np.where(y > 1, y, 1.0)
+    return np.where(y > 1, safe * np.log(safe) - safe + 0.5 * np.log(2 * np.pi * safe), 0.0)
+
+
+@pytest.mark.parametrize(
+    "function, to_input, formula",
+    [
+        (cyloss.poisson, lambda p: p, lambda y, x: x - y * np.log(x + 1e-7)),
+        (cyloss.poisson_nll, np.log, lambda y, x: np.exp(x) - y * x),
+        (lambda y, x: cyloss.poisson_nll(y, x, log_input=False, full=True), lambda p: p,
+         lambda y, x: x - y * np.log(x + 1e-8) + _stirling(y)),
+    ],
+    ids=["poisson", "poisson_nll_log_input", "poisson_nll_full"],
+)
+def test_float32_sums_that_cancel(function, to_input, formula):
+    # SPEC section 4: the float32 result agrees with the float64 one to ~1e-6 relative,
+    # also where the per-element terms cancel (so per-element float32 rounding is not
+    # enough: the logarithms and exponentials of the float32 paths must do better).
+    rng = np.random.default_rng(2024)
+    worst = 0.0
+    for y, p in _cancelling_samples(rng, 400):
+        x = to_input(p.astype(np.float64)).astype(np.float32)
+        want = float(np.mean(formula(y.astype(np.float64), x.astype(np.float64))))
+        got = function(y, x)
+        worst = max(worst, abs(got - want) / abs(want))
+    assert worst <= 1e-6, worst
+
+
 @pytest.mark.parametrize("case", loss_params())
 def test_float16_computes_in_float32(case):
     options = dict(case.options[0][1])

@@ -148,3 +148,74 @@ def test_log1pf_unit_within_two_float_ulp_on_its_domain():
     spacing = np.maximum(np.spacing(want.astype(np.float32)).astype(np.float64), 2.0 ** -149)
     assert np.max(np.abs(got - want) / spacing) <= 2.0
     assert math.isnan(float(run("log1pf_unit", [math.nan])[0]))
+
+
+def _relative_error(got, x, fn):
+    exact = [fn(mpmath.mpf(float(v))) for v in x]
+    return max(float(abs((mpmath.mpf(float(g)) - e) / e)) for g, e in zip(got, exact) if e != 0)
+
+
+def test_log_f32_within_float_precision():
+    # The logarithm of the float32 losses: 2^-28 relative over the whole double range, near
+    # 1 included (where it keeps the relative precision of log x). Better than float32, so
+    # that sums whose terms cancel stay within SPEC's 1e-6 (tests/test_values.py).
+    rng = np.random.default_rng(11)
+    x = np.concatenate([10.0 ** rng.uniform(-320, 308, 3000), 1.0 + rng.uniform(-0.3, 0.3, 2000),
+                        1.0 + 10.0 ** rng.uniform(-15, -1, 1000),
+                        rng.uniform(0, 1e-6, 500).astype(np.float32).astype(np.float64)])
+    x = x[x != 1.0]
+    assert _relative_error(run("log_f32", x), x, mpmath.log) <= 2.0 ** -28
+    assert float(run("log_f32", [1.0])[0]) == 0.0
+
+
+def test_exp_f32_within_float_precision():
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.uniform(-700, 700, 3000), rng.uniform(-1, 1, 2000),
+                        rng.uniform(-745, -708, 300)])
+    got = run("exp_f32", x)
+    normal = np.exp(x) > 2.3e-308          # below, the double result itself is subnormal
+    assert _relative_error(got[normal], x[normal], mpmath.exp) <= 2.0 ** -26
+    # subnormal results: the same relative precision, down to the last subnormal
+    want = np.exp(x[~normal])
+    assert np.all(np.abs(got[~normal] - want) <= np.maximum(want * 2.0 ** -26, 2.0 ** -1074))
+
+
+@pytest.mark.parametrize("name", ["log_f32", "exp_f32"])
+@pytest.mark.parametrize("x", [math.nan, math.inf, -math.inf, 0.0, -0.0, -1.0, 1e-310, 800.0,
+                               -800.0])
+def test_f32_precision_special_values_are_cyl_logs_and_exps(name, x):
+    # The same special values as the double functions (C99).
+    double = {"log_f32": "log", "exp_f32": "exp"}[name]
+    got, want = float(run(name, [x])[0]), float(run(double, [x])[0])
+    if math.isnan(want):
+        assert math.isnan(got)
+    elif want == 0.0 or math.isinf(want):
+        assert got == want
+    else:
+        assert math.isclose(got, want, rel_tol=2.0 ** -26)
+
+
+def test_logf_within_two_float_ulp():
+    rng = np.random.default_rng(13)
+    x = np.concatenate([10.0 ** rng.uniform(-45, 38.5, 200_000), rng.uniform(0.5, 2.0, 50_000),
+                        [2.0 ** -149, 1.0]]).astype(np.float32).astype(np.float64)
+    got = run("logf", x)
+    assert np.all(got == got.astype(np.float32))           # a float32 result
+    want = np.log(x)
+    spacing = np.maximum(np.spacing(np.abs(want).astype(np.float32)).astype(np.float64),
+                         2.0 ** -149)
+    assert np.max(np.abs(got - want) / spacing) <= 2.0
+
+
+@pytest.mark.parametrize("x,expected", [
+    (math.nan, math.nan), (math.inf, math.inf), (-math.inf, math.nan), (0.0, -math.inf),
+    (-0.0, -math.inf), (-1.0, math.nan), (1.0, 0.0), (2.0 ** -149, -149 * math.log(2.0)),
+])
+def test_logf_special_values(x, expected):
+    got = float(run("logf", [x])[0])
+    if math.isnan(expected):
+        assert math.isnan(got)
+    elif math.isinf(expected):
+        assert got == expected
+    else:
+        assert math.isclose(got, expected, rel_tol=1e-7)

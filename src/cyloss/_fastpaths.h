@@ -165,10 +165,11 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
     return (s - s == 0.0) ? s + c : s;
 }
 
-/* The compensated sum of n elements EXPR(y, x), vectorised: 64 elements (8 per lane) of
- * plain lane sums between folds. Same result as cyl_acc_add on each element in order.
- * CYL_ACC_SUM_EACH also runs STMT for each element (I_ its index), beside the sum. */
-#define CYL_ACC_SUM_EACH(T, t, p, n, EXPR, STMT, out)                                    \
+/* The compensated sum of n elements EXPR, vectorised: 64 elements (8 per lane) of plain
+ * lane sums between folds. Same result as cyl_acc_add on each element in order. DECL
+ * declares what EXPR reads of element I_ (statements without commas), and STMT runs for
+ * each element beside the sum. */
+#define CYL_ACC_SUM_GEN(n, DECL, EXPR, STMT, out)                                        \
     do {                                                                                 \
         cyl_acc A_;                                                                      \
         cyl_acc_init(&A_);                                                               \
@@ -178,7 +179,7 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
             for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                                   \
                 for (int j_ = 0; j_ < CYL_LANES; j_++) {                                 \
                     const ptrdiff_t I_ = i_ + q_ + j_;                                   \
-                    double y = (double)(t)[I_], x = (double)(p)[I_];                     \
+                    DECL;                                                                \
                     A_.part[j_] += (EXPR);                                               \
                     STMT;                                                                \
                 }                                                                        \
@@ -187,18 +188,22 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
         for (; i_ < main_; i_ += CYL_LANES)                                              \
             for (int j_ = 0; j_ < CYL_LANES; j_++) {                                     \
                 const ptrdiff_t I_ = i_ + j_;                                            \
-                double y = (double)(t)[I_], x = (double)(p)[I_];                         \
+                DECL;                                                                    \
                 A_.part[j_] += (EXPR);                                                   \
                 STMT;                                                                    \
             }                                                                            \
         for (; i_ < (n); i_++) {                                                         \
             const ptrdiff_t I_ = i_;                                                     \
-            double y = (double)(t)[I_], x = (double)(p)[I_];                             \
+            DECL;                                                                        \
             A_.part[0] += (EXPR);                                                        \
             STMT;                                                                        \
         }                                                                                \
         (out) = cyl_acc_total(&A_);                                                      \
     } while (0)
+
+/* EXPR(y, x) of two arrays t and p. */
+#define CYL_ACC_SUM_EACH(T, t, p, n, EXPR, STMT, out)                                    \
+    CYL_ACC_SUM_GEN(n, double y = (double)(t)[I_]; double x = (double)(p)[I_], EXPR, STMT, out)
 
 #define CYL_ACC_SUM(T, t, p, n, EXPR, out) CYL_ACC_SUM_EACH(T, t, p, n, EXPR, (void)0, out)
 
@@ -207,13 +212,18 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
  * summed in lanes, divided by width, and the row means summed in lanes. One case per
  * loss of CYL_ELEMENTWISE, each a loop over its own kernel (the switch stays outside the
  * loops, so each vectorises); an unknown kind gives NaN. */
-#define CYL_SUM_CASE_(NAME, name)                                                        \
+/* The value kernel of a loss for the element type being instantiated: CYL_VALUE_ is
+ * defined as one of these around each instantiation below (the case macros expand it
+ * there). */
+#define CYL_VALUE_F64_(name, name32) cyl_##name
+#define CYL_VALUE_F32_(name, name32) cyl_##name32
+#define CYL_SUM_CASE_(NAME, name, name32)                                                \
     case CYL_##NAME:                                                                     \
-        CYL_ACC_SUM(elem_t_, t, p, n, cyl_##name(y, x, param), total);                   \
+        CYL_ACC_SUM(elem_t_, t, p, n, CYL_VALUE_(name, name32)(y, x, param), total);     \
         break;
-#define CYL_ROW_CASE_(NAME, name)                                                        \
+#define CYL_ROW_CASE_(NAME, name, name32)                                                \
     case CYL_##NAME:                                                                     \
-        CYL_LANE_SUM(elem_t_, tr, pr, width, cyl_##name(y, x, param), row);              \
+        CYL_LANE_SUM(elem_t_, tr, pr, width, CYL_VALUE_(name, name32)(y, x, param), row); \
         break;
 #define CYL_DEFINE_REGRESSION(SUFFIX, T)                                                 \
     CYL_CLONES static double cyl_regression_sum_##SUFFIX(                                \
@@ -242,17 +252,21 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
         return cyl_acc_total(&acc);                                                      \
     }
 
+#define CYL_VALUE_ CYL_VALUE_F32_
 CYL_DEFINE_REGRESSION(f32, float)
+#undef CYL_VALUE_
+#define CYL_VALUE_ CYL_VALUE_F64_
 CYL_DEFINE_REGRESSION(f64, double)
+#undef CYL_VALUE_
 #undef CYL_SUM_CASE_
 #undef CYL_ROW_CASE_
 
 /* Value and gradient in one pass over n contiguous samples of one output each (no
  * weights): the sum as cyl_regression_sum, and g[i] = d l_i / d p_i, the same bits as the
  * general loop's. */
-#define CYL_GRAD_CASE_(NAME, name)                                                       \
+#define CYL_GRAD_CASE_(NAME, name, name32)                                               \
     case CYL_##NAME:                                                                     \
-        CYL_ACC_SUM_EACH(elem_t_, t, p, n, cyl_##name(y, x, param),                      \
+        CYL_ACC_SUM_EACH(elem_t_, t, p, n, CYL_VALUE_(name, name32)(y, x, param),        \
                          g[I_] = (elem_t_)cyl_##name##_grad(y, x, param), total);         \
         break;
 #define CYL_DEFINE_REGRESSION_GRAD(SUFFIX, T)                                            \
@@ -268,8 +282,12 @@ CYL_DEFINE_REGRESSION(f64, double)
         return total;                                                                    \
     }
 
+#define CYL_VALUE_ CYL_VALUE_F32_
 CYL_DEFINE_REGRESSION_GRAD(f32, float)
+#undef CYL_VALUE_
+#define CYL_VALUE_ CYL_VALUE_F64_
 CYL_DEFINE_REGRESSION_GRAD(f64, double)
+#undef CYL_VALUE_
 #undef CYL_GRAD_CASE_
 
 /* Binary cross-entropy over n contiguous vectors of one output each (width 1), with one
@@ -321,5 +339,108 @@ CYL_DEFINE_BINARY(f64, double, cyl_binary)
 
 CYL_DEFINE_BINARY_GRAD(f32, float, cyl_binary_f32, cyl_binary_grad_f32)
 CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary, cyl_binary_grad)
+
+/* The three-array losses over n contiguous samples of one element each, without weights:
+ * the sums of their general loops (_pairs.pxi), same bits. Gaussian NLL sets *bad when a
+ * variance is negative (the caller then rescans the block for the first one). */
+#define CYL_DEFINE_THREE(SUFFIX, T, GAUSSIAN)                                            \
+    CYL_CLONES static double cyl_ranking_sum_##SUFFIX(                                   \
+        const T *t, const T *x1, const T *x2, ptrdiff_t n, double margin)               \
+    {                                                                                    \
+        double total;                                                                    \
+        CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double a = (double)x1[I_];          \
+                        double b = (double)x2[I_],                                       \
+                        cyl_margin_ranking(y, a, b, margin), (void)0, total);            \
+        return total;                                                                    \
+    }                                                                                    \
+    CYL_CLONES static double cyl_gaussian_sum_##SUFFIX(                                  \
+        const T *t, const T *x, const T *var, ptrdiff_t n, double eps, double extra,    \
+        int *bad)                                                                        \
+    {                                                                                    \
+        double total;                                                                    \
+        int flag = 0;                                                                    \
+        CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double p = (double)x[I_];           \
+                        double v = (double)var[I_],                                      \
+                        (flag |= cyl_gaussian_bad(v), GAUSSIAN(y, p, v, eps) + extra),   \
+                        (void)0, total);                                                 \
+        *bad = flag;                                                                     \
+        return total;                                                                    \
+    }
+
+CYL_DEFINE_THREE(f32, float, cyl_gaussian_nll_f32)
+CYL_DEFINE_THREE(f64, double, cyl_gaussian_nll)
+
+/* Keras's dice (dice != 0) and tversky: the three sums over n contiguous elements of a row
+ * (or of a piece of one), in one pass with the lane pattern of CYL_LANE_SUM each, the
+ * bits of _pairs.pxi's strided loop: out[0] = sum y p; dice: out[1] = sum y,
+ * out[2] = sum p; tversky: out[1] = sum (1 - p) y, out[2] = sum p (1 - y). */
+#define CYL_OVERLAP_LANES_(T1, T2)                                                       \
+    do {                                                                                 \
+        for (; i + CYL_LANES <= n; i += CYL_LANES)                                       \
+            for (int j = 0; j < CYL_LANES; j++) {                                        \
+                double y = (double)t[i + j], x = (double)p[i + j];                       \
+                a0[j] += y * x;                                                          \
+                a1[j] += (T1);                                                           \
+                a2[j] += (T2);                                                           \
+            }                                                                            \
+        for (; i < n; i++) {                                                             \
+            double y = (double)t[i], x = (double)p[i];                                   \
+            a0[0] += y * x;                                                              \
+            a1[0] += (T1);                                                               \
+            a2[0] += (T2);                                                               \
+        }                                                                                \
+    } while (0)
+#define CYL_DEFINE_OVERLAP(SUFFIX, T)                                                    \
+    CYL_CLONES static void cyl_overlap_sums_##SUFFIX(int dice, const T *t, const T *p,  \
+                                                     ptrdiff_t n, double *out)          \
+    {                                                                                    \
+        double a0[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};                 \
+        double a1[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};                 \
+        double a2[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};                 \
+        ptrdiff_t i = 0;                                                                 \
+        if (dice)                                                                        \
+            CYL_OVERLAP_LANES_(y, x);                                                    \
+        else                                                                             \
+            CYL_OVERLAP_LANES_((1.0 - x) * y, x * (1.0 - y));                            \
+        out[0] = cyl_lanes_total(a0);                                                    \
+        out[1] = cyl_lanes_total(a1);                                                    \
+        out[2] = cyl_lanes_total(a2);                                                    \
+    }
+
+CYL_DEFINE_OVERLAP(f32, float)
+CYL_DEFINE_OVERLAP(f64, double)
+
+/* 1 when each of n contiguous values is 0 or 1 (Keras's hinge label rule, see
+ * cyl_hinge_label), else 0: blocks of 4096 checked without branches (vectorised), stopping
+ * after the first block that holds another value (NaN included). */
+#define CYL_DEFINE_ALL_BINARY(SUFFIX, T)                                                 \
+    CYL_CLONES static int cyl_all_binary_##SUFFIX(const T *v, ptrdiff_t n)              \
+    {                                                                                    \
+        for (ptrdiff_t s = 0; s < n; s += 4096) {                                        \
+            const ptrdiff_t e = n - s < 4096 ? n : s + 4096;                             \
+            int other = 0;                                                               \
+            for (ptrdiff_t i = s; i < e; i++)                                            \
+                other |= (v[i] != (T)0) & (v[i] != (T)1);                                \
+            if (other)                                                                   \
+                return 0;                                                                \
+        }                                                                                \
+        return 1;                                                                        \
+    }
+
+CYL_DEFINE_ALL_BINARY(f32, float)
+CYL_DEFINE_ALL_BINARY(f64, double)
+
+/* Binary focal cross-entropy over n contiguous samples of one element each, without
+ * weights: the sum of the general loop's elements (cyl_binary_focal) and, when g is not
+ * NULL, their derivatives into g, same bits. *bad is set for an invalid datum, *slow for a
+ * logit beyond CYL_FOCAL_FAST_MAX; the caller then runs the general loop over the block,
+ * which finds the first invalid datum or takes the exact form there. One loop per
+ * (gamma's mode, logits or probabilities), so that each vectorises with its own power. */
+#define CYL_FOCAL_LOOP_(T, MODE, LOGITS)                                                     if (g)                                                                                       CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double x = (double)p[I_];                                   double gk_ = 0.0,                                                                        (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi, gamma,                                                 MODE, alpha, balance, cw, &gk_)),                                 g[I_] = (T)gk_, total);                                              else                                                                                         CYL_ACC_SUM(T, t, p, n, (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi,                                                        gamma, MODE, alpha, balance, cw,                                                         NULL)),                                               total)
+#define CYL_FOCAL_MODES_(T, LOGITS)                                                          switch (cyl_focal_mode(gamma)) {                                                             case 0: CYL_FOCAL_LOOP_(T, 0, LOGITS); break;                                            case 1: CYL_FOCAL_LOOP_(T, 1, LOGITS); break;                                            case 2: CYL_FOCAL_LOOP_(T, 2, LOGITS); break;                                            default: CYL_FOCAL_LOOP_(T, 3, LOGITS); break;                                       }
+#define CYL_DEFINE_FOCAL(SUFFIX, T)                                                          CYL_CLONES static double cyl_focal_sum_##SUFFIX(                                             const T *t, const T *p, ptrdiff_t n, int from_logits, double keep, double half,          double lo, double hi, double gamma, double alpha, int balance, double cw,                int *bad, int *slow_out, T *g)                                                       {                                                                                            double total = 0.0;                                                                      int flag = 0, slow = 0;                                                                  if (from_logits) {                                                                           CYL_FOCAL_MODES_(T, 1)                                                               } else {                                                                                     CYL_FOCAL_MODES_(T, 0)                                                               }                                                                                        *bad = flag;                                                                             *slow_out = slow;                                                                        return total;                                                                        }
+
+CYL_DEFINE_FOCAL(f32, float)
+CYL_DEFINE_FOCAL(f64, double)
 
 #endif /* CYLOSS_FASTPATHS_H */

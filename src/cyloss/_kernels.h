@@ -37,6 +37,14 @@ CYL_INLINE double cyl_clip(double p, double lo, double hi)
  * fast paths' switches (_fastpaths.h) are generated. Adding a loss: its triple here, its
  * line in CYL_ELEMENTWISE, and its entry in losses.py's ELEMENTWISE table.
  *
+ * Float32 input (SPEC section 4 lets per-element arithmetic run in float32): a loss whose
+ * value needs a logarithm or an exponential may give a second value kernel,
+ * cyl_<name>_f32, that takes them at float32 precision (cyl_log_f32, cyl_exp_f32,
+ * cyl_expf: eight lanes per AVX2 vector instead of four, shorter polynomials); its
+ * CYL_ELEMENTWISE line names it, every path (fast, strided, accumulated) of float32 input
+ * uses it, so the bits still do not depend on the layout or the thread count. The
+ * derivatives stay in double.
+ *
  * Derivatives: kinks follow PyTorch (MAE's derivative is 0 at e = 0, Huber's and smooth
  * L1's are continuous: e at |e| = delta, sign(e) for beta = 0). Second derivatives follow
  * scikit-learn where the exact one is 0 almost everywhere: MAE (and smooth L1 with
@@ -146,6 +154,20 @@ CYL_INLINE double cyl_log_cosh(double y, double p, double param)
     return a < CYL_LOG_COSH_SMALL ? series : direct;
 }
 
+/* Float32 input, in float32: the series below a = 1/2 (its first omitted term is < 2e-8
+ * relative there), Keras's form above it with the tail log1p(e^-2a) (cyl_expf,
+ * cyl_log1pf_unit): the form cancels at most 7-fold from a = 1/2 up, so the result stays
+ * within 5e-7 relative. */
+CYL_INLINE double cyl_log_cosh_f32(double y, double p, double param)
+{
+    float a = fabsf((float)p - (float)y), s = a * a;
+    float series = s * (1.0f / 2 + s * (-1.0f / 12 + s * (1.0f / 45 + s * (-17.0f / 2520
+                   + s * (31.0f / 14175 + s * (-691.0f / 935550 + s * (10922.0f / 42567525)))))));
+    float direct = (a + cyl_log1pf_unit(cyl_expf(-2.0f * a))) - 0.693147180559945309f;
+    (void)param;
+    return (double)(a < 0.5f ? series : direct);
+}
+
 /* tanh(e): (1 - u) / (1 + u) with u = e^-2|e| (no overflow; +-1 at e = +-inf), signed;
  * below |e| = 1/8 the Taylor series e - e^3/3 + 2e^5/15 - ... to e^13 (the quotient loses
  * ~1e-16 / |e| relatively there; the series' first omitted term is < 4e-16 relative). */
@@ -177,6 +199,16 @@ CYL_INLINE double cyl_poisson(double y, double p, double param)
 {
     (void)param;
     return p - y * cyl_log(p + CYL_KERAS_EPS);
+}
+
+/* Float32 input: the logarithm by cyl_log_f32, the rest in double. Not in float32 as Keras
+ * has it: the terms have both signs, and a sum of them rounded in float32 (p + eps loses
+ * eps above p = 1.7; the logarithm its last bits) drifts from the float64 result by more
+ * than SPEC's 1e-6 where they cancel. */
+CYL_INLINE double cyl_poisson_f32(double y, double p, double param)
+{
+    (void)param;
+    return p - y * cyl_log_f32(p + CYL_KERAS_EPS);
 }
 
 CYL_INLINE double cyl_poisson_grad(double y, double p, double param)
@@ -236,6 +268,30 @@ CYL_INLINE double cyl_msle_diff(double y, double p)
 CYL_INLINE double cyl_msle(double y, double p, double param)
 {
     double d = cyl_msle_diff(y, p);
+    (void)param;
+    return d * d;
+}
+
+/* Float32 input, in float32: d = log1p(r), r = (a - b) / (1 + b), so that d keeps its
+ * relative precision where the prediction is close to the target (the difference of two
+ * float32 logarithms would cancel there): log1p(r) = log(v) + (r - (v - 1)) / v with
+ * v = 1 + r rounded (Goldberg's correction), or v = (1 + a) / (1 + b) itself where
+ * r < -1/2 (there 1 + r would lose the small quotient). Within 4e-7 relative; the
+ * special values of the double form (inf for an infinite side, NaN for both). */
+CYL_INLINE double cyl_msle_f32(double y, double p, double param)
+{
+    const float eps = (float)CYL_KERAS_EPS;
+    float pf = (float)p, yf = (float)y;
+    float a = pf < eps ? eps : pf, b = yf < eps ? eps : yf;   /* NaN passes */
+    float inv = 1.0f / (1.0f + b), r = (a - b) * inv;
+    float q = (1.0f + a) * inv, w = 1.0f + r;
+    float c = (r - (w - 1.0f)) / w;
+    /* (selects on float comparisons only: an int mask between them stops GCC's
+     * vectoriser) */
+    float v = a + 0.5f < 0.5f * b ? q : w;
+    c = a + 0.5f < 0.5f * b ? 0.0f : c;
+    c = w == INFINITY ? 0.0f : c;
+    double d = (double)(cyl_logf(v) + c);
     (void)param;
     return d * d;
 }
@@ -305,33 +361,34 @@ CYL_INLINE double cyl_squared_hinge_hess(double y, double p, double param)
 
 #include "_kernels_pairs.h"
 
-/* X(NAME, name) per elementwise loss; the order gives the kind codes (MAE = 0, ...), which
+/* X(NAME, name, name32) per elementwise loss: name32 is the value kernel for float32 input
+ * (name itself, or name_f32, above); the order gives the kind codes (MAE = 0, ...), which
  * losses.py reads back from _loops. */
-#define CYL_ELEMENTWISE(X)           \
-    X(MAE, mae)                      \
-    X(MSE, mse)                      \
-    X(HUBER, huber)                  \
-    X(SMOOTH_L1, smooth_l1)          \
-    X(LOG_COSH, log_cosh)            \
-    X(POISSON, poisson)              \
-    X(MAPE, mape)                    \
-    X(MSLE, msle)                    \
-    X(HINGE, hinge)                  \
-    X(SQUARED_HINGE, squared_hinge)  \
+#define CYL_ELEMENTWISE(X)                           \
+    X(MAE, mae, mae)                                 \
+    X(MSE, mse, mse)                                 \
+    X(HUBER, huber, huber)                           \
+    X(SMOOTH_L1, smooth_l1, smooth_l1)               \
+    X(LOG_COSH, log_cosh, log_cosh_f32)              \
+    X(POISSON, poisson, poisson_f32)                 \
+    X(MAPE, mape, mape)                              \
+    X(MSLE, msle, msle_f32)                          \
+    X(HINGE, hinge, hinge)                           \
+    X(SQUARED_HINGE, squared_hinge, squared_hinge)   \
     CYL_ELEMENTWISE_PAIRS(X)
 
-#define CYL_KIND_(NAME, name) CYL_##NAME,
+#define CYL_KIND_(NAME, name, name32) CYL_##NAME,
 enum { CYL_ELEMENTWISE(CYL_KIND_) CYL_N_ELEMENTWISE };
 #undef CYL_KIND_
 
 /* The loss names by kind code, for _loops to give Python the codes by name. */
-#define CYL_NAME_(NAME, name) #name,
+#define CYL_NAME_(NAME, name, name32) #name,
 static const char *const cyl_elementwise_names[] = { CYL_ELEMENTWISE(CYL_NAME_) };
 #undef CYL_NAME_
 
 /* One element of loss `kind`, and its derivatives. An unknown kind (the loops reject it
  * before any data is read) gives NaN. */
-#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name(y, p, param);
+#define CYL_CASE_(NAME, name, name32) if (kind == CYL_##NAME) return cyl_##name(y, p, param);
 CYL_INLINE double cyl_regression(int kind, double y, double p, double param)
 {
     CYL_ELEMENTWISE(CYL_CASE_)
@@ -339,7 +396,17 @@ CYL_INLINE double cyl_regression(int kind, double y, double p, double param)
 }
 #undef CYL_CASE_
 
-#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name##_grad(y, p, param);
+/* The value of one element of float32 input (y and p float32 values). */
+#define CYL_CASE_(NAME, name, name32) \
+    if (kind == CYL_##NAME) return cyl_##name32(y, p, param);
+CYL_INLINE double cyl_regression_f32(int kind, double y, double p, double param)
+{
+    CYL_ELEMENTWISE(CYL_CASE_)
+    return NAN;
+}
+#undef CYL_CASE_
+
+#define CYL_CASE_(NAME, name, name32) if (kind == CYL_##NAME) return cyl_##name##_grad(y, p, param);
 CYL_INLINE double cyl_regression_grad(int kind, double y, double p, double param)
 {
     CYL_ELEMENTWISE(CYL_CASE_)
@@ -347,7 +414,7 @@ CYL_INLINE double cyl_regression_grad(int kind, double y, double p, double param
 }
 #undef CYL_CASE_
 
-#define CYL_CASE_(NAME, name) if (kind == CYL_##NAME) return cyl_##name##_hess(y, p, param);
+#define CYL_CASE_(NAME, name, name32) if (kind == CYL_##NAME) return cyl_##name##_hess(y, p, param);
 CYL_INLINE double cyl_regression_hess(int kind, double y, double p, double param)
 {
     CYL_ELEMENTWISE(CYL_CASE_)
@@ -491,10 +558,11 @@ CYL_INLINE double cyl_focal_log_u(double ys, double sp, double sn)
     return top == -INFINITY ? top : top + log1p(exp(low - top));
 }
 
-/* One element: the loss, and d l / d p in *g when g is not NULL. */
-CYL_INLINE double cyl_binary_focal(double y, double p, int from_logits, double keep,
-                                   double half, double lo, double hi, double gamma,
-                                   double alpha, int balance, double cw, double *g)
+/* One element, exact in every range (libm, log space): the loss, and d l / d p in *g when
+ * g is not NULL. cyl_binary_focal takes it only where its fast form would underflow. */
+CYL_INLINE double cyl_binary_focal_exact(double y, double p, int from_logits, double keep,
+                                         double half, double lo, double hi, double gamma,
+                                         double alpha, int balance, double cw, double *g)
 {
     double ys = y * keep + half;
     double wt = cw * (balance ? ys * alpha + (1.0 - ys) * (1.0 - alpha) : 1.0);
@@ -518,6 +586,82 @@ CYL_INLINE double cyl_binary_focal(double y, double p, int from_logits, double k
                           + cyl_term(F, cyl_binary_grad(y, p, 1.0, from_logits, keep, half,
                                                         lo, hi)));
     return cyl_term(wt, cyl_term(F, B));
+}
+
+/* The focal factor's power: u^gamma (*d = u^(gamma - 1)) by `mode`, a function of gamma
+ * alone (cyl_focal_mode), so every loop that sees the same gamma takes the same form:
+ * 0 (gamma = 0: 1, and d unused), 1 (u, 1), 2 (u u, u), else exp(gamma log u) with
+ * u = 0 giving 0 for gamma > 0 and inf for a negative exponent, as pow does. */
+CYL_INLINE int cyl_focal_mode(double gamma)
+{
+    return gamma == 0.0 ? 0 : (gamma == 1.0 ? 1 : (gamma == 2.0 ? 2 : 3));
+}
+
+CYL_INLINE double cyl_focal_pow(double u, double gamma, int mode, double *d)
+{
+    if (mode == 0) { *d = 0.0; return 1.0; }
+    if (mode == 1) { *d = 1.0; return u; }
+    if (mode == 2) { *d = u; return u * u; }
+    double lu = cyl_log(u);
+    *d = cyl_exp((gamma - 1.0) * lu);
+    return cyl_exp(gamma * lu);
+}
+
+/* The vectorisable form of binary focal cross-entropy (cyl_exp, cyl_log1p, no libm, no
+ * branch but the constant `mode`), valid where it does not underflow: every probability,
+ * and logits with |x| <= CYL_FOCAL_FAST_MAX (NaN too, which it propagates). From logits
+ * with e = exp(-|x|) and r = 1 / (1 + e), the sigmoids of +-x are r and e r (neither
+ * cancels) and u = ys sigmoid(-x) + (1 - ys) sigmoid(x) is a sum of two non-negative
+ * terms, so it keeps its relative precision down to e = e^-708 (normal); the derivative of
+ * u is (1 - 2 ys) sigmoid(x) sigmoid(-x) = (1 - 2 ys) e r^2. B and its derivative are
+ * cyl_binary's and cyl_binary_grad's, the same expressions (the compiler shares e). */
+#define CYL_FOCAL_FAST_MAX 708.0
+
+CYL_INLINE double cyl_binary_focal_fast(double y, double p, int from_logits, double keep,
+                                        double half, double lo, double hi, double gamma,
+                                        int mode, double alpha, int balance, double cw,
+                                        double *g)
+{
+    double ys = y * keep + half;
+    double wt = cw * (balance ? ys * alpha + (1.0 - ys) * (1.0 - alpha) : 1.0);
+    double u, du, F, d, dF, dB;
+    double B = cyl_binary(y, p, 1.0, from_logits, keep, half, lo, hi);
+    if (from_logits) {
+        double e = cyl_exp(-fabs(p)), r = 1.0 / (1.0 + e), er = e * r;
+        double spos = p >= 0.0 ? r : er, sneg = p >= 0.0 ? er : r;
+        u = ys * sneg + (1.0 - ys) * spos;
+        du = er * r;
+        dB = g ? cyl_bce_logit_grad_e(ys, 1.0 - ys, p, e) : 0.0;
+    } else {
+        u = ys * (1.0 - p) + (1.0 - ys) * p;
+        du = 1.0;
+        dB = g ? cyl_binary_grad(y, p, 1.0, 0, keep, half, lo, hi) : 0.0;
+    }
+    F = cyl_focal_pow(u, gamma, mode, &d);
+    if (g) {
+        dF = mode == 0 ? 0.0 : cyl_term(gamma * (1.0 - 2.0 * ys), d * du);
+        *g = cyl_term(wt, cyl_term(dF, B) + cyl_term(F, dB));
+    }
+    return cyl_term(wt, cyl_term(F, B));
+}
+
+/* 1 where cyl_binary_focal_fast does not apply (its caller then takes the exact form). */
+CYL_INLINE int cyl_focal_slow(double p, int from_logits)
+{
+    return from_logits & (fabs(p) > CYL_FOCAL_FAST_MAX);
+}
+
+/* One element: the loss, and d l / d p in *g when g is not NULL; the fast form wherever
+ * it applies (the bits of the vectorised sums in _fastpaths.h), else the exact one. */
+CYL_INLINE double cyl_binary_focal(double y, double p, int from_logits, double keep,
+                                   double half, double lo, double hi, double gamma,
+                                   double alpha, int balance, double cw, double *g)
+{
+    if (cyl_focal_slow(p, from_logits))
+        return cyl_binary_focal_exact(y, p, from_logits, keep, half, lo, hi, gamma, alpha,
+                                      balance, cw, g);
+    return cyl_binary_focal_fast(y, p, from_logits, keep, half, lo, hi, gamma,
+                                 cyl_focal_mode(gamma), alpha, balance, cw, g);
 }
 
 #endif /* CYLOSS_KERNELS_H */

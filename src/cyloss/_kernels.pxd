@@ -8,9 +8,12 @@ from libc.stdint cimport int64_t
 cdef extern from "_rows.h" nogil:
     # _vecmath.h: exp/log/log1p with C99 special values, 1-2 ulp, vectorisable
     double cyl_exp(double x) noexcept
+    double cyl_log_f32(double x) noexcept                     # float32 losses, 2^-28
+    double cyl_exp_f32(double x) noexcept
     double cyl_log(double x) noexcept
     double cyl_log1p(double x) noexcept
     double cyl_log1p_nonneg(double x) noexcept                # cyl_log1p's bits, x in [+0, 2^52)
+    float cyl_logf(float x) noexcept                          # float32, <= 2 ulp
     float cyl_expf(float x) noexcept                          # float32, <= 1.2 ulp
     float cyl_log1pf_unit(float u) noexcept                   # float32, u in [0, 1]
 
@@ -26,6 +29,7 @@ cdef extern from "_rows.h" nogil:
     int CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1, CYL_N_ELEMENTWISE
     const char* cyl_elementwise_names[]                       # by kind code
     double cyl_regression(int kind, double y, double p, double param) noexcept
+    double cyl_regression_f32(int kind, double y, double p, double param) noexcept  # float32 input
     double cyl_regression_grad(int kind, double y, double p, double param) noexcept
     double cyl_regression_hess(int kind, double y, double p, double param) noexcept
     double cyl_bce_prob(double a, double b, double p) noexcept
@@ -57,6 +61,32 @@ cdef extern from "_rows.h" nogil:
     double cyl_acc_total(cyl_acc* a) noexcept
     void cyl_two_sum_add(double* s, double* c, double v) noexcept
     const char* cyl_simd_path() noexcept
+    double cyl_margin_ranking(double y, double a, double b, double margin) noexcept
+    double cyl_gaussian_nll(double y, double x, double var, double eps) noexcept
+    double cyl_gaussian_nll_f32(double y, double x, double var, double eps) noexcept
+    int cyl_gaussian_bad(double var) noexcept
+    double cyl_ranking_sum_f32(const float* t, const float* x1, const float* x2,
+                               Py_ssize_t n, double margin) noexcept
+    double cyl_ranking_sum_f64(const double* t, const double* x1, const double* x2,
+                               Py_ssize_t n, double margin) noexcept
+    double cyl_gaussian_sum_f32(const float* t, const float* x, const float* var,
+                                Py_ssize_t n, double eps, double extra, int* bad) noexcept
+    double cyl_gaussian_sum_f64(const double* t, const double* x, const double* var,
+                                Py_ssize_t n, double eps, double extra, int* bad) noexcept
+    void cyl_overlap_sums_f32(int dice, const float* t, const float* p, Py_ssize_t n,
+                              double* out) noexcept
+    void cyl_overlap_sums_f64(int dice, const double* t, const double* p, Py_ssize_t n,
+                              double* out) noexcept
+    double cyl_focal_sum_f32(const float* t, const float* p, Py_ssize_t n, int from_logits,
+                             double keep, double half, double lo, double hi, double gamma,
+                             double alpha, int balance, double cw, int* bad, int* slow,
+                             float* g) noexcept
+    double cyl_focal_sum_f64(const double* t, const double* p, Py_ssize_t n, int from_logits,
+                             double keep, double half, double lo, double hi, double gamma,
+                             double alpha, int balance, double cw, int* bad, int* slow,
+                             double* g) noexcept
+    int cyl_all_binary_f32(const float* v, Py_ssize_t n) noexcept    # every value 0 or 1
+    int cyl_all_binary_f64(const double* v, Py_ssize_t n) noexcept
     double cyl_regression_sum_f32(int kind, double param, const float* t, const float* p,
                                   Py_ssize_t n, Py_ssize_t width) noexcept
     double cyl_regression_sum_f64(int kind, double param, const double* t, const double* p,

@@ -21,10 +21,30 @@ CYL_INLINE double cyl_stirling(double y)
     return y <= 1.0 ? 0.0 : s;
 }
 
+/* Float32 input: the logarithms at float32 precision (cyl_log_f32). */
+CYL_INLINE double cyl_stirling_f32(double y)
+{
+    double ly = cyl_log_f32(y);
+    double s = y * ly - y + 0.5 * ly + CYL_HALF_LOG_2PI;
+    return y <= 1.0 ? 0.0 : s;
+}
+
 CYL_INLINE double cyl_poisson_nll_log(double y, double x, double param)
 {
     (void)param;
     return cyl_exp(x) - cyl_term(y, x);
+}
+
+/* Float32 input: exp(x) at float32 precision over the double range (cyl_exp_f32). */
+CYL_INLINE double cyl_poisson_nll_log_f32(double y, double x, double param)
+{
+    (void)param;
+    return cyl_exp_f32(x) - cyl_term(y, x);
+}
+
+CYL_INLINE double cyl_poisson_nll_log_full_f32(double y, double x, double param)
+{
+    return cyl_poisson_nll_log_f32(y, x, param) + cyl_stirling_f32(y);
 }
 
 CYL_INLINE double cyl_poisson_nll_log_grad(double y, double x, double param)
@@ -57,6 +77,16 @@ CYL_INLINE double cyl_poisson_nll_log_full_hess(double y, double x, double param
 CYL_INLINE double cyl_poisson_nll(double y, double x, double eps)
 {
     return x - cyl_term(y, cyl_log(x + eps));
+}
+
+CYL_INLINE double cyl_poisson_nll_f32(double y, double x, double eps)
+{
+    return x - cyl_term(y, cyl_log_f32(x + eps));
+}
+
+CYL_INLINE double cyl_poisson_nll_full_f32(double y, double x, double eps)
+{
+    return cyl_poisson_nll_f32(y, x, eps) + cyl_stirling_f32(y);
 }
 
 /* 1 - y / (x + eps); y = 0 gives 1 even where x + eps = 0 (the value's convention). */
@@ -112,11 +142,38 @@ CYL_INLINE double cyl_hinge_embedding_hess(double y, double x, double margin)
     return d != d ? d : 0.0;
 }
 
-#define CYL_ELEMENTWISE_PAIRS(X)                \
-    X(POISSON_NLL_LOG, poisson_nll_log)         \
-    X(POISSON_NLL_LOG_FULL, poisson_nll_log_full) \
-    X(POISSON_NLL, poisson_nll)                 \
-    X(POISSON_NLL_FULL, poisson_nll_full)       \
-    X(HINGE_EMBEDDING, hinge_embedding)
+/* --- the three-array losses' elements (loops in _pairs.pxi, fast paths in _fastpaths.h) ---
+ * margin ranking (torch.nn.functional.margin_ranking_loss): max(-y (a - b) + margin, 0),
+ * NaN passing through. */
+CYL_INLINE double cyl_margin_ranking(double y, double a, double b, double margin)
+{
+    double d = -y * (a - b) + margin;
+    return d < 0.0 ? 0.0 : d;
+}
+
+/* Gaussian NLL (torch.nn.functional.gaussian_nll_loss) of one element without its
+ * constant: (log v + (x - y)^2 / v) / 2 at v = max(var, eps) (NaN passes); the caller
+ * rejects var < 0 (cyl_gaussian_bad). Float32 input takes the logarithm in float32 of v
+ * rounded to float32 (SPEC section 4). */
+CYL_INLINE double cyl_gaussian_nll(double y, double x, double var, double eps)
+{
+    double v = var < eps ? eps : var, e = x - y;
+    return 0.5 * (cyl_log(v) + e * e / v);
+}
+
+CYL_INLINE double cyl_gaussian_nll_f32(double y, double x, double var, double eps)
+{
+    double v = var < eps ? eps : var, e = x - y;
+    return 0.5 * (cyl_log_f32(v) + e * e / v);
+}
+
+CYL_INLINE int cyl_gaussian_bad(double var) { return var < 0.0; }
+
+#define CYL_ELEMENTWISE_PAIRS(X)                                             \
+    X(POISSON_NLL_LOG, poisson_nll_log, poisson_nll_log_f32)                 \
+    X(POISSON_NLL_LOG_FULL, poisson_nll_log_full, poisson_nll_log_full_f32)  \
+    X(POISSON_NLL, poisson_nll, poisson_nll_f32)                             \
+    X(POISSON_NLL_FULL, poisson_nll_full, poisson_nll_full_f32)              \
+    X(HINGE_EMBEDDING, hinge_embedding, hinge_embedding)
 
 #endif /* CYLOSS_KERNELS_PAIRS_H */

@@ -51,12 +51,15 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_
 from numpy import ndarray as _ndarray
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
+    cyl_regression_f32, cyl_log_f32, cyl_exp_f32, cyl_logf,
     cyl_log1p_nonneg, cyl_binary,
     cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_binary_grad_f32,
     cyl_regression_hess,
     cyl_binary_logit_hess,
     cyl_binary_bad, cyl_binary_focal, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
-    cyl_binary_sum_f64, cyl_simd_path, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
+    cyl_binary_sum_f64, cyl_all_binary_f32, cyl_all_binary_f64, cyl_simd_path,
+    cyl_margin_ranking, cyl_gaussian_nll, cyl_gaussian_nll_f32, cyl_gaussian_bad,
+    cyl_ranking_sum_f32, cyl_ranking_sum_f64, cyl_overlap_sums_f32, cyl_overlap_sums_f64, cyl_gaussian_sum_f32, cyl_gaussian_sum_f64, cyl_focal_sum_f32, cyl_focal_sum_f64, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
     CYL_N_ELEMENTWISE, cyl_elementwise_names,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
     cyl_row_gap_f32, cyl_row_gap_f64, cyl_row_weighted_nls_f32, cyl_row_weighted_nls_f64,
@@ -227,6 +230,15 @@ cdef inline void _lanes_clear(double* acc) noexcept nogil:
         acc[j] = 0.0
 
 
+cdef inline double _regression_value(int kind, double y, double p, double param,
+                                     const floating* like) noexcept nogil:
+    # One element's value: float32 input takes the loss's float32 value kernel.
+    if floating is float:
+        return cyl_regression_f32(kind, y, p, param)
+    else:
+        return cyl_regression(kind, y, p, param)
+
+
 cdef inline double _regression_row(
     int kind, double param, const floating* t, Py_ssize_t ts, const floating* p,
     Py_ssize_t ps, Py_ssize_t width,
@@ -236,8 +248,8 @@ cdef inline double _regression_row(
     cdef Py_ssize_t k
     _lanes_clear(acc)
     for k in range(width):
-        acc[_lane(k, width)] += cyl_regression(kind, _at(t, k * ts)[0], _at(p, k * ps)[0],
-                                               param)
+        acc[_lane(k, width)] += _regression_value(kind, _at(t, k * ts)[0], _at(p, k * ps)[0],
+                                                  param, t)
     return _lanes_total(acc) / width
 
 
@@ -514,7 +526,8 @@ cdef inline void _elementwise_rows(
     for i in range(m):
         if ElemOptions is RegressionOptions:
             if width == 1:
-                l = cyl_regression(o.kind, _at(t, i * ts0)[0], _at(p, i * ps0)[0], o.param)
+                l = _regression_value(o.kind, _at(t, i * ts0)[0], _at(p, i * ps0)[0],
+                                      o.param, t)
             else:
                 l = _regression_row(o.kind, o.param, _at(t, i * ts0), ts1, _at(p, i * ps0),
                                     ps1, width)
@@ -648,6 +661,44 @@ cdef void _binary_block(
                       blk)
 
 
+cdef void _binary_focal_block(
+    const FocalOptions* o,
+    const floating[:, :] y_true, const floating[:, :] y_pred,
+    const double[:] weight, bint has_weight, const double[:] cw,
+    floating[:] loss_out, bint write_out, floating[:, :] grad, bint write_grad,
+    floating[:, :] hess, bint write_hess,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    # Binary focal cross-entropy over contiguous samples of one element, unweighted: the
+    # vectorised sum (and derivatives) of cyl_focal_sum, same bits as the general loop,
+    # which takes the block over when a datum is invalid or needs the exact form.
+    cdef Py_ssize_t m = end - start
+    cdef int bad = 0, slow = 0
+    cdef double total
+    cdef floating* g = NULL
+    if (o.focal and y_pred.shape[1] == 1 and not has_weight and not write_out
+            and not write_hess and y_true.strides[0] == sizeof(floating)
+            and y_pred.strides[0] == sizeof(floating)):
+        if write_grad:
+            g = &grad[start, 0]
+            if grad.strides[0] != sizeof(floating):
+                g = NULL
+        if g != NULL or not write_grad:
+            if floating is float:
+                total = cyl_focal_sum_f32(&y_true[start, 0], &y_pred[start, 0], m,
+                                          o.from_logits, o.keep, o.half, o.lo, o.hi,
+                                          o.gamma, o.alpha, o.balance, cw[0], &bad, &slow, g)
+            else:
+                total = cyl_focal_sum_f64(&y_true[start, 0], &y_pred[start, 0], m,
+                                          o.from_logits, o.keep, o.half, o.lo, o.hi,
+                                          o.gamma, o.alpha, o.balance, cw[0], &bad, &slow, g)
+            if not bad and not slow:
+                _set(blk, total, <double>m, m)
+                return
+    _elementwise_rows(o, y_true, y_pred, weight, has_weight, cw, loss_out, write_out,
+                      grad, write_grad, hess, write_hess, start, end, blk)
+
+
 cdef inline void _elementwise_block(
     const ElemOptions* o,
     const floating[:, :] y_true, const floating[:, :] y_pred,
@@ -660,8 +711,8 @@ cdef inline void _elementwise_block(
         _regression_block(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
                           write_out, grad, write_grad, hess, write_hess, start, end, blk)
     elif ElemOptions is FocalOptions:
-        _elementwise_rows(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
-                          write_out, grad, write_grad, hess, write_hess, start, end, blk)
+        _binary_focal_block(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
+                            write_out, grad, write_grad, hess, write_hess, start, end, blk)
     else:
         _binary_block(o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
                       write_out, grad, write_grad, hess, write_hess, start, end, blk)
@@ -752,14 +803,53 @@ def regression(
                         n_threads, grad_out, hess_out)
 
 
-def binary_labels(const floating[:, :] y_true):
+cdef int _all_binary_rows(const floating[:, :] y_true, Py_ssize_t start,
+                          Py_ssize_t end) noexcept nogil:
+    # Rows [start, end) of a matrix whose rows are contiguous: one C scan per row, or
+    # one over all of them when they follow each other in memory.
+    cdef Py_ssize_t i, width = y_true.shape[1]
+    if start >= end:
+        return 1
+    if y_true.shape[0] == 1 or y_true.strides[0] == width * <Py_ssize_t>sizeof(floating):
+        if floating is float:
+            return cyl_all_binary_f32(&y_true[start, 0], (end - start) * width)
+        else:
+            return cyl_all_binary_f64(&y_true[start, 0], (end - start) * width)
+    for i in range(start, end):
+        if floating is float:
+            if not cyl_all_binary_f32(&y_true[i, 0], width):
+                return 0
+        else:
+            if not cyl_all_binary_f64(&y_true[i, 0], width):
+                return 0
+    return 1
+
+
+def binary_labels(const floating[:, :] y_true, int n_threads=1):
     """1.0 when every value of `y_true` is 0 or 1, else 0.0 (and 1.0 when it is empty):
     Keras's rule for converting hinge labels to -1 and 1 (convert_binary_labels_to_hinge),
-    the parameter of the hinge kernels. One serial pass that stops at the first other
-    value (NaN included); no temporaries."""
+    the parameter of the hinge kernels. Rows with contiguous values are scanned by a
+    vectorised C loop (`n_threads` slices of the rows at once, each stopping at the first
+    block holding another value, NaN included); other layouts by a serial loop that stops
+    at the first other value. No temporaries."""
     cdef Py_ssize_t i, k, n = y_true.shape[0], width = y_true.shape[1]
+    cdef Py_ssize_t part, t
     cdef double v
     cdef bint binary = True
+    cdef int team, found = 1
+    if n == 0 or width == 0:
+        return 1.0
+    if y_true.strides[1] == sizeof(floating):
+        # One slice of rows per thread; a slice below 2**16 values is not worth a thread.
+        team = <int>max(1, min(<Py_ssize_t>max(n_threads, 1), (n * width) >> 16, n))
+        part = (n + team - 1) // team
+        if team == 1:
+            with nogil:
+                found = _all_binary_rows(y_true, 0, n)
+        else:
+            for t in prange(team, nogil=True, schedule="static", num_threads=team):
+                found &= _all_binary_rows(y_true, t * part, min(n, (t + 1) * part))
+        return 1.0 if found else 0.0
     with nogil:
         for i in range(n):
             for k in range(width):
@@ -1485,6 +1575,10 @@ def catalogue_rows(
 # The per-row sums run in class order, so the bits do not depend on the thread count.
 
 cdef inline double _focal_logit_h(double q, double nls, double gamma) noexcept nogil:
+    # (q = 0: the term below is -0 or NaN, NaN exactly where nls is; most classes of a
+    # one-hot target take this branch, without expm1, exp and pow.)
+    if q == 0.0:
+        return -cyl_term(q, nls)
     cdef double u = -expm1(-nls), p = exp(-nls)
     return -cyl_term(q, cyl_term(gamma * cyl_term(p, nls), pow(u, gamma - 1.0))
                      + pow(u, gamma))
@@ -1497,6 +1591,8 @@ cdef inline double _focal_prob_d(double q, double r, double lo, double hi,
         return r
     if not (lo <= r <= hi):
         return 0.0
+    if q == 0.0:
+        return -0.0   # what the formula gives there (its bracket is finite), without pow
     u = 1.0 - r
     nls = -log(r)
     return -cyl_term(q, cyl_term(gamma, pow(u, gamma - 1.0) * nls) + pow(u, gamma) / r)
@@ -1570,12 +1666,20 @@ cdef void _focal_block(
         for k in range(k0, k1):
             q = _target(yr, ysb, label, cw_row, keep, spread, k)
             v = _at(xr, k * psb)[0]
+            # A zero target weight skips expm1, pow and log: its term is cyl_term(0, .),
+            # 0 or NaN, and the bracket is NaN exactly where nls (r) is.
             if from_logits:
                 nls = cyl_unless(v == mx, mx - v) + lognorm
-                l += cyl_term(q, cyl_term(pow(-expm1(-nls), gamma), nls))
+                if q == 0.0:
+                    l += cyl_term(q, nls)
+                else:
+                    l += cyl_term(q, cyl_term(pow(-expm1(-nls), gamma), nls))
             else:
                 r = cyl_clip(v / total, lo, hi)
-                l += cyl_term(q, pow(1.0 - r, gamma) * -log(r))
+                if q == 0.0:
+                    l += cyl_term(q, r)
+                else:
+                    l += cyl_term(q, pow(1.0 - r, gamma) * -log(r))
         l = cyl_term(alpha, l)
         w = weight[si] if has_weight else 1.0
         l = w * l
@@ -1688,11 +1792,12 @@ def simd_path():
 # --- test hook -----------------------------------------------------------------------------
 
 def vecmath(str name, const double[:] x, double[:] out):
-    """Apply cyl_exp, cyl_log, cyl_log1p, cyl_log1p_nonneg, or cyl_expf / cyl_log1pf_unit
-    (on x rounded to float32) elementwise (tests measure their accuracy)."""
+    """Apply cyl_exp, cyl_log, cyl_log1p, cyl_log1p_nonneg, cyl_log_f32, cyl_exp_f32, or
+    cyl_expf / cyl_logf / cyl_log1pf_unit (on x rounded to float32) elementwise (tests measure their
+    accuracy)."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef int which = {"exp": 0, "log": 1, "log1p": 2, "expf": 3, "log1pf_unit": 4,
-                      "log1p_nonneg": 5}[name]
+                      "log1p_nonneg": 5, "log_f32": 6, "exp_f32": 7, "logf": 8}[name]
     _require(out.shape[0] == n, "out length differs")
     with nogil:
         for i in range(n):
@@ -1706,5 +1811,11 @@ def vecmath(str name, const double[:] x, double[:] out):
                 out[i] = cyl_expf(<float>x[i])
             elif which == 5:
                 out[i] = cyl_log1p_nonneg(x[i])
+            elif which == 6:
+                out[i] = cyl_log_f32(x[i])
+            elif which == 7:
+                out[i] = cyl_exp_f32(x[i])
+            elif which == 8:
+                out[i] = cyl_logf(<float>x[i])
             else:
                 out[i] = cyl_log1pf_unit(<float>x[i])

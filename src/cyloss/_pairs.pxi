@@ -31,8 +31,12 @@ cdef inline double _overlap_row(
     cdef double a1[8]
     cdef double a2[8]
     cdef double y, x, s0, s1, s2
+    cdef double sums[3]
     cdef Py_ssize_t k, width = y_pred.shape[1]
     cdef int j
+    if _overlap_contiguous(y_true, y_pred):
+        _overlap_sums(kind, &y_true[i, 0], &y_pred[i, 0], width, sums)
+        return _overlap_ratio(kind, alpha, beta, sums[0], sums[1], sums[2], den, num)
     _lanes_clear(a0)
     _lanes_clear(a1)
     _lanes_clear(a2)
@@ -47,9 +51,12 @@ cdef inline double _overlap_row(
         else:
             a1[j] += (1.0 - x) * y
             a2[j] += x * (1.0 - y)
-    s0 = _lanes_total(a0)
-    s1 = _lanes_total(a1)
-    s2 = _lanes_total(a2)
+    return _overlap_ratio(kind, alpha, beta, _lanes_total(a0), _lanes_total(a1),
+                          _lanes_total(a2), den, num)
+
+
+cdef inline double _overlap_ratio(int kind, double alpha, double beta, double s0, double s1,
+                                  double s2, double* den, double* num) noexcept nogil:
     if kind == OVERLAP_DICE:
         num[0] = 2.0 * s0
         den[0] = s1 + s2 + KERAS_EPSILON
@@ -57,6 +64,20 @@ cdef inline double _overlap_row(
         num[0] = s0
         den[0] = s0 + s1 * alpha + s2 * beta + KERAS_EPSILON
     return 1.0 - num[0] / den[0]
+
+
+cdef inline bint _overlap_contiguous(const floating[:, :] y_true,
+                                     const floating[:, :] y_pred) noexcept nogil:
+    return y_true.strides[1] == sizeof(floating) and y_pred.strides[1] == sizeof(floating)
+
+
+cdef inline void _overlap_sums(int kind, const floating* t, const floating* p, Py_ssize_t n,
+                               double* out) noexcept nogil:
+    # The C loop of the three sums over n contiguous elements (same bits as the loops here).
+    if floating is float:
+        cyl_overlap_sums_f32(kind == OVERLAP_DICE, t, p, n, out)
+    else:
+        cyl_overlap_sums_f64(kind == OVERLAP_DICE, t, p, n, out)
 
 
 cdef void _overlap_block(
@@ -113,6 +134,9 @@ cdef void _overlap_piece(
     cdef double y, x
     cdef Py_ssize_t k, m = k1 - k0
     cdef int j
+    if _overlap_contiguous(y_true, y_pred):
+        _overlap_sums(kind, &y_true[i, k0], &y_pred[i, k0], m, out)
+        return
     _lanes_clear(a0)
     _lanes_clear(a1)
     _lanes_clear(a2)
@@ -275,6 +299,13 @@ cdef inline double _ranking_gap(double y, double a, double b, double margin) noe
     return -y * (a - b) + margin
 
 
+cdef inline bint _flat3(const floating[:, :] a, const floating[:, :] b,
+                        const floating[:, :] c) noexcept nogil:
+    # One element per sample, each array contiguous: the C fast paths' layout.
+    return (a.shape[1] == 1 and a.strides[0] == sizeof(floating)
+            and b.strides[0] == sizeof(floating) and c.strides[0] == sizeof(floating))
+
+
 cdef void _ranking_block(
     double margin, const floating[:, :] y_true, const floating[:, :] x1,
     const floating[:, :] x2, const double[:] weight, bint has_weight,
@@ -285,14 +316,23 @@ cdef void _ranking_block(
     cdef double acc8[8]
     cdef double l, w, d, g
     cdef cyl_acc acc, den
+    if not has_weight and not write_out and not write_grad and _flat3(y_true, x1, x2):
+        if floating is float:
+            l = cyl_ranking_sum_f32(&y_true[start, 0], &x1[start, 0], &x2[start, 0], m,
+                                    margin)
+        else:
+            l = cyl_ranking_sum_f64(&y_true[start, 0], &x1[start, 0], &x2[start, 0], m,
+                                    margin)
+        _set(blk, l, <double>m, m)
+        return
     cyl_acc_init(&acc)
     cyl_acc_init(&den)
     for i in range(m):
         si = start + i
         _lanes_clear(acc8)
         for k in range(width):
-            d = _ranking_gap(y_true[si, k], x1[si, k], x2[si, k], margin)
-            acc8[_lane(k, width)] += 0.0 if d < 0.0 else d     # NaN passes through
+            acc8[_lane(k, width)] += cyl_margin_ranking(y_true[si, k], x1[si, k], x2[si, k],
+                                                        margin)
         l = _lanes_total(acc8) / width
         w = weight[si] if has_weight else 1.0
         if has_weight:
@@ -382,6 +422,18 @@ cdef void _gaussian_block(
     cdef double acc8[8]
     cdef double l, w, v, e, c
     cdef cyl_acc acc, den
+    cdef int bad = 0
+    if not has_weight and not write_out and not write_grad and _flat3(y_true, x, var):
+        if floating is float:
+            l = cyl_gaussian_sum_f32(&y_true[start, 0], &x[start, 0], &var[start, 0], m, eps,
+                                     HALF_LOG_2PI if full else 0.0, &bad)
+        else:
+            l = cyl_gaussian_sum_f64(&y_true[start, 0], &x[start, 0], &var[start, 0], m, eps,
+                                     HALF_LOG_2PI if full else 0.0, &bad)
+        if not bad:
+            _set(blk, l, <double>m, m)
+            return
+        # else the general loop below finds the first negative variance
     cyl_acc_init(&acc)
     cyl_acc_init(&den)
     for i in range(m):
@@ -389,12 +441,13 @@ cdef void _gaussian_block(
         _lanes_clear(acc8)
         for k in range(width):
             v = var[si, k]
-            if v < 0.0:
+            if cyl_gaussian_bad(v):
                 _fail(blk, ERR_VAR_NEG, si, k)
                 return
-            v = eps if v < eps else v          # NaN passes through
-            e = x[si, k] - y_true[si, k]
-            acc8[_lane(k, width)] += 0.5 * (cyl_log(v) + e * e / v)
+            if floating is float:
+                acc8[_lane(k, width)] += cyl_gaussian_nll_f32(y_true[si, k], x[si, k], v, eps)
+            else:
+                acc8[_lane(k, width)] += cyl_gaussian_nll(y_true[si, k], x[si, k], v, eps)
         l = _lanes_total(acc8) / width
         if full:
             l = l + HALF_LOG_2PI

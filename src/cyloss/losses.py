@@ -412,7 +412,7 @@ def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_thread
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
     if param is None:
-        param = _PREPARE[kind](prep.y_true)
+        param = _PREPARE[kind](prep.y_true, resolve_threads(n_threads, prep.n_elements))
     result = _loops.regression(
         kind, param, prep.y_true, prep.y_pred, weight, has_weight, loss_out, write_out,
         resolve_threads(n_threads, prep.n_elements), grad_view,
