@@ -207,6 +207,29 @@ def test_grad_vs_torch(seed, reduction):
         assert not g[i, Tl[i]:].any()
 
 
+@pytest.mark.parametrize("scale, T, C, max_label, atol", [
+    (2.0, 200, 30, 40, 1e-12),    # the benchmark's size: the scaled recursion throughout
+    (12.0, 120, 6, 20, 1e-12),    # peaked frames: alignments far apart in one frame
+    # emissions below 2^-1000: the log-space recursion, whose log-probabilities of ~1e3
+    # carry ~1e-13 absolute rounding (torch's as well) into gradients of order 1
+    (400.0, 16, 5, 5, 1e-10),
+])
+def test_scaled_and_log_space_recursions_vs_torch(scale, T, C, max_label, atol):
+    # _ctc.pyx computes a sequence in scaled probability space where nothing underflows and
+    # in log space elsewhere; both must give torch's values and gradients.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng([int(scale), T])
+    y, x, L, Tl = _batch(rng, 6, T, C, max_label=max_label)
+    x = x / 2 * scale
+    want, want_g = _torch_ctc(y, x, L, Tl, reduction="sum", grad=True)
+    value, g = cyloss.CTC(reduction="sum").value_and_grad(y, x, label_length=L,
+                                                          logit_length=Tl)
+    assert math.isclose(value, float(want), rel_tol=RTOL)
+    _close(g, want_g, rtol=1e-8, atol=atol)
+    per_sample = cyloss.ctc(y, x, label_length=L, logit_length=Tl, reduction="none")
+    _close(per_sample, _torch_ctc(y, x, L, Tl))
+
+
 def _central(f, x, h=1e-5):
     fd = np.empty_like(x)
     for idx in np.ndindex(x.shape):

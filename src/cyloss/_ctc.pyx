@@ -207,11 +207,225 @@ cdef double _sequence(
     return nll
 
 
+# --- the same recursion in scaled probability space --------------------------------------
+# Rabiner's scaling: each frame's forward variables are divided by their sum c_t (and the
+# backward ones by theirs), so log P = sum_t log c_t + log(alpha[Tn-1, S-1] + alpha[Tn-1,
+# S-2]) needs no exp or log per state, only per frame and per emission: about ten times
+# less work than the log-space form. It holds while nothing underflows: every emission
+# probability of a finite log-probability and every product of a state by an emission is
+# at least _TINY (2^-1000: then all of them are normal doubles, at full relative
+# precision, and an exact 0 is an exact 0 of the log-space form too). Where one is not
+# (logits that differ by hundreds, alignments with probability ratios beyond 2^1000
+# inside one frame), or where an input is NaN or infinite, the sequence is computed again
+# in log space (_sequence). The choice depends on the sequence alone, never on the threads.
+
+cdef double _TINY = 9.332636185032189e-302       # 2^-1000
+
+
+cdef double _no_alignment(Py_ssize_t Tn, Py_ssize_t C, bint zero_infinity, floating* gi,
+                          bint write_grad) noexcept nogil:
+    # No alignment fits (Tn < L + repeats): the loss is inf (0 with zero_infinity) and the
+    # gradient 0, as in _sequence.
+    cdef Py_ssize_t t, c
+    if write_grad:
+        for t in range(Tn):
+            for c in range(C):
+                gi[t * C + c] = 0
+    return 0.0 if zero_infinity else INFINITY
+
+
+cdef double _sequence_scaled(
+    const floating* xi, Py_ssize_t st, Py_ssize_t sc, Py_ssize_t Tn, Py_ssize_t T,
+    Py_ssize_t C, const int64_t* lab, Py_ssize_t L, int64_t blank, bint logits,
+    bint zero_infinity, double gs, double* work, floating* gi, bint write_grad,
+    bint* fallback,
+) noexcept nogil:
+    # The loss (and gradient) of one sequence; fallback[0] = True (and nothing else
+    # meaningful) where the scaled form does not hold. Tn >= 1.
+    cdef Py_ssize_t S = 2 * L + 1
+    cdef Py_ssize_t t, s, c, lo, hi
+    cdef double* y = work                    # Tn * C emission probabilities
+    cdef double* gam = y + T * C             # C
+    cdef double* bnext = gam + C             # S
+    cdef double* bcur = bnext + S            # S
+    cdef double* alpha = bcur + S            # Tn * S with the gradient, else 2 * S
+    cdef double* prev = alpha
+    cdef double* cur
+    cdef double* tmp
+    cdef double* yt
+    cdef double m, v, total, inv, loglik = 0.0, a, z, nll
+    cdef bint bad = False
+
+    # Emissions: softmax of the logits (or exp of the log-probabilities).
+    for t in range(Tn):
+        yt = y + t * C
+        if logits:
+            m = -INFINITY
+            for c in range(C):
+                v = _x(xi, st, sc, t, c)
+                if v > m:
+                    m = v
+            if not (fabs(m) < INFINITY):       # an infinite or NaN frame (NaN: every
+                fallback[0] = True             # comparison false, m stays -inf)
+                return 0.0
+            total = 0.0
+            for c in range(C):
+                v = _x(xi, st, sc, t, c)
+                if v != v:
+                    fallback[0] = True
+                    return 0.0
+                yt[c] = exp(v - m)
+                total += yt[c]
+            inv = 1.0 / total
+            for c in range(C):
+                yt[c] = yt[c] * inv
+                # a log-probability below about -693: its probability is not normal
+                bad |= yt[c] < _TINY
+        else:
+            for c in range(C):
+                v = _x(xi, st, sc, t, c)
+                if not (v < INFINITY):         # NaN or +inf
+                    fallback[0] = True
+                    return 0.0
+                yt[c] = exp(v)
+                bad |= (yt[c] < _TINY) & (v > -INFINITY)
+    if bad:
+        fallback[0] = True
+        return 0.0
+
+    # Forward over the band of _sequence, each frame divided by its sum.
+    for t in range(Tn):
+        cur = alpha + (t * S if write_grad else (t & 1) * S)
+        yt = y + t * C
+        lo = _band_lo(S, Tn, t)
+        hi = _band_hi(S, t)
+        for s in range(lo):
+            cur[s] = 0.0
+        for s in range(hi + 1, S):
+            cur[s] = 0.0
+        total = 0.0
+        for s in range(lo, hi + 1):
+            if t == 0:
+                a = 1.0
+            elif s & 1 and _skip(lab, s):
+                a = prev[s] + prev[s - 1] + prev[s - 2]
+            elif s > 0:
+                a = prev[s] + prev[s - 1]
+            else:
+                a = prev[s]
+            v = a * yt[_ext(lab, s, blank)]
+            bad |= (v < _TINY) & (a > 0.0) & (yt[_ext(lab, s, blank)] > 0.0)
+            cur[s] = v
+            total += v
+        if bad:
+            fallback[0] = True
+            return 0.0
+        if total == 0.0:                       # no alignment fits
+            return _no_alignment(Tn, C, zero_infinity, gi, write_grad)
+        inv = 1.0 / total
+        for s in range(lo, hi + 1):
+            cur[s] = cur[s] * inv
+        loglik += log(total)
+        prev = cur
+    z = prev[S - 1] + (prev[S - 2] if L > 0 else 0.0)
+    if z == 0.0:
+        return _no_alignment(Tn, C, zero_infinity, gi, write_grad)
+    nll = -(loglik + log(z))
+    if not write_grad:
+        return nll
+
+    # Backward: beta as in _sequence, each frame divided by its sum; the occupancy of a
+    # frame is alpha beta over its own sum (every alignment passes one state per frame).
+    for s in range(S):
+        bcur[s] = 0.0
+    bcur[S - 1] = 1.0
+    if L > 0:
+        bcur[S - 2] = 1.0
+    t = Tn - 1
+    while True:
+        cur = alpha + t * S
+        yt = y + t * C
+        lo = _band_lo(S, Tn, t)
+        hi = _band_hi(S, t)
+        for c in range(C):
+            gam[c] = 0.0
+        z = 0.0
+        for s in range(lo, hi + 1):
+            v = cur[s] * bcur[s]
+            gam[_ext(lab, s, blank)] += v
+            z += v
+        if not (z >= _TINY):
+            fallback[0] = True
+            return 0.0
+        inv = 1.0 / z
+        for c in range(C):
+            if logits:
+                gi[t * C + c] = <floating>(gs * (yt[c] - gam[c] * inv))
+            else:
+                gi[t * C + c] = <floating>(-gs * (gam[c] * inv))
+        if t == 0:
+            break
+        # beta[t-1, s] = sum over s' in {s, s+1, s+2 if skip} of beta[t, s'] y[t, ext_s'].
+        for s in range(lo, hi + 1):
+            v = bcur[s] * yt[_ext(lab, s, blank)]
+            bad |= (v < _TINY) & (bcur[s] > 0.0) & (yt[_ext(lab, s, blank)] > 0.0)
+            bcur[s] = v
+        tmp = bnext
+        bnext = bcur
+        bcur = tmp
+        lo = _band_lo(S, Tn, t - 1)
+        hi = _band_hi(S, t - 1)
+        for s in range(lo):
+            bcur[s] = 0.0
+        for s in range(hi + 1, S):
+            bcur[s] = 0.0
+        total = 0.0
+        for s in range(lo, hi + 1):
+            if s + 2 < S and _skip(lab, s + 2):
+                v = bnext[s] + bnext[s + 1] + bnext[s + 2]
+            elif s + 1 < S:
+                v = bnext[s] + bnext[s + 1]
+            else:
+                v = bnext[s]
+            bcur[s] = v
+            total += v
+        if bad or not (total > 0.0):
+            fallback[0] = True
+            return 0.0
+        inv = 1.0 / total
+        for s in range(lo, hi + 1):
+            bcur[s] = bcur[s] * inv
+        t -= 1
+    return nll
+
+
+cdef double _sequence_any(
+    const floating* xi, Py_ssize_t st, Py_ssize_t sc, Py_ssize_t Tn, Py_ssize_t T,
+    Py_ssize_t C, const int64_t* lab, Py_ssize_t L, int64_t blank, bint logits,
+    bint zero_infinity, double gs, double* work, floating* gi, bint write_grad,
+) noexcept nogil:
+    # The scaled form where it holds, else the log-space one.
+    cdef bint fallback = False
+    cdef double nll
+    cdef Py_ssize_t t
+    if Tn > 0:
+        nll = _sequence_scaled(xi, st, sc, Tn, T, C, lab, L, blank, logits, zero_infinity,
+                               gs, work, gi, write_grad, &fallback)
+        if not fallback:
+            if write_grad:
+                for t in range(Tn * C, T * C):   # frames past the sequence's length
+                    gi[t] = 0
+            return nll
+    return _sequence(xi, st, sc, Tn, T, C, lab, L, blank, logits, zero_infinity, gs, work,
+                     gi, write_grad)
+
+
 def workspace_size(Py_ssize_t T, Py_ssize_t C, Py_ssize_t max_label, bint write_grad):
     """Doubles of workspace one thread needs for sequences of at most T frames and
     max_label labels."""
     cdef Py_ssize_t S = 2 * max_label + 1
-    return T + C + 2 * S + (T * S if write_grad else 2 * S)
+    # the larger of _sequence's (T lse values) and _sequence_scaled's (T * C emissions)
+    return T * (C if C > 1 else 1) + C + 2 * S + (T * S if write_grad else 2 * S)
 
 
 def ctc_loop(
@@ -240,12 +454,18 @@ def ctc_loop(
         raise ValueError("cyloss internal error: ctc_loop arguments disagree")
     if n == 0:
         return
+    cdef int64_t longest = 0
+    for i in range(n):
+        if label_length[i] > longest:
+            longest = label_length[i]
+    if wsize < workspace_size(T, C, longest, write_grad):
+        raise ValueError("cyloss internal error: ctc_loop workspace too small")
     if T > 0 and C > 0:
         xb = &x[0, 0, 0]
         if write_grad:
             gb = &grad[0, 0, 0]
     for i in prange(n, nogil=True, num_threads=team, schedule="dynamic", chunksize=1):
-        nll[i] = _sequence(
+        nll[i] = _sequence_any(
             <const floating*>((<const char*>xb) + i * s0), st, sc, logit_length[i], T, C,
             &labels[0] + offsets[i], label_length[i], blank, logits, zero_infinity,
             grad_scale[i], wb + threadid() * wsize,
