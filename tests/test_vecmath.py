@@ -138,6 +138,20 @@ def test_expf_special_values(x, expected):
         assert got == expected
 
 
+def test_log1pf_small_within_two_float_ulp_on_its_domain():
+    rng = np.random.default_rng(14)
+    top = math.exp(-1.0)
+    u = np.concatenate([rng.uniform(0, top, 200_000), top * 10.0 ** rng.uniform(-44, 0, 50_000),
+                        [0.0, np.float32(top)]]).astype(np.float32).astype(np.float64)
+    u = u[u <= top]
+    got = run("log1pf_small", u)
+    assert np.all(got == got.astype(np.float32))
+    want = np.log1p(u)
+    spacing = np.maximum(np.spacing(want.astype(np.float32)).astype(np.float64), 2.0 ** -149)
+    assert np.max(np.abs(got - want) / spacing) <= 2.0
+    assert math.isnan(float(run("log1pf_small", [math.nan])[0]))
+
+
 def test_log1pf_unit_within_two_float_ulp_on_its_domain():
     rng = np.random.default_rng(10)
     u = np.concatenate([rng.uniform(0, 1, 200_000), 10.0 ** rng.uniform(-44, 0, 50_000),

@@ -358,4 +358,16 @@ CYL_INLINE float cyl_log1pf_unit(float u)
     return (big ? 0.693147180559945309f : 0.0f) + (logm + c);
 }
 
+/* log1p(u) in float32 for u in [0, 1/e] (log-cosh's tail, u = e^-2a at a >= 1/2): within
+ * 2 ulp there (tests/test_vecmath.py); outside it, a finite value of no meaning (for a
+ * select that discards it), NaN for NaN. log1p(u) = 2 atanh(s), s = u / (2 + u) <= 0.16,
+ * by its odd series to s^9 (truncation < 2^-30 relative): one division, where
+ * cyl_log1pf_unit takes two for its whole [0, 1]. */
+CYL_INLINE float cyl_log1pf_small(float u)
+{
+    float s = u / (2.0f + u), z = s * s;
+    float q = ((z * (2.0f / 9.0f) + 2.0f / 7.0f) * z + 2.0f / 5.0f) * z + 2.0f / 3.0f;
+    return 2.0f * s + s * z * q;
+}
+
 #endif /* CYLOSS_VECMATH_H */
