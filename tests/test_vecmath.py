@@ -152,6 +152,24 @@ def test_log1pf_small_within_two_float_ulp_on_its_domain():
     assert math.isnan(float(run("log1pf_small", [math.nan])[0]))
 
 
+def test_log1mf_within_two_float_ulp():
+    # log1p(-p) of the float32 binary cross-entropy, over [0, 1]: near 0 (where 1 - p
+    # rounds), near 1 (where log1p(-p) -> -inf) and between.
+    rng = np.random.default_rng(15)
+    p = np.concatenate([rng.uniform(0, 1, 200_000), 10.0 ** rng.uniform(-45, 0, 50_000),
+                        1.0 - 10.0 ** rng.uniform(-7.5, 0, 50_000), [0.0, 0.5]])
+    p = p.astype(np.float32).astype(np.float64)
+    p = p[p < 1.0]
+    got = run("log1mf", p)
+    assert np.all(got == got.astype(np.float32))
+    want = np.log1p(-p)
+    spacing = np.maximum(np.spacing(np.abs(want).astype(np.float32)).astype(np.float64),
+                         2.0 ** -149)
+    assert np.max(np.abs(got - want) / spacing) <= 2.0
+    assert float(run("log1mf", [1.0])[0]) == -math.inf
+    assert math.isnan(float(run("log1mf", [math.nan])[0]))
+
+
 def test_log1pf_unit_within_two_float_ulp_on_its_domain():
     rng = np.random.default_rng(10)
     u = np.concatenate([rng.uniform(0, 1, 200_000), 10.0 ** rng.uniform(-44, 0, 50_000),

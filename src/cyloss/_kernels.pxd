@@ -14,6 +14,7 @@ cdef extern from "_rows.h" nogil:
     double cyl_log1p(double x) noexcept
     double cyl_log1p_nonneg(double x) noexcept                # cyl_log1p's bits, x in [+0, 2^52)
     float cyl_log1pf_small(float u) noexcept                   # float32, u in [0, 1/e]
+    float cyl_log1mf(float p) noexcept                         # float32 log1p(-p), <= 2 ulp
     float cyl_logf(float x) noexcept                          # float32, <= 2 ulp
     float cyl_expf(float x) noexcept                          # float32, <= 1.2 ulp
     float cyl_log1pf_unit(float u) noexcept                   # float32, u in [0, 1]

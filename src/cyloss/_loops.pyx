@@ -51,7 +51,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_RECORDS_
 from numpy import ndarray as _ndarray
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
-    cyl_regression_f32, cyl_log_f32, cyl_exp_f32, cyl_logf, cyl_log1pf_small,
+    cyl_regression_f32, cyl_log_f32, cyl_exp_f32, cyl_logf, cyl_log1pf_small, cyl_log1mf,
     cyl_log1p_nonneg, cyl_binary,
     cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_binary_grad_f32,
     cyl_regression_hess,
@@ -1793,12 +1793,12 @@ def simd_path():
 
 def vecmath(str name, const double[:] x, double[:] out):
     """Apply cyl_exp, cyl_log, cyl_log1p, cyl_log1p_nonneg, cyl_log_f32, cyl_exp_f32, or
-    cyl_expf / cyl_logf / cyl_log1pf_unit / cyl_log1pf_small (on x rounded to float32) elementwise (tests measure their
+    cyl_expf / cyl_logf / cyl_log1pf_unit / cyl_log1pf_small / cyl_log1mf (on x rounded to float32) elementwise (tests measure their
     accuracy)."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef int which = {"exp": 0, "log": 1, "log1p": 2, "expf": 3, "log1pf_unit": 4,
                       "log1p_nonneg": 5, "log_f32": 6, "exp_f32": 7, "logf": 8,
-                      "log1pf_small": 9}[name]
+                      "log1pf_small": 9, "log1mf": 10}[name]
     _require(out.shape[0] == n, "out length differs")
     with nogil:
         for i in range(n):
@@ -1820,5 +1820,7 @@ def vecmath(str name, const double[:] x, double[:] out):
                 out[i] = cyl_logf(<float>x[i])
             elif which == 9:
                 out[i] = cyl_log1pf_small(<float>x[i])
+            elif which == 10:
+                out[i] = cyl_log1mf(<float>x[i])
             else:
                 out[i] = cyl_log1pf_unit(<float>x[i])

@@ -358,6 +358,19 @@ CYL_INLINE float cyl_log1pf_unit(float u)
     return (big ? 0.693147180559945309f : 0.0f) + (logm + c);
 }
 
+/* log1p(-p) = log(1 - p) in float32 for p in [0, 1] (binary cross-entropy's second log):
+ * v = 1 - p rounded, then log(v) + c / v, Goldberg's correction, with c = (1 - v) - p
+ * exact (1 - v and p are floats within a factor 2 of each other where p < 1/2) and 0
+ * where p >= 1/2 (v exact there). |c| <= 2^-25, so 1 / v = 1 / (1 - p) may be taken as
+ * 1 + p + p^2 (relative error p^3 / (1 - p)): the correction's error stays below
+ * 2^-26 p of the result, no division. Within 2 ulp; -inf at p = 1. */
+CYL_INLINE float cyl_log1mf(float p)
+{
+    float v = 1.0f - p;
+    float c = (1.0f - v) - p;
+    return cyl_logf(v) + c * (1.0f + p * (1.0f + p));
+}
+
 /* log1p(u) in float32 for u in [0, 1/e] (log-cosh's tail, u = e^-2a at a >= 1/2): within
  * 2 ulp there (tests/test_vecmath.py); outside it, a finite value of no meaning (for a
  * select that discards it), NaN for NaN. log1p(u) = 2 atanh(s), s = u / (2 + u) <= 0.16,
