@@ -554,7 +554,7 @@ class MarginRanking(L.Loss):
     """
 
     _function = staticmethod(margin_ranking)
-    _three_inputs = True   # called with three arrays (Accumulator and eval refuse it)
+    _three_inputs = True   # called with three arrays (the eval command refuses it)
     _defaults = L._defaults("margin_ranking", margin=0.0)
 
     def __init__(self, *, margin=0.0, reduction="mean", n_threads=None,
@@ -742,7 +742,7 @@ class GaussianNLL(L.Loss):
     """
 
     _function = staticmethod(gaussian_nll)
-    _three_inputs = True   # called with three arrays (Accumulator and eval refuse it)
+    _three_inputs = True   # called with three arrays (the eval command refuses it)
     _defaults = L._defaults("gaussian_nll", full=False, eps=1e-6)
 
     def __init__(self, *, full=False, eps=1e-6, reduction="mean", n_threads=None,
@@ -886,7 +886,7 @@ class CosineEmbedding(L.Loss):
     """
 
     _function = staticmethod(cosine_embedding)
-    _three_inputs = True   # called with three arrays (Accumulator and eval refuse it)
+    _three_inputs = True   # called with three arrays (the eval command refuses it)
     _defaults = L._defaults("cosine_embedding", margin=0.0)
 
     def __init__(self, *, margin=0.0, reduction="mean", n_threads=None,
@@ -1011,7 +1011,7 @@ class TripletMargin(L.Loss):
     """
 
     _function = staticmethod(triplet_margin)
-    _three_inputs = True   # called with three arrays (Accumulator and eval refuse it)
+    _three_inputs = True   # called with three arrays (the eval command refuses it)
     _defaults = L._defaults("triplet_margin", margin=1.0, p=2.0, eps=1e-6, swap=False)
 
     def __init__(self, *, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean",
