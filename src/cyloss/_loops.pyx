@@ -56,10 +56,12 @@ from cyloss._kernels cimport (
     cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_binary_grad_f32,
     cyl_regression_hess,
     cyl_binary_logit_hess,
-    cyl_binary_bad, cyl_binary_focal, cyl_regression_sum_f32, cyl_regression_sum_f64, cyl_binary_sum_f32,
-    cyl_binary_sum_f64, cyl_all_binary_f32, cyl_all_binary_f64, cyl_simd_path,
-    cyl_margin_ranking, cyl_gaussian_nll, cyl_gaussian_nll_f32, cyl_gaussian_bad,
-    cyl_ranking_sum_f32, cyl_ranking_sum_f64, cyl_overlap_sums_f32, cyl_overlap_sums_f64, cyl_gaussian_sum_f32, cyl_gaussian_sum_f64, cyl_focal_sum_f32, cyl_focal_sum_f64, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
+    cyl_binary_bad, cyl_binary_focal, cyl_regression_sum_f32, cyl_regression_sum_f64,
+    cyl_binary_sum_f32, cyl_binary_sum_f64, cyl_all_binary_f32, cyl_all_binary_f64,
+    cyl_simd_path, cyl_margin_ranking, cyl_gaussian_nll, cyl_gaussian_nll_f32,
+    cyl_gaussian_bad, cyl_ranking_sum_f32, cyl_ranking_sum_f64, cyl_overlap_sums_f32,
+    cyl_overlap_sums_f64, cyl_gaussian_sum_f32, cyl_gaussian_sum_f64, cyl_focal_sum_f32,
+    cyl_focal_sum_f64, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
     CYL_N_ELEMENTWISE, cyl_elementwise_names,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
     cyl_row_gap_f32, cyl_row_gap_f64, cyl_row_weighted_nls_f32, cyl_row_weighted_nls_f64,
@@ -676,7 +678,7 @@ cdef void _binary_focal_block(
     cdef int bad = 0, slow = 0
     cdef double total
     cdef floating* g = NULL
-    if (o.focal and y_pred.shape[1] == 1 and not has_weight and not write_out
+    if (o.focal and m > 0 and y_pred.shape[1] == 1 and not has_weight and not write_out
             and not write_hess and y_true.strides[0] == sizeof(floating)
             and y_pred.strides[0] == sizeof(floating)):
         if write_grad:
@@ -808,7 +810,7 @@ cdef int _all_binary_rows(const floating[:, :] y_true, Py_ssize_t start,
     # Rows [start, end) of a matrix whose rows are contiguous: one C scan per row, or
     # one over all of them when they follow each other in memory.
     cdef Py_ssize_t i, width = y_true.shape[1]
-    if start >= end:
+    if start >= end or width == 0:   # (nothing to scan, and no [start, 0] to take)
         return 1
     if y_true.shape[0] == 1 or y_true.strides[0] == width * <Py_ssize_t>sizeof(floating):
         if floating is float:
@@ -1793,8 +1795,8 @@ def simd_path():
 
 def vecmath(str name, const double[:] x, double[:] out):
     """Apply cyl_exp, cyl_log, cyl_log1p, cyl_log1p_nonneg, cyl_log_f32, cyl_exp_f32, or
-    cyl_expf / cyl_logf / cyl_log1pf_unit / cyl_log1pf_small / cyl_log1mf (on x rounded to float32) elementwise (tests measure their
-    accuracy)."""
+    cyl_expf / cyl_logf / cyl_log1pf_unit / cyl_log1pf_small / cyl_log1mf (on x rounded to
+    float32) elementwise (tests measure their accuracy)."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef int which = {"exp": 0, "log": 1, "log1p": 2, "expf": 3, "log1pf_unit": 4,
                       "log1p_nonneg": 5, "log_f32": 6, "exp_f32": 7, "logf": 8,

@@ -34,7 +34,7 @@ cdef inline double _overlap_row(
     cdef double sums[3]
     cdef Py_ssize_t k, width = y_pred.shape[1]
     cdef int j
-    if _overlap_contiguous(y_true, y_pred):
+    if width > 0 and _overlap_contiguous(y_true, y_pred):   # (no [i, 0] in an empty row)
         _overlap_sums(kind, &y_true[i, 0], &y_pred[i, 0], width, sums)
         return _overlap_ratio(kind, alpha, beta, sums[0], sums[1], sums[2], den, num)
     _lanes_clear(a0)
@@ -134,7 +134,7 @@ cdef void _overlap_piece(
     cdef double y, x
     cdef Py_ssize_t k, m = k1 - k0
     cdef int j
-    if _overlap_contiguous(y_true, y_pred):
+    if m > 0 and _overlap_contiguous(y_true, y_pred):
         _overlap_sums(kind, &y_true[i, k0], &y_pred[i, k0], m, out)
         return
     _lanes_clear(a0)
@@ -316,7 +316,7 @@ cdef void _ranking_block(
     cdef double acc8[8]
     cdef double l, w, d, g
     cdef cyl_acc acc, den
-    if not has_weight and not write_out and not write_grad and _flat3(y_true, x1, x2):
+    if m > 0 and not has_weight and not write_out and not write_grad and _flat3(y_true, x1, x2):
         if floating is float:
             l = cyl_ranking_sum_f32(&y_true[start, 0], &x1[start, 0], &x2[start, 0], m,
                                     margin)
@@ -423,7 +423,7 @@ cdef void _gaussian_block(
     cdef double l, w, v, e, c
     cdef cyl_acc acc, den
     cdef int bad = 0
-    if not has_weight and not write_out and not write_grad and _flat3(y_true, x, var):
+    if m > 0 and not has_weight and not write_out and not write_grad and _flat3(y_true, x, var):
         if floating is float:
             l = cyl_gaussian_sum_f32(&y_true[start, 0], &x[start, 0], &var[start, 0], m, eps,
                                      HALF_LOG_2PI if full else 0.0, &bad)
