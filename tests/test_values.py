@@ -174,6 +174,24 @@ def _cancelling_samples(rng, trials):
         yield y.astype(np.float32), rng.uniform(0.05, 8.0, n).astype(np.float32)
 
 
+@pytest.mark.parametrize("epsilon", [1e-300, 1e-42, 1e-30, 1e-7])
+def test_float32_probabilities_clipped_below_float32_range(epsilon):
+    # The clip bounds are double (README); float32 cannot hold 1e-300 (it rounds to 0) nor
+    # 1e-42 (a subnormal), yet a clipped probability must keep -log(epsilon). Found by the
+    # 1000-example fuzz run (binary_crossentropy, epsilon=1e-300, y_pred=0 in float32).
+    y = np.array([0.25, 0.75, 0.5, 1.0])
+    p = np.array([0.0, 1.0, 0.5, 0.0])
+    pc = np.clip(p, epsilon, 1.0 - epsilon)   # 1 - 1e-30 is 1.0 in double: -log(0) = inf
+    with np.errstate(divide="ignore"):
+        log_p, log_q = np.log(pc), np.log1p(-pc)
+    for pw in (1.0, 3.3):
+        # a zero coefficient contributes 0, even against an infinite log (README)
+        want = -(np.where(y > 0, pw * y * log_p, 0.0) + np.where(y < 1, (1 - y) * log_q, 0.0))
+        got = cyloss.binary_crossentropy(y[:, None], p[:, None].astype(np.float32),
+                                         epsilon=epsilon, pos_weight=pw, reduction="none")
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=2e-6)
+
+
 def _stirling(y):
     safe = np.where(y > 1, y, 1.0)
     return np.where(y > 1, safe * np.log(safe) - safe + 0.5 * np.log(2 * np.pi * safe), 0.0)

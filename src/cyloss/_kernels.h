@@ -481,11 +481,15 @@ CYL_INLINE double cyl_bce_logit_f32(double a, double b, double x)
  * exact for a float32 p, and within 3e-8 for a clip bound (1 - 1e-7 is no float32, but
  * 1e-7 rounds closely), so a saturated p keeps its log(eps). Both terms are >= 0: the
  * float32 result keeps about 2e-7 relative. */
-CYL_INLINE double cyl_bce_prob_f32(double a, double b, double p)
+CYL_INLINE double cyl_bce_prob_f32(double a, double b, double p, double lo, double hi)
 {
     int low = p <= 0.5;
     float s = (float)(low ? p : 1.0 - p);
     double ls = (double)cyl_logf(s), lm = (double)cyl_log1mf(s);   /* log s, log(1 - s) */
+    /* At a clip bound, its logarithm in double (loop-invariant): an epsilon below float32's
+     * range (1e-300 rounds to 0) or in its subnormals keeps its value. */
+    ls = (low & (p == lo)) ? cyl_log(lo) : ls;
+    ls = ((!low) & (p == hi)) ? cyl_log(1.0 - hi) : ls;
     return cyl_term(a, -(low ? ls : lm)) + cyl_term(b, -(low ? lm : ls));
 }
 
@@ -494,7 +498,7 @@ CYL_INLINE double cyl_binary_f32(double y, double p, double pw, int from_logits,
 {
     double ys = y * keep + half;
     return from_logits ? cyl_bce_logit_f32(pw * ys, 1.0 - ys, p)
-                       : cyl_bce_prob_f32(pw * ys, 1.0 - ys, cyl_clip(p, lo, hi));
+                       : cyl_bce_prob_f32(pw * ys, 1.0 - ys, cyl_clip(p, lo, hi), lo, hi);
 }
 
 /* d l / d p of one binary element (the derivative of cyl_binary and cyl_binary_f32):
