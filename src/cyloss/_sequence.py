@@ -230,8 +230,10 @@ def ctc(y_true, y_pred, *, label_length=None, logit_length=None, blank=0, from_l
 
     over the alignments ``pi`` of ``T_i`` frames that collapse to the target ``y_i``
     (merge repeats, then drop blanks), with ``p = softmax(y_pred)`` over the classes.
-    Computed by the forward-backward recursion in log space, one sequence per thread;
-    the gradient with respect to ``y_pred`` comes from the same alpha-beta pass.
+    Computed by the forward-backward recursion, one sequence per thread, in probability
+    space scaled per frame (no logarithm per state), or in log space for a sequence in
+    which a probability would leave double's normal range; the gradient with respect to
+    ``y_pred`` comes from the same alpha-beta pass.
 
     Without lengths this is Keras 3: ``y_true`` is ``(batch, max_label_length)`` padded
     with the blank (Keras's mask index 0), each target is its labels before the padding,

@@ -735,8 +735,9 @@ def binary_focal_crossentropy(
     ``[epsilon, 1 - epsilon]`` inside the logarithms while ``p_t`` takes the unclipped
     ``p``; ``1 - p_t`` is computed as ``y (1 - p) + (1 - y) p``, without Keras's
     cancellation. From logits (no clipping, unlike Keras, which clips ``sigmoid(x)``):
-    the cross-entropy is ``y softplus(-x) + (1 - y) softplus(x)`` and ``1 - p_t`` is taken
-    in log space, so ``|x| = 1e4`` neither overflows nor underflows the focal factor, and
+    the cross-entropy is ``y softplus(-x) + (1 - y) softplus(x)`` and ``1 - p_t`` is
+    ``y sigmoid(-x) + (1 - y) sigmoid(x)`` (no cancellation), taken in log space where
+    ``|x| > 708``, so ``|x| = 1e4`` neither overflows nor underflows the focal factor, and
     infinite logits give the limits (0 or inf). ``gamma = 0`` without balancing is
     :func:`binary_crossentropy`.
 
