@@ -55,6 +55,7 @@ def _config():
         "debug_build": _openmp.debug_build(),
         "compiler_flags": _openmp.build_flags(),
         "simd_path": _loops.simd_path(),
+        "simd_available": ", ".join(_loops.simd_available()),
         "forked_child_serial": _openmp.in_forked_child(),
         "openmp_runtime": _openmp_runtimes(),
     }

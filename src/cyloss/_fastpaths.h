@@ -12,9 +12,14 @@
  * x86-64-v3 clone and the baseline compute the same bits: results do not depend on the
  * thread count, the layout, or the CPU.
  *
- * Runtime dispatch: on x86-64 glibc Linux with GCC or clang each function is compiled twice,
- * for the baseline and for x86-64-v3 (AVX2, FMA), and the loader picks one (ifunc).
- * cyl_simd_path() reports which.
+ * Runtime dispatch (issue 13): on x86-64 glibc Linux with GCC or clang each function below
+ * is compiled three times from one body (CYL_MULTI): for the baseline, for x86-64-v3 (AVX2,
+ * FMA, BMI2) and for x86-64-v4 (AVX-512F/BW/CD/DQ/VL). A plain switch on cyl_simd_level
+ * picks one per call (one predictable branch; the calls are per block or per row, never
+ * per element). _loops.pyx sets the level once at import: the best the CPU has, or the
+ * one CYLOSS_SIMD names; tests switch it to compare the paths' bits. Same bits on every
+ * path: the lane patterns above are fixed by the shape, FMA contraction is off, and the
+ * wider paths only execute the same operations in wider registers.
  */
 #ifndef CYLOSS_FASTPATHS_H
 #define CYLOSS_FASTPATHS_H
@@ -24,27 +29,87 @@
 
 #define CYL_LANES 8
 
-/* ifunc needs glibc's loader (musl has none); math.h, included above, defines __GLIBC__. */
+/* The platforms where the wheels have always dispatched at run time (no ifunc is needed
+ * any more, but the other platforms keep the baseline they were tested with). */
 #if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__GNUC__) \
     && !defined(__INTEL_COMPILER) && !defined(CYLOSS_NO_CLONES)
-#define CYL_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #define CYL_HAVE_CLONES 1
 #else
-#define CYL_CLONES
 #define CYL_HAVE_CLONES 0
 #endif
 
-static const char *cyl_simd_path(void)
+/* 0 baseline, 1 x86-64-v3 (avx2), 2 x86-64-v4 (avx512). Written only by cyl_simd_set,
+ * at import and by the tests' path switch, never while a loop runs. */
+static int cyl_simd_level = 0;
+
+/* The best level this CPU (and its OS, for the AVX-512 register state) supports. */
+static int cyl_simd_best(void)
 {
 #if CYL_HAVE_CLONES
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return "x86-64-v3 (AVX2, FMA), selected at run time";
-    return "baseline (x86-64-v3 clone available, CPU lacks AVX2/FMA)";
+#if defined(__clang__) || __GNUC__ < 12
+    int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+             && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+    int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+             && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
+             && __builtin_cpu_supports("avx512vl");
 #else
-    return "baseline (no run-time dispatch on this platform)";
+    int v3 = __builtin_cpu_supports("x86-64-v3");
+    int v4 = v3 && __builtin_cpu_supports("x86-64-v4");
+#endif
+    return v4 ? 2 : (v3 ? 1 : 0);
+#else
+    return 0;
 #endif
 }
+
+/* Set the level, at most the best one; returns the level in force. */
+static int cyl_simd_set(int level)
+{
+    int best = cyl_simd_best();
+    cyl_simd_level = level < 0 ? 0 : (level > best ? best : level);
+    return cyl_simd_level;
+}
+
+/* CYL_MULTI(RET, NAME, (PARAMS), (ARGS)) { BODY }: defines NAME(PARAMS), which runs BODY
+ * compiled for the level in force. BODY becomes an always-inline function, inlined into
+ * one wrapper per level that carries that level's target attribute, so the compiler
+ * generates (and vectorises) it three times; NAME switches between the wrappers. */
+#if CYL_HAVE_CLONES
+#define CYL_TARGET_V3_ __attribute__((target("arch=x86-64-v3")))
+#define CYL_TARGET_V4_ __attribute__((target("arch=x86-64-v4")))
+#define CYL_MULTI(RET, NAME, PARAMS, ARGS)                                               \
+    CYL_INLINE RET NAME##_body_ PARAMS;                                                  \
+    CYL_TARGET_V4_ static RET NAME##_v4_ PARAMS { return NAME##_body_ ARGS; }           \
+    CYL_TARGET_V3_ static RET NAME##_v3_ PARAMS { return NAME##_body_ ARGS; }           \
+    static RET NAME##_v0_ PARAMS { return NAME##_body_ ARGS; }                           \
+    static RET NAME PARAMS                                                               \
+    {                                                                                    \
+        switch (cyl_simd_level) {                                                        \
+        case 2: return NAME##_v4_ ARGS;                                                  \
+        case 1: return NAME##_v3_ ARGS;                                                  \
+        default: return NAME##_v0_ ARGS;                                                 \
+        }                                                                                \
+    }                                                                                    \
+    CYL_INLINE RET NAME##_body_ PARAMS
+#define CYL_MULTI_VOID(NAME, PARAMS, ARGS)                                               \
+    CYL_INLINE void NAME##_body_ PARAMS;                                                 \
+    CYL_TARGET_V4_ static void NAME##_v4_ PARAMS { NAME##_body_ ARGS; }                  \
+    CYL_TARGET_V3_ static void NAME##_v3_ PARAMS { NAME##_body_ ARGS; }                  \
+    static void NAME##_v0_ PARAMS { NAME##_body_ ARGS; }                                 \
+    static void NAME PARAMS                                                              \
+    {                                                                                    \
+        switch (cyl_simd_level) {                                                        \
+        case 2: NAME##_v4_ ARGS; break;                                                  \
+        case 1: NAME##_v3_ ARGS; break;                                                  \
+        default: NAME##_v0_ ARGS; break;                                                 \
+        }                                                                                \
+    }                                                                                    \
+    CYL_INLINE void NAME##_body_ PARAMS
+#else
+#define CYL_MULTI(RET, NAME, PARAMS, ARGS) static RET NAME PARAMS
+#define CYL_MULTI_VOID(NAME, PARAMS, ARGS) static void NAME PARAMS
+#endif
 
 CYL_INLINE double cyl_lanes_total(const double *acc)
 {
@@ -226,8 +291,8 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
         CYL_LANE_SUM(elem_t_, tr, pr, width, CYL_VALUE_(name, name32)(y, x, param), row); \
         break;
 #define CYL_DEFINE_REGRESSION(SUFFIX, T)                                                 \
-    CYL_CLONES static double cyl_regression_sum_##SUFFIX(                                \
-        int kind, double param, const T *t, const T *p, ptrdiff_t n, ptrdiff_t width)   \
+    CYL_MULTI(double, cyl_regression_sum_##SUFFIX, (                                \
+        int kind, double param, const T *t, const T *p, ptrdiff_t n, ptrdiff_t width), (kind, param, t, p, n, width))   \
     {                                                                                    \
         typedef T elem_t_;   /* T for the case macros, which are not given it */         \
         double total = 0.0;                                                              \
@@ -270,8 +335,8 @@ CYL_DEFINE_REGRESSION(f64, double)
                          g[I_] = (elem_t_)cyl_##name##_grad(y, x, param), total);         \
         break;
 #define CYL_DEFINE_REGRESSION_GRAD(SUFFIX, T)                                            \
-    CYL_CLONES static double cyl_regression_sum_grad_##SUFFIX(                           \
-        int kind, double param, const T *t, const T *p, ptrdiff_t n, T *g)              \
+    CYL_MULTI(double, cyl_regression_sum_grad_##SUFFIX, (                           \
+        int kind, double param, const T *t, const T *p, ptrdiff_t n, T *g), (kind, param, t, p, n, g))              \
     {                                                                                    \
         typedef T elem_t_;   /* T for the case macros, which are not given it */         \
         double total = 0.0;                                                              \
@@ -294,9 +359,9 @@ CYL_DEFINE_REGRESSION_GRAD(f64, double)
  * pos_weight. *bad is set when any datum is invalid (the sum is then meaningless); the
  * caller rescans that block serially for the first one, so the hot loop has no branch. */
 #define CYL_DEFINE_BINARY(SUFFIX, T, BINARY)                                             \
-    CYL_CLONES static double cyl_binary_sum_##SUFFIX(                                    \
+    CYL_MULTI(double, cyl_binary_sum_##SUFFIX, (                                    \
         const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
-        double half, double lo, double hi, int *bad)                                     \
+        double half, double lo, double hi, int *bad), (t, p, n, pw, from_logits, keep, half, lo, hi, bad))                                     \
     {                                                                                    \
         double total = 0.0;                                                              \
         int flag = 0;                                                                    \
@@ -317,9 +382,9 @@ CYL_DEFINE_BINARY(f64, double, cyl_binary)
 /* Value and gradient of binary cross-entropy in one pass (width 1, no weights), as
  * cyl_binary_sum plus g[i] = d l_i / d p_i with the general loop's bits. */
 #define CYL_DEFINE_BINARY_GRAD(SUFFIX, T, BINARY, GRAD)                                        \
-    CYL_CLONES static double cyl_binary_sum_grad_##SUFFIX(                               \
+    CYL_MULTI(double, cyl_binary_sum_grad_##SUFFIX, (                               \
         const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
-        double half, double lo, double hi, int *bad, T *g)                              \
+        double half, double lo, double hi, int *bad, T *g), (t, p, n, pw, from_logits, keep, half, lo, hi, bad, g))                              \
     {                                                                                    \
         double total = 0.0;                                                              \
         int flag = 0;                                                                    \
@@ -344,8 +409,8 @@ CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary, cyl_binary_grad)
  * the sums of their general loops (_pairs.pxi), same bits. Gaussian NLL sets *bad when a
  * variance is negative (the caller then rescans the block for the first one). */
 #define CYL_DEFINE_THREE(SUFFIX, T, GAUSSIAN)                                            \
-    CYL_CLONES static double cyl_ranking_sum_##SUFFIX(                                   \
-        const T *t, const T *x1, const T *x2, ptrdiff_t n, double margin)               \
+    CYL_MULTI(double, cyl_ranking_sum_##SUFFIX, (                                   \
+        const T *t, const T *x1, const T *x2, ptrdiff_t n, double margin), (t, x1, x2, n, margin))               \
     {                                                                                    \
         double total;                                                                    \
         CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double a = (double)x1[I_];          \
@@ -353,9 +418,9 @@ CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary, cyl_binary_grad)
                         cyl_margin_ranking(y, a, b, margin), (void)0, total);            \
         return total;                                                                    \
     }                                                                                    \
-    CYL_CLONES static double cyl_gaussian_sum_##SUFFIX(                                  \
+    CYL_MULTI(double, cyl_gaussian_sum_##SUFFIX, (                                  \
         const T *t, const T *x, const T *var, ptrdiff_t n, double eps, double extra,    \
-        int *bad)                                                                        \
+        int *bad), (t, x, var, n, eps, extra, bad))                                                                        \
     {                                                                                    \
         double total;                                                                    \
         int flag = 0;                                                                    \
@@ -391,8 +456,8 @@ CYL_DEFINE_THREE(f64, double, cyl_gaussian_nll)
         }                                                                                \
     } while (0)
 #define CYL_DEFINE_OVERLAP(SUFFIX, T)                                                    \
-    CYL_CLONES static void cyl_overlap_sums_##SUFFIX(int dice, const T *t, const T *p,  \
-                                                     ptrdiff_t n, double *out)          \
+    CYL_MULTI_VOID(cyl_overlap_sums_##SUFFIX, (int dice, const T *t, const T *p,  \
+                                                     ptrdiff_t n, double *out), (dice, t, p, n, out))          \
     {                                                                                    \
         double a0[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};                 \
         double a1[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};                 \
@@ -414,7 +479,7 @@ CYL_DEFINE_OVERLAP(f64, double)
  * cyl_hinge_label), else 0: blocks of 4096 checked without branches (vectorised), stopping
  * after the first block that holds another value (NaN included). */
 #define CYL_DEFINE_ALL_BINARY(SUFFIX, T)                                                 \
-    CYL_CLONES static int cyl_all_binary_##SUFFIX(const T *v, ptrdiff_t n)              \
+    CYL_MULTI(int, cyl_all_binary_##SUFFIX, (const T *v, ptrdiff_t n), (v, n))              \
     {                                                                                    \
         for (ptrdiff_t s = 0; s < n; s += 4096) {                                        \
             const ptrdiff_t e = n - s < 4096 ? n : s + 4096;                             \
@@ -438,7 +503,7 @@ CYL_DEFINE_ALL_BINARY(f64, double)
  * (gamma's mode, logits or probabilities), so that each vectorises with its own power. */
 #define CYL_FOCAL_LOOP_(T, MODE, LOGITS)                                                     if (g)                                                                                       CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double x = (double)p[I_];                                   double gk_ = 0.0,                                                                        (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi, gamma,                                                 MODE, alpha, balance, cw, &gk_)),                                 g[I_] = (T)gk_, total);                                              else                                                                                         CYL_ACC_SUM(T, t, p, n, (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi,                                                        gamma, MODE, alpha, balance, cw,                                                         NULL)),                                               total)
 #define CYL_FOCAL_MODES_(T, LOGITS)                                                          switch (cyl_focal_mode(gamma)) {                                                             case 0: CYL_FOCAL_LOOP_(T, 0, LOGITS); break;                                            case 1: CYL_FOCAL_LOOP_(T, 1, LOGITS); break;                                            case 2: CYL_FOCAL_LOOP_(T, 2, LOGITS); break;                                            default: CYL_FOCAL_LOOP_(T, 3, LOGITS); break;                                       }
-#define CYL_DEFINE_FOCAL(SUFFIX, T)                                                          CYL_CLONES static double cyl_focal_sum_##SUFFIX(                                             const T *t, const T *p, ptrdiff_t n, int from_logits, double keep, double half,          double lo, double hi, double gamma, double alpha, int balance, double cw,                int *bad, int *slow_out, T *g)                                                       {                                                                                            double total = 0.0;                                                                      int flag = 0, slow = 0;                                                                  if (from_logits) {                                                                           CYL_FOCAL_MODES_(T, 1)                                                               } else {                                                                                     CYL_FOCAL_MODES_(T, 0)                                                               }                                                                                        *bad = flag;                                                                             *slow_out = slow;                                                                        return total;                                                                        }
+#define CYL_DEFINE_FOCAL(SUFFIX, T)                                                          CYL_MULTI(double, cyl_focal_sum_##SUFFIX, (                                             const T *t, const T *p, ptrdiff_t n, int from_logits, double keep, double half,          double lo, double hi, double gamma, double alpha, int balance, double cw,                int *bad, int *slow_out, T *g), (t, p, n, from_logits, keep, half, lo, hi, gamma, alpha, balance, cw, bad, slow_out, g))                                                       {                                                                                            double total = 0.0;                                                                      int flag = 0, slow = 0;                                                                  if (from_logits) {                                                                           CYL_FOCAL_MODES_(T, 1)                                                               } else {                                                                                     CYL_FOCAL_MODES_(T, 0)                                                               }                                                                                        *bad = flag;                                                                             *slow_out = slow;                                                                        return total;                                                                        }
 
 CYL_DEFINE_FOCAL(f32, float)
 CYL_DEFINE_FOCAL(f64, double)

@@ -53,7 +53,7 @@ cdef extern from "_rows.h" nogil:
                             double cw, double* g) noexcept     # loss; d/dp in *g (or NULL)
 
     # _fastpaths.h: compensated sums over samples, and block sums over contiguous inputs
-    # (x86-64-v3 clones where available)
+    # (baseline, x86-64-v3 and x86-64-v4 builds, chosen at run time)
     ctypedef struct cyl_acc:
         double s[8]
         double c[8]
@@ -62,7 +62,9 @@ cdef extern from "_rows.h" nogil:
     void cyl_acc_add(cyl_acc* a, Py_ssize_t o, Py_ssize_t n, double v) noexcept
     double cyl_acc_total(cyl_acc* a) noexcept
     void cyl_two_sum_add(double* s, double* c, double v) noexcept
-    const char* cyl_simd_path() noexcept
+    int cyl_simd_best() noexcept                             # 0 baseline, 1 v3, 2 v4
+    int cyl_simd_set(int level) noexcept                     # clamped to the best
+    int CYL_HAVE_CLONES
     double cyl_margin_ranking(double y, double a, double b, double margin) noexcept
     double cyl_gaussian_nll(double y, double x, double var, double eps) noexcept
     double cyl_gaussian_nll_f32(double y, double x, double var, double eps) noexcept

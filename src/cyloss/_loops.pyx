@@ -58,7 +58,7 @@ from cyloss._kernels cimport (
     cyl_binary_logit_hess,
     cyl_binary_bad, cyl_binary_focal, cyl_regression_sum_f32, cyl_regression_sum_f64,
     cyl_binary_sum_f32, cyl_binary_sum_f64, cyl_all_binary_f32, cyl_all_binary_f64,
-    cyl_simd_path, cyl_margin_ranking, cyl_gaussian_nll, cyl_gaussian_nll_f32,
+    cyl_simd_best, cyl_simd_set, CYL_HAVE_CLONES, cyl_margin_ranking, cyl_gaussian_nll, cyl_gaussian_nll_f32,
     cyl_gaussian_bad, cyl_ranking_sum_f32, cyl_ranking_sum_f64, cyl_overlap_sums_f32,
     cyl_overlap_sums_f64, cyl_gaussian_sum_f32, cyl_gaussian_sum_f64, cyl_focal_sum_f32,
     cyl_focal_sum_f64, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
@@ -1786,9 +1786,81 @@ def focal_rows(
 include "_pairs.pxi"
 
 
+# --- run-time SIMD path (issue 13) --------------------------------------------------------
+
+SIMD_PATHS = ("baseline", "avx2", "avx512")
+_SIMD_ISA = {
+    "baseline": "x86-64 baseline (SSE2)",
+    "avx2": "x86-64-v3: AVX2, FMA, BMI2",
+    "avx512": "x86-64-v4: AVX-512F/BW/CD/DQ/VL",
+}
+_simd_how = "chosen at run time"
+cdef int _simd_level = 0   # mirrors cyl_simd_level (the C global, which is static)
+
+
+def simd_available():
+    """The SIMD paths this build can run on this CPU, slowest first."""
+    return SIMD_PATHS[: cyl_simd_best() + 1]
+
+
+def simd_current():
+    """The path in force: 'baseline', 'avx2' or 'avx512'."""
+    return SIMD_PATHS[_simd_level]
+
+
+def _set_simd(str path):
+    """Switch the path (tests compare the paths' bits). Not thread-safe: no loop may run
+    meanwhile. Returns the path that was in force."""
+    global _simd_level
+    if path not in SIMD_PATHS:
+        raise ValueError(f"SIMD path must be one of {SIMD_PATHS}, got {path!r}")
+    if path not in simd_available():
+        raise ValueError(f"SIMD path {path!r} is not available on this CPU/build "
+                         f"(available: {simd_available()})")
+    old = simd_current()
+    _simd_level = cyl_simd_set(SIMD_PATHS.index(path))
+    return old
+
+
+def _init_simd():
+    """The path at import: CYLOSS_SIMD (baseline, avx2, avx512; empty or 'auto': the best
+    the CPU has). An unknown value is an error; a path this CPU or build lacks falls back
+    to the best it has, with a RuntimeWarning (so that one setting serves a mixed cluster)."""
+    import os
+    import warnings
+    global _simd_how
+    raw = os.environ.get("CYLOSS_SIMD", "")
+    want = raw.strip().lower()
+    best = cyl_simd_best()
+    if want in ("", "auto"):
+        return best
+    if want not in SIMD_PATHS:
+        raise ValueError(
+            f"CYLOSS_SIMD must be one of 'auto', 'baseline', 'avx2', 'avx512' (or unset), "
+            f"got {raw!r}")
+    level = SIMD_PATHS.index(want)
+    if level > best:
+        why = ("this build has no run-time dispatch on this platform" if not CYL_HAVE_CLONES
+               else "this CPU lacks it")
+        warnings.warn(
+            f"CYLOSS_SIMD={raw!r}: {why}; using {SIMD_PATHS[best]!r}",
+            RuntimeWarning, stacklevel=2)
+        _simd_how = f"CYLOSS_SIMD={want} unavailable, fell back"
+        return best
+    _simd_how = f"forced by CYLOSS_SIMD={want}"
+    return level
+
+
+_simd_level = cyl_simd_set(_init_simd())
+
+
 def simd_path():
-    """Which build of the fast paths this CPU runs (baseline or x86-64-v3)."""
-    return cyl_simd_path().decode("ascii")
+    """Which build of the fast paths runs: the path, its instruction set, how it was
+    chosen (show_config's simd_path)."""
+    cur = simd_current()
+    if not CYL_HAVE_CLONES:
+        return f"{cur} ({_SIMD_ISA[cur]}; no run-time dispatch on this platform)"
+    return f"{cur} ({_SIMD_ISA[cur]}), {_simd_how}"
 
 
 # --- test hook -----------------------------------------------------------------------------
