@@ -87,7 +87,7 @@ class BuildExt(build_ext):
         else:
             # -fno-math-errno lets log/exp/sqrt inline and vectorise; never -ffast-math:
             # it deletes isnan/isinf checks and breaks the NaN contract.
-            # -ffp-contract=off: no silent a*b+c -> fma. With it, the x86-64-v3 clones and
+            # -ffp-contract=off: no silent a*b+c -> fma. With it, the AVX2 and AVX-512 paths and
             # the baseline code round differently, so results would depend on the CPU and
             # on which path (contiguous or strided) a layout takes.
             base = (["-O0", "-g"] if debug else ["-O3"]) + [

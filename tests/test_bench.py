@@ -238,3 +238,20 @@ def test_pair_workloads_run_at_tiny_size():
              if w.loss in _bench.PAIR_LOSSES}
     assert sizes == {loss: ((10**6, 10) if _bench.LOSSES[loss][0] == "rows" else (10**7,))
                      for loss in _bench.PAIR_LOSSES}
+
+
+def test_gradient_workloads_have_the_read_write_ceiling():
+    """Issue 13: value and gradient against reading both inputs and writing the gradient
+    once; the header names the SIMD path in force."""
+    workloads = [_bench.Workload("mse_grad", (1000,), "float32"),
+                 _bench.Workload("mse", (1000,), "float32")]
+    results = _bench.run_benchmark(workloads, threads=[1], rounds=2, warmup=1,
+                                   target_ms=0.2, progress=False)
+    grad, plain = ({rec["id"]: rec for rec in e["implementations"]}
+                   for e in results["workloads"])
+    assert grad["readwrite"]["kind"] == "ceiling"
+    assert grad["readwrite"]["ratio_readwrite"] == 1.0
+    assert grad["cyloss-1t"]["ratio_readwrite"] > 0
+    assert "readwrite" not in plain and "ratio_readwrite" not in plain["cyloss-1t"]
+    path = cyloss.show_config(mode="dicts")["simd_path"].split(" ")[0]
+    assert f"SIMD {path})" in _bench.markdown(results)

@@ -923,6 +923,12 @@ def _with_baselines(workload, data, libs, threads, impls):
     flat = [a.reshape(-1) for a in inputs]
     impls.append(Impl("read", "read (numpy)", "ceiling",
                       lambda: [np.add.reduce(a) for a in flat], None))
+    if workload.loss in GRADIENT_LOSSES and y_true.shape == y_pred.shape:
+        # Issue 13: a value-and-gradient pass reads both inputs and writes the gradient
+        # once; np.add(y_true, y_pred, out=g) streams exactly those bytes.
+        out = np.empty_like(y_pred)
+        impls.append(Impl("readwrite", "read+write (numpy)", "ceiling",
+                          lambda: np.add(y_true, y_pred, out=out), None))
     if torch is not None:
         tensors = [torch.from_numpy(a) for a in flat]
         impls.append(Impl("read-torch", "read (torch)", "ceiling",
@@ -1034,11 +1040,14 @@ def bench_workload(workload, libs, *, threads, rounds, warmup, target_s, seed=0,
     for impl, rec in results.values():
         rec.update(_stats(rec["samples_s"]))
     read = results.get("read", (None, {}))[1].get("median_s")
+    readwrite = results.get("readwrite", (None, {}))[1].get("median_s")
     torch_t = results.get("torch", (None, {}))[1].get("median_s")
     jax_t = results.get("jax", (None, {}))[1].get("median_s")
     for impl, rec in results.values():
         rec["ratio_read"] = rec["median_s"] / read if read else None
         rec["ratio_torch"] = rec["median_s"] / torch_t if torch_t else None
+        if readwrite:
+            rec["ratio_readwrite"] = rec["median_s"] / readwrite
         if jax_t:
             rec["ratio_jax"] = rec["median_s"] / jax_t
         entry["implementations"].append(rec)
@@ -1269,6 +1278,9 @@ def notes(libs, threads):
         "each once, in a shuffled order.",
         "read: np.add.reduce over each input array (y_true, y_pred; labels for sparse), "
         "single-threaded: streaming the input bytes once. xread = time / read.",
+        "read+write (gradient workloads with y_true shaped like y_pred): np.add(y_true, "
+        "y_pred, out=g), single-threaded: reading both inputs and writing the gradient "
+        "once; the JSON's ratio_readwrite = time / read+write.",
         "read (torch): torch.sum over each input tensor, PyTorch's default threads.",
         "exp: np.exp over y_pred into a preallocated array (cross-entropies only).",
         "numpy: hand-written stable NumPy with Keras semantics (renormalise and clip "
@@ -1360,7 +1372,9 @@ def markdown(results):
         f"numpy {m['numpy']} · torch {m['torch'] or 'not installed'}"
         + (f" ({m['torch_threads']} threads)" if m["torch"] else "")
         + f" · scikit-learn {m['sklearn'] or 'not installed'} · cyloss {m['cyloss']} "
-        f"(OpenMP {'on' if cfg.get('openmp') else 'off'})"
+        f"(OpenMP {'on' if cfg.get('openmp') else 'off'}"
+        + (f", SIMD {cfg['simd_path'].split(' ')[0]}" if cfg.get("simd_path") else "")
+        + ")"
     )
     lines.append("")
     if results.get("command"):

@@ -7,10 +7,9 @@
  * the main part goes to lane j % CYL_LANES, the tail to lane 0; lanes combined by a fixed
  * tree; sums over samples compensated, see cyl_acc), exactly as the general loops in
  * _loops.pyx do, so a contiguous and a strided input give the same bits, and so do all
- * thread counts. The pattern does not depend on
- * the vector width, and setup.py turns off the contraction of a*b+c into FMA, so the
- * x86-64-v3 clone and the baseline compute the same bits: results do not depend on the
- * thread count, the layout, or the CPU.
+ * thread counts. The pattern does not depend on the vector width, and setup.py turns off
+ * the contraction of a*b+c into FMA, so the three SIMD paths below compute the same bits:
+ * results do not depend on the thread count, the layout, or the CPU.
  *
  * Runtime dispatch (issue 13): on x86-64 glibc Linux with GCC or clang each function below
  * is compiled three times from one body (CYL_MULTI): for the baseline, for x86-64-v3 (AVX2,
@@ -291,8 +290,9 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
         CYL_LANE_SUM(elem_t_, tr, pr, width, CYL_VALUE_(name, name32)(y, x, param), row); \
         break;
 #define CYL_DEFINE_REGRESSION(SUFFIX, T)                                                 \
-    CYL_MULTI(double, cyl_regression_sum_##SUFFIX, (                                \
-        int kind, double param, const T *t, const T *p, ptrdiff_t n, ptrdiff_t width), (kind, param, t, p, n, width))   \
+    CYL_MULTI(double, cyl_regression_sum_##SUFFIX, (                                     \
+        int kind, double param, const T *t, const T *p, ptrdiff_t n, ptrdiff_t width),   \
+            (kind, param, t, p, n, width))                                               \
     {                                                                                    \
         typedef T elem_t_;   /* T for the case macros, which are not given it */         \
         double total = 0.0;                                                              \
@@ -335,8 +335,9 @@ CYL_DEFINE_REGRESSION(f64, double)
                          g[I_] = (elem_t_)cyl_##name##_grad(y, x, param), total);         \
         break;
 #define CYL_DEFINE_REGRESSION_GRAD(SUFFIX, T)                                            \
-    CYL_MULTI(double, cyl_regression_sum_grad_##SUFFIX, (                           \
-        int kind, double param, const T *t, const T *p, ptrdiff_t n, T *g), (kind, param, t, p, n, g))              \
+    CYL_MULTI(double, cyl_regression_sum_grad_##SUFFIX, (                                \
+        int kind, double param, const T *t, const T *p, ptrdiff_t n, T *g),              \
+            (kind, param, t, p, n, g))                                                   \
     {                                                                                    \
         typedef T elem_t_;   /* T for the case macros, which are not given it */         \
         double total = 0.0;                                                              \
@@ -359,9 +360,10 @@ CYL_DEFINE_REGRESSION_GRAD(f64, double)
  * pos_weight. *bad is set when any datum is invalid (the sum is then meaningless); the
  * caller rescans that block serially for the first one, so the hot loop has no branch. */
 #define CYL_DEFINE_BINARY(SUFFIX, T, BINARY)                                             \
-    CYL_MULTI(double, cyl_binary_sum_##SUFFIX, (                                    \
+    CYL_MULTI(double, cyl_binary_sum_##SUFFIX, (                                         \
         const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
-        double half, double lo, double hi, int *bad), (t, p, n, pw, from_logits, keep, half, lo, hi, bad))                                     \
+        double half, double lo, double hi, int *bad),                                    \
+            (t, p, n, pw, from_logits, keep, half, lo, hi, bad))                         \
     {                                                                                    \
         double total = 0.0;                                                              \
         int flag = 0;                                                                    \
@@ -382,9 +384,10 @@ CYL_DEFINE_BINARY(f64, double, cyl_binary)
 /* Value and gradient of binary cross-entropy in one pass (width 1, no weights), as
  * cyl_binary_sum plus g[i] = d l_i / d p_i with the general loop's bits. */
 #define CYL_DEFINE_BINARY_GRAD(SUFFIX, T, BINARY, GRAD)                                        \
-    CYL_MULTI(double, cyl_binary_sum_grad_##SUFFIX, (                               \
+    CYL_MULTI(double, cyl_binary_sum_grad_##SUFFIX, (                                    \
         const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
-        double half, double lo, double hi, int *bad, T *g), (t, p, n, pw, from_logits, keep, half, lo, hi, bad, g))                              \
+        double half, double lo, double hi, int *bad, T *g),                              \
+            (t, p, n, pw, from_logits, keep, half, lo, hi, bad, g))                      \
     {                                                                                    \
         double total = 0.0;                                                              \
         int flag = 0;                                                                    \
@@ -409,8 +412,9 @@ CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary, cyl_binary_grad)
  * the sums of their general loops (_pairs.pxi), same bits. Gaussian NLL sets *bad when a
  * variance is negative (the caller then rescans the block for the first one). */
 #define CYL_DEFINE_THREE(SUFFIX, T, GAUSSIAN)                                            \
-    CYL_MULTI(double, cyl_ranking_sum_##SUFFIX, (                                   \
-        const T *t, const T *x1, const T *x2, ptrdiff_t n, double margin), (t, x1, x2, n, margin))               \
+    CYL_MULTI(double, cyl_ranking_sum_##SUFFIX, (                                        \
+        const T *t, const T *x1, const T *x2, ptrdiff_t n, double margin),               \
+            (t, x1, x2, n, margin))                                                      \
     {                                                                                    \
         double total;                                                                    \
         CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double a = (double)x1[I_];          \
@@ -418,9 +422,9 @@ CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary, cyl_binary_grad)
                         cyl_margin_ranking(y, a, b, margin), (void)0, total);            \
         return total;                                                                    \
     }                                                                                    \
-    CYL_MULTI(double, cyl_gaussian_sum_##SUFFIX, (                                  \
+    CYL_MULTI(double, cyl_gaussian_sum_##SUFFIX, (                                       \
         const T *t, const T *x, const T *var, ptrdiff_t n, double eps, double extra,    \
-        int *bad), (t, x, var, n, eps, extra, bad))                                                                        \
+        int *bad), (t, x, var, n, eps, extra, bad))                                      \
     {                                                                                    \
         double total;                                                                    \
         int flag = 0;                                                                    \
@@ -456,8 +460,9 @@ CYL_DEFINE_THREE(f64, double, cyl_gaussian_nll)
         }                                                                                \
     } while (0)
 #define CYL_DEFINE_OVERLAP(SUFFIX, T)                                                    \
-    CYL_MULTI_VOID(cyl_overlap_sums_##SUFFIX, (int dice, const T *t, const T *p,  \
-                                                     ptrdiff_t n, double *out), (dice, t, p, n, out))          \
+    CYL_MULTI_VOID(cyl_overlap_sums_##SUFFIX, (int dice, const T *t, const T *p,         \
+                                                     ptrdiff_t n, double *out),          \
+                                                         (dice, t, p, n, out))           \
     {                                                                                    \
         double a0[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};                 \
         double a1[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};                 \
@@ -479,7 +484,7 @@ CYL_DEFINE_OVERLAP(f64, double)
  * cyl_hinge_label), else 0: blocks of 4096 checked without branches (vectorised), stopping
  * after the first block that holds another value (NaN included). */
 #define CYL_DEFINE_ALL_BINARY(SUFFIX, T)                                                 \
-    CYL_MULTI(int, cyl_all_binary_##SUFFIX, (const T *v, ptrdiff_t n), (v, n))              \
+    CYL_MULTI(int, cyl_all_binary_##SUFFIX, (const T *v, ptrdiff_t n), (v, n))           \
     {                                                                                    \
         for (ptrdiff_t s = 0; s < n; s += 4096) {                                        \
             const ptrdiff_t e = n - s < 4096 ? n : s + 4096;                             \

@@ -159,7 +159,7 @@ CYL_INLINE double cyl_row_maxmin_v8(const float *x, ptrdiff_t C, double *least)
     return m;
 }
 #define CYL_ROW_MAX_f32(x, sb, C, least)                                                 \
-    ((sb) == (ptrdiff_t)sizeof(float) ? cyl_row_maxmin_v8((x), (C), (least))            \
+    ((sb) == (ptrdiff_t)sizeof(float) ? cyl_row_maxmin_v8((x), (C), (least))             \
                                       : cyl_row_max_f32((x), (sb), (C)))
 #else
 #define CYL_ROW_MAX_f32(x, sb, C, least) cyl_row_max_f32((x), (sb), (C))
@@ -454,8 +454,9 @@ CYL_INLINE double cyl_row_total_v8(const float *x, ptrdiff_t C, int *negative)
                                                                                          \
 /* lognorm of a logit row (see above); *m_out = its maximum. next: a row the caller reads \
  * next (prefetched where that pays), or NULL. */                                        \
-CYL_MULTI(double, cyl_row_logits_##SUFFIX, (                                        \
-    const T *x, ptrdiff_t sb, ptrdiff_t C, double *m_out, const void *next), (x, sb, C, m_out, next))              \
+CYL_MULTI(double, cyl_row_logits_##SUFFIX, (                                             \
+    const T *x, ptrdiff_t sb, ptrdiff_t C, double *m_out, const void *next),             \
+        (x, sb, C, m_out, next))                                                         \
 {                                                                                        \
     double m = -INFINITY, total = 0.0, ties = 0.0;                                       \
     (void)next;                                                                          \
@@ -480,9 +481,10 @@ CYL_MULTI(double, cyl_row_logits_##SUFFIX, (                                    
                                                                                          \
 /* sum_k cyl_term(q_k, -log softmax(x)_k), q = y (1 - s) + s / C given as keep, spread;  \
  * *bad = 1 when a target lies outside [0, 1]. */                                        \
-CYL_MULTI(double, cyl_row_soft_xent_##SUFFIX, (                                     \
+CYL_MULTI(double, cyl_row_soft_xent_##SUFFIX, (                                          \
     const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C, double keep,       \
-    double spread, double m, double lognorm, int *bad), (y, ysb, x, sb, C, keep, spread, m, lognorm, bad))                                   \
+    double spread, double m, double lognorm, int *bad),                                  \
+        (y, ysb, x, sb, C, keep, spread, m, lognorm, bad))                               \
 {                                                                                        \
     double total = 0.0;                                                                  \
     if (CYL_ROW_SOFT_XENT_FAST_##SUFFIX(y, ysb, x, sb, C, keep, spread, m, lognorm, bad, \
@@ -503,8 +505,8 @@ CYL_MULTI(double, cyl_row_soft_xent_##SUFFIX, (                                 
 }                                                                                        \
                                                                                          \
 /* sum_k (m - x_k) over classes below the maximum: C (lse - mean_k x_k) - C lognorm. */  \
-CYL_MULTI(double, cyl_row_gap_##SUFFIX, (                                           \
-    const T *x, ptrdiff_t sb, ptrdiff_t C, double m), (x, sb, C, m))                                     \
+CYL_MULTI(double, cyl_row_gap_##SUFFIX, (                                                \
+    const T *x, ptrdiff_t sb, ptrdiff_t C, double m), (x, sb, C, m))                     \
 {                                                                                        \
     double total = 0.0;                                                                  \
     CYL_STRIDED(T, sb,                                                                   \
@@ -517,8 +519,9 @@ CYL_MULTI(double, cyl_row_gap_##SUFFIX, (                                       
 }                                                                                        \
                                                                                          \
 /* sum_k cyl_term(cw_k, -log softmax(x)_k), cw contiguous. */                            \
-CYL_MULTI(double, cyl_row_weighted_nls_##SUFFIX, (                                  \
-    const T *x, ptrdiff_t sb, ptrdiff_t C, const double *cw, double m, double lognorm), (x, sb, C, cw, m, lognorm))   \
+CYL_MULTI(double, cyl_row_weighted_nls_##SUFFIX, (                                       \
+    const T *x, ptrdiff_t sb, ptrdiff_t C, const double *cw, double m, double lognorm),  \
+        (x, sb, C, cw, m, lognorm))                                                      \
 {                                                                                        \
     double total = 0.0;                                                                  \
     CYL_STRIDED(T, sb,                                                                   \
@@ -535,8 +538,8 @@ CYL_MULTI(double, cyl_row_weighted_nls_##SUFFIX, (                              
 /* Sum of a probability row; *negative = 1 when an entry is negative. Sixteen lanes (the  \
  * pattern of CYL_FOR_LANES16): a sum this cheap is bound by the latency of its adds, and \
  * eight lanes are only two vectors of doubles in flight. */                             \
-CYL_MULTI(double, cyl_row_total_##SUFFIX, (                                         \
-    const T *x, ptrdiff_t sb, ptrdiff_t C, int *negative), (x, sb, C, negative))                                \
+CYL_MULTI(double, cyl_row_total_##SUFFIX, (                                              \
+    const T *x, ptrdiff_t sb, ptrdiff_t C, int *negative), (x, sb, C, negative))         \
 {                                                                                        \
     double total = 0.0;                                                                  \
     if (CYL_ROW_TOTAL_FAST_##SUFFIX(x, sb, C, negative, total))                          \
@@ -551,9 +554,10 @@ CYL_MULTI(double, cyl_row_total_##SUFFIX, (                                     
 }                                                                                        \
                                                                                          \
 /* sum_k cyl_term(q_k, -log clip(p_k / total)); *bad = 1 for a target outside [0, 1]. */ \
-CYL_MULTI(double, cyl_row_prob_soft_xent_##SUFFIX, (                                \
+CYL_MULTI(double, cyl_row_prob_soft_xent_##SUFFIX, (                                     \
     const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C, double total,      \
-    double keep, double spread, double lo, double hi, int *bad), (y, ysb, x, sb, C, total, keep, spread, lo, hi, bad))                          \
+    double keep, double spread, double lo, double hi, int *bad),                         \
+        (y, ysb, x, sb, C, total, keep, spread, lo, hi, bad))                            \
 {                                                                                        \
     double sum = 0.0;                                                                    \
     int flag = 0;                                                                        \
@@ -571,9 +575,9 @@ CYL_MULTI(double, cyl_row_prob_soft_xent_##SUFFIX, (                            
 }                                                                                        \
                                                                                          \
 /* sum_k cyl_term(cw_k, -log clip(p_k / total)), cw_k = 1 when cw is NULL. */            \
-CYL_MULTI(double, cyl_row_prob_nll_sum_##SUFFIX, (                                  \
+CYL_MULTI(double, cyl_row_prob_nll_sum_##SUFFIX, (                                       \
     const T *x, ptrdiff_t sb, ptrdiff_t C, const double *cw, double total, double lo,    \
-    double hi), (x, sb, C, cw, total, lo, hi))                                                                           \
+    double hi), (x, sb, C, cw, total, lo, hi))                                           \
 {                                                                                        \
     double sum = 0.0;                                                                    \
     CYL_STRIDED(T, sb,                                                                   \
@@ -617,10 +621,11 @@ CYL_MULTI(double, cyl_row_prob_nll_sum_##SUFFIX, (                              
     }
 
 #define CYL_DEFINE_ROW_GRAD(SUFFIX, T)                                                   \
-CYL_MULTI_VOID(cyl_row_logit_grad_##SUFFIX, (                                      \
+CYL_MULTI_VOID(cyl_row_logit_grad_##SUFFIX, (                                            \
     const T *x, ptrdiff_t sb, const T *y, ptrdiff_t ysb, ptrdiff_t C, int64_t label,    \
     const double *cw, double keep, double spread, double qsum, double m, double lognorm, \
-    double w, T *g, T *h, ptrdiff_t gsb), (x, sb, y, ysb, C, label, cw, keep, spread, qsum, m, lognorm, w, g, h, gsb))                                                 \
+    double w, T *g, T *h, ptrdiff_t gsb),                                                \
+        (x, sb, y, ysb, C, label, cw, keep, spread, qsum, m, lognorm, w, g, h, gsb))     \
 {                                                                                        \
     const ptrdiff_t it = (ptrdiff_t)sizeof(T);                                           \
     const double inv = cyl_exp(-lognorm);                                                \
@@ -696,7 +701,8 @@ CYL_MULTI(double, cyl_row_logits_keep_f32, (const float *x, ptrdiff_t C, double 
 
 CYL_MULTI_VOID(cyl_row_grad_kept_f32, (
     const float *y, ptrdiff_t C, int64_t label, const double *cw, double keep,
-    double spread, double qsum, double lognorm, double w, float *g), (y, C, label, cw, keep, spread, qsum, lognorm, w, g))
+    double spread, double qsum, double lognorm, double w, float *g),
+    (y, C, label, cw, keep, spread, qsum, lognorm, w, g))
 {
     const double inv = cyl_exp(-lognorm);
     if (y != NULL) {
@@ -929,8 +935,9 @@ CYL_DEFINE_ROWS8_LOGNORM(f64, double)
 #endif
 
 #define CYL_DEFINE_SPARSE_SMALL(SUFFIX, T)                                               \
-CYL_MULTI(int, cyl_sparse_logits_rows8_##SUFFIX, (                                  \
-    const T *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, cyl_acc *sums), (x, C, labels, n, sums))          \
+CYL_MULTI(int, cyl_sparse_logits_rows8_##SUFFIX, (                                       \
+    const T *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, cyl_acc *sums),         \
+        (x, C, labels, n, sums))                                                         \
 {                                                                                        \
     if (C > CYL_SMALL_CLASSES)                                                           \
         return 1;                                                                        \
@@ -966,7 +973,8 @@ CYL_MULTI(int, cyl_sparse_logits_rows8_##SUFFIX, (                              
  * one block's log1p is a chain of ~150 cycles that the processor cannot overlap with the
  * next block's work, a run of them it can. */
 CYL_MULTI(int, cyl_sparse_logits_rows8_f32, (
-    const float *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, cyl_acc *sums), (x, C, labels, n, sums))
+    const float *x, ptrdiff_t C, const int64_t *labels, ptrdiff_t n, cyl_acc *sums),
+    (x, C, labels, n, sums))
 {
     enum { RUN = 16 };
     if (C > CYL_SMALL_CLASSES)
@@ -1060,9 +1068,9 @@ CYL_MULTI(int, cyl_sparse_prob_rows_f32, (
  * bits. Returns 0, or 1 when a target lies outside [0, 1] (the caller then redoes the
  * block in its general loop, which reports it). */
 #define CYL_DEFINE_CATEGORICAL_SMALL(SUFFIX, T)                                          \
-CYL_MULTI(int, cyl_categorical_logits_rows8_##SUFFIX, (                             \
+CYL_MULTI(int, cyl_categorical_logits_rows8_##SUFFIX, (                                  \
     const T *y, const T *x, ptrdiff_t C, ptrdiff_t n, double keep, double spread,       \
-    cyl_acc *sums), (y, x, C, n, keep, spread, sums))                                                                       \
+    cyl_acc *sums), (y, x, C, n, keep, spread, sums))                                    \
 {                                                                                        \
     if (C > CYL_SMALL_CLASSES)                                                           \
         return 1;                                                                        \
@@ -1242,9 +1250,9 @@ CYL_INLINE double cyl_kl_grad(int mode, double y, double x, double lo)
 #define CYL_DEFINE_CATALOGUE_ROWS(SUFFIX, T)                                             \
                                                                                          \
 /* sum_k KL term(y_k, x_k) (see cyl_kl_term), and its gradient. */                       \
-CYL_MULTI(double, cyl_row_kl_##SUFFIX, (                                            \
+CYL_MULTI(double, cyl_row_kl_##SUFFIX, (                                                 \
     const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C, int mode,          \
-    double lo, T *g, ptrdiff_t gsb, double w), (y, ysb, x, sb, C, mode, lo, g, gsb, w))                                            \
+    double lo, T *g, ptrdiff_t gsb, double w), (y, ysb, x, sb, C, mode, lo, g, gsb, w))  \
 {                                                                                        \
     double total = 0.0;                                                                  \
     CYL_STRIDED2(T, sb, ysb,                                                             \
@@ -1264,9 +1272,9 @@ CYL_MULTI(double, cyl_row_kl_##SUFFIX, (                                        
  * neg = max_k (1 - y_k) x_k (plain IEEE products, as Keras). The gradient takes the     \
  * first maximum (torch.argmax's choice), and is 0 where the hinge is not active (at 0   \
  * too, as relu's); a NaN loss makes the row's gradient NaN. */                          \
-CYL_MULTI(double, cyl_row_cat_hinge_##SUFFIX, (                                     \
+CYL_MULTI(double, cyl_row_cat_hinge_##SUFFIX, (                                          \
     const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C,                    \
-    T *g, ptrdiff_t gsb, double w), (y, ysb, x, sb, C, g, gsb, w))                                                       \
+    T *g, ptrdiff_t gsb, double w), (y, ysb, x, sb, C, g, gsb, w))                       \
 {                                                                                        \
     double pos = 0.0, neg = -INFINITY, t, l;                                             \
     ptrdiff_t arg = 0;                                                                   \
@@ -1298,9 +1306,9 @@ CYL_MULTI(double, cyl_row_cat_hinge_##SUFFIX, (                                 
  * b = 1 / max(|x|, eps) (ops.normalize: x min(rsqrt(sum x^2), 1 / eps)). Sums whose     \
  * squares overflow are taken again with each row scaled by its largest magnitude, so    \
  * huge finite rows give their cosine, not 0. */                                         \
-CYL_MULTI(double, cyl_row_cosine_##SUFFIX, (                                        \
+CYL_MULTI(double, cyl_row_cosine_##SUFFIX, (                                             \
     const T *y, ptrdiff_t ysb, const T *x, ptrdiff_t sb, ptrdiff_t C, double eps,        \
-    T *g, ptrdiff_t gsb, double w), (y, ysb, x, sb, C, eps, g, gsb, w))                                                       \
+    T *g, ptrdiff_t gsb, double w), (y, ysb, x, sb, C, eps, g, gsb, w))                  \
 {                                                                                        \
     double syy = 0.0, sxx = 0.0, syx = 0.0, sy = 1.0, sx = 1.0;                          \
     CYL_STRIDED2(T, sb, ysb,                                                             \
