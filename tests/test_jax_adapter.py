@@ -208,6 +208,51 @@ def test_equals_optax_with_integer_labels():
     assert_close(grad, ref_grad, "float32")
 
 
+def test_residual_used_by_two_pullbacks_is_not_overwritten():
+    """The backward pass scales the residual in place (an input-output alias): a second
+    pullback of the same forward must still see the unscaled gradient, and a cotangent
+    of 1 leaves it as it is."""
+    x, t = _data("labels", (64, 7), "float32", 3)
+
+    def pulls(fn):
+        def run(x):
+            value, pull = jax.vjp(lambda x: fn(x, t, label_smoothing=0.1), x)
+            return value, pull(jnp.float32(-2.5))[0], pull(jnp.float32(1.0))[0], \
+                pull(jnp.float32(3.0))[0]
+        return jax.jit(run)(x)
+
+    ours, refs = pulls(cj.cross_entropy), pulls(ref_cross_entropy)
+    for a, b in zip(ours, refs):
+        assert_close(a, b, "float32")
+    assert not np.array_equal(np.asarray(ours[1]), np.asarray(ours[2]))
+
+
+def test_large_outputs_take_the_huge_page_advice():
+    """Outputs of 4 MiB and more get madvise(MADV_HUGEPAGE) before cyloss writes them:
+    the values are unchanged, and a buffer below the threshold is left alone."""
+    x, t = _data("labels", (1100, 1000), "float32", 4)   # a 4.4 MB gradient
+    value, grad = jax.jit(jax.value_and_grad(lambda x: cj.cross_entropy(x, t)))(x)
+    ref_value, ref_grad = jax.jit(jax.value_and_grad(ref_cross_entropy))(x, t)
+    assert_close(value, ref_value, "float32")
+    assert_close(grad, ref_grad, "float32")
+    import sys
+    if sys.platform.startswith("linux"):
+        assert cj._madvise not in (None, False)     # resolved and used
+    calls = []
+    real = cj._madvise
+    try:
+        cj._madvise = lambda *a: calls.append(a) or 0
+        cj._hugepages(np.empty(1000, np.float32))
+        assert calls == []
+        big = np.empty(3 << 20, np.float32)
+        cj._hugepages(big)
+        (start, length, advice), = calls
+        assert start % 4096 == 0 and advice == 14
+        assert big.ctypes.data <= start and start + length <= big.ctypes.data + big.nbytes
+    finally:
+        cj._madvise = real
+
+
 def test_vmap_runs_one_call_per_batch_element():
     problems = [_data("labels", (8, 5), "float32", seed) for seed in range(3)]
     x, t = np.stack([p[0] for p in problems]), np.stack([p[1] for p in problems])

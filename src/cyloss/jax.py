@@ -30,7 +30,11 @@ and the gradient is written straight into the result), elsewhere or on JAX versi
 computes the value only; under differentiation the forward pass makes one fused
 ``value_and_grad`` call and keeps the gradient as the residual, and the backward pass
 multiplies it by the incoming cotangent (broadcast along the class axis for
-``reduction="none"``, whose cotangent has the per-sample shape). Integer labels stay
+``reduction="none"``, whose cotangent has the per-sample shape), in place over the
+residual on the CPU backend, and not at all when the cotangent is 1 (``jax.grad`` of the
+loss). Large output buffers get transparent huge pages (``madvise``, Linux) before
+cyloss writes them: XLA hands out fresh memory at every step, and faulting it in 4 KiB
+pages cost as much as the loss itself. Integer labels stay
 integer. Options (``weight``, ``pos_weight``, ``ignore_index``, ...) are fixed when the
 function is traced: they must be concrete values (constants, or closed over), not traced
 arrays.
@@ -89,6 +93,39 @@ def _concrete(name, value):
                         "closed-over array), not a traced one") from None
 
 
+_MADV_HUGEPAGE = 14
+_HUGE_MIN = 4 << 20
+_madvise = None
+
+
+def _hugepages(a):
+    """Ask Linux for transparent huge pages under a large fresh output buffer before it is
+    written (NumPy does this for its own arrays; XLA's buffers are fresh memory at every
+    step). First touch then faults in 2 MiB pages instead of 4 KiB ones: at 10^4 x 1000
+    float32 logits this took the callback from 14.9 to 7.7 ms. Advice only: the contents
+    and the memory's owner are unchanged, and any failure leaves the buffer as it was."""
+    global _madvise
+    if a.nbytes < _HUGE_MIN or _madvise is False:
+        return
+    if _madvise is None:
+        try:
+            import ctypes
+            import sys
+            if not sys.platform.startswith("linux"):
+                raise OSError("not Linux")
+            fn = ctypes.CDLL(None, use_errno=True).madvise
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            fn.restype = ctypes.c_int
+            _madvise = fn
+        except (OSError, AttributeError):
+            _madvise = False
+            return
+    start = (a.ctypes.data + 4095) & ~4095          # whole pages inside the buffer only
+    end = (a.ctypes.data + a.nbytes) & ~4095
+    if end > start:
+        _madvise(start, end - start, _MADV_HUGEPAGE)
+
+
 def _callback(host, out_types, x, t):
     """Run ``host(x, t, outs)`` (NumPy arrays; it fills ``outs``) from JAX.
 
@@ -100,7 +137,10 @@ def _callback(host, out_types, x, t):
     """
     if _buffer_callback is not None and jax.default_backend() == "cpu":
         def run(ctx, outs, x, t):
-            host(np.asarray(x), np.asarray(t), [np.asarray(o) for o in outs])
+            outs = [np.asarray(o) for o in outs]
+            for o in outs:
+                _hugepages(o)
+            host(np.asarray(x), np.asarray(t), outs)
         return _buffer_callback(run, out_types, vmap_method=VMAP_METHOD)(x, t)
 
     def run(x, t):
@@ -108,6 +148,26 @@ def _callback(host, out_types, x, t):
         host(np.asarray(x), np.asarray(t), outs)
         return tuple(outs)
     return jax.pure_callback(run, out_types, x, t, vmap_method=VMAP_METHOD)
+
+
+def _scale(grad, g):
+    """The residual gradient times the incoming cotangent ``g`` (broadcast).
+
+    On the CPU backend with ``buffer_callback`` the product is written over the residual
+    itself (an input-output alias: the residual is dead after the backward pass), and
+    not at all when ``g`` is 1 (``jax.grad`` of a scalar loss), where ``grad * g`` cost a
+    pass over the gradient into fresh memory (3.5 ms at 10^4 x 1000 float32). The same
+    IEEE products otherwise."""
+    if _buffer_callback is None or jax.default_backend() != "cpu":
+        return grad * g
+
+    def run(ctx, out, grad, g):
+        o, c = np.asarray(out), np.asarray(g)
+        if not np.all(c == 1):
+            np.multiply(o, c, out=o)
+    out_type = jax.ShapeDtypeStruct(grad.shape, grad.dtype)
+    return _buffer_callback(run, out_type, vmap_method=VMAP_METHOD,
+                            input_output_aliases={0: 0})(grad, g.astype(grad.dtype))
 
 
 def _loss(name, input, target, options):
@@ -150,7 +210,7 @@ def _loss(name, input, target, options):
     def backward(grad, g):
         if out_shape and class_axis is not None:
             g = jnp.expand_dims(g, class_axis)
-        return grad * g, None
+        return _scale(grad, g), None
 
     loss.defvjp(forward, backward, symbolic_zeros=True)
     return loss(input, target)
