@@ -1247,6 +1247,23 @@ CYL_INLINE double cyl_kl_grad(int mode, double y, double x, double lo)
     }
 }
 
+/* One row of cyl_row_kl with its mode a constant: the switch inside cyl_kl_term folds
+ * away and the loops vectorise (with the switch inside them, 10^4 x 1000 float32 took
+ * 52 ms). */
+#define CYL_KL_ROW_(T, MODE)                                                             \
+    do {                                                                                 \
+        CYL_STRIDED2(T, sb, ysb,                                                         \
+            CYL_LANES_INIT(acc);                                                         \
+            CYL_FOR_LANES(C, acc[L] += cyl_kl_term((MODE), CYL_AT(T, y, K, YS_),         \
+                                                   CYL_AT(T, x, K, S_), lo););           \
+            total = cyl_lanes_total(acc);                                                \
+        );                                                                               \
+        if (g != NULL)                                                                   \
+            for (ptrdiff_t k = 0; k < C; k++)                                            \
+                CYL_GAT(T, g, k, gsb) = (T)(w * cyl_kl_grad((MODE), CYL_AT(T, y, k, ysb), \
+                                                             CYL_AT(T, x, k, sb), lo));  \
+    } while (0)
+
 #define CYL_DEFINE_CATALOGUE_ROWS(SUFFIX, T)                                             \
                                                                                          \
 /* sum_k KL term(y_k, x_k) (see cyl_kl_term), and its gradient. */                       \
@@ -1255,16 +1272,12 @@ CYL_MULTI(double, cyl_row_kl_##SUFFIX, (                                        
     double lo, T *g, ptrdiff_t gsb, double w), (y, ysb, x, sb, C, mode, lo, g, gsb, w))  \
 {                                                                                        \
     double total = 0.0;                                                                  \
-    CYL_STRIDED2(T, sb, ysb,                                                             \
-        CYL_LANES_INIT(acc);                                                             \
-        CYL_FOR_LANES(C, acc[L] += cyl_kl_term(mode, CYL_AT(T, y, K, YS_),               \
-                                               CYL_AT(T, x, K, S_), lo););               \
-        total = cyl_lanes_total(acc);                                                    \
-    );                                                                                   \
-    if (g != NULL)                                                                       \
-        for (ptrdiff_t k = 0; k < C; k++)                                                \
-            CYL_GAT(T, g, k, gsb) = (T)(w * cyl_kl_grad(mode, CYL_AT(T, y, k, ysb),      \
-                                                         CYL_AT(T, x, k, sb), lo));      \
+    switch (mode) {                                                                      \
+    case CYL_KL_KERAS: CYL_KL_ROW_(T, CYL_KL_KERAS); break;                              \
+    case CYL_KL_LOG_INPUT: CYL_KL_ROW_(T, CYL_KL_LOG_INPUT); break;                      \
+    case CYL_KL_LOG_TARGET: CYL_KL_ROW_(T, CYL_KL_LOG_TARGET); break;                    \
+    default: CYL_KL_ROW_(T, CYL_KL_LOG_INPUT | CYL_KL_LOG_TARGET); break;                \
+    }                                                                                    \
     return total;                                                                        \
 }                                                                                        \
                                                                                          \
