@@ -68,6 +68,47 @@ def test_rows_of_outputs_match(width, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("width", [2, 7, 8, 10, 17, 300, 2048, 2049])
+@pytest.mark.parametrize("options", [
+    {"from_logits": True}, {"from_logits": False}, {"from_logits": True, "pw": "vector"},
+    {"from_logits": False, "label_smoothing": 0.1, "pw": "scalar"},
+    {"multilabel": "class_weight"}, {"multilabel": None},
+], ids=["logits", "probs", "logits-pw", "probs-ls-pw", "multilabel-cw", "multilabel"])
+def test_binary_rows_match_the_general_loop(options, width, dtype):
+    """Binary cross-entropy and multilabel soft margin over rows of several outputs: the
+    flat-terms kernel (terms of whole rows first, then the rows' lane sums) gives the
+    general loop's bits, chunk boundaries and widths beyond the buffer included."""
+    rng = np.random.default_rng(width)
+    n = max(3, 40_000 // width)
+    opts = dict(options)
+    logits = opts.pop("from_logits", True)
+    y = (rng.uniform(size=(n, width)) < 0.3).astype(dtype)
+    if logits:
+        p = (rng.normal(size=(n, width)) * 3).astype(dtype)
+    else:   # clipped at both ends: exact 0 and 1 among them
+        p = np.clip(rng.uniform(-0.05, 1.05, size=(n, width)), 0.0, 1.0).astype(dtype)
+    pw = opts.pop("pw", None)
+    if "multilabel" in opts:
+        cw = rng.uniform(0.0, 2.0, size=width) if opts["multilabel"] else None
+
+        def fn(a, b):
+            return cyloss.multilabel_soft_margin(a, b, class_weight=cw)
+    else:
+        kw = dict(from_logits=logits, **opts)
+        if pw == "vector":
+            kw["pos_weight"] = rng.uniform(0.5, 3.0, size=width)
+        elif pw == "scalar":
+            kw["pos_weight"] = 2.5
+
+        def fn(a, b):
+            return cyloss.binary_crossentropy(a, b, **kw)
+    value = fn(y, p)
+    assert same_bits(value, fn(strided(y, 0), strided(p, 0)))
+    assert same_bits(value, fn(strided(y, 1), strided(p, 1)))
+    assert same_bits(value, fn(y[::-1][::-1], np.ascontiguousarray(p[:, ::-1])[:, ::-1]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("classes", [1, 2, 3, 8, 10, 17, 32, 33, 200])
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 1003, 5000])
 def test_sparse_logits_small_class_kernel_matches(n, classes, dtype):

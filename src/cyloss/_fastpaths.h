@@ -500,6 +500,73 @@ CYL_DEFINE_OVERLAP(f64, double)
 CYL_DEFINE_ALL_BINARY(f32, float)
 CYL_DEFINE_ALL_BINARY(f64, double)
 
+/* Binary cross-entropy over n contiguous rows of `width` outputs, without weights: the
+ * sum over rows of each row's mean of BINARY(y, x, pw_k) (pw_k = pw[k * pw_step]; times cw_k with class weights:
+ * multilabel soft margin, else plain), the bits of the general loop (_binary_row and
+ * _focal_row: element k in lane k % 8 of the row's main part, the tail in lane 0,
+ * cyl_lanes_total / width; the rows compensated as cyl_acc_add). The elements of up to
+ * CYL_ROWS_CHUNK_ values are computed first, in one flat loop (rows of 10 leave a per-row
+ * loop mostly scalar: 11-17 ns an element), then summed row by row from that buffer.
+ * *bad is set for an invalid datum, or for rows wider than the buffer; the caller then
+ * runs the general loop. */
+#define CYL_ROWS_CHUNK_ 2048
+/* The terms of one chunk, from_logits (LOGITS) a constant so that the loop vectorises. */
+#define CYL_BROWS_TERMS_(BINARY, LOGITS, TERM)                                           \
+    do {                                                                                 \
+        for (ptrdiff_t j = 0; j < len; j++) {                                            \
+            double y = (double)tc[j], x = (double)pc[j];                                 \
+            flag |= cyl_binary_bad(y, x, LOGITS);                                        \
+            double v_ = BINARY(y, x, pwt[j], LOGITS, keep, half, lo, hi);                \
+            e[j] = TERM;                                                                 \
+        }                                                                                \
+    } while (0)
+#define CYL_DEFINE_BINARY_ROWS(SUFFIX, T, BINARY)                                        \
+    CYL_MULTI(double, cyl_binary_rows_sum_##SUFFIX, (                                    \
+        const T *t, const T *p, ptrdiff_t n, ptrdiff_t width, const double *pw,          \
+        ptrdiff_t pw_step, const double *cw, int from_logits, double keep, double half,  \
+        double lo, double hi, int *bad),                                                 \
+        (t, p, n, width, pw, pw_step, cw, from_logits, keep, half, lo, hi, bad))         \
+    {                                                                                    \
+        double e[CYL_ROWS_CHUNK_], pwt[CYL_ROWS_CHUNK_], cwt[CYL_ROWS_CHUNK_];           \
+        const ptrdiff_t main_ = width & ~(ptrdiff_t)7;                                   \
+        int flag = 0;                                                                    \
+        cyl_acc A;                                                                       \
+        if (width < 1 || width > CYL_ROWS_CHUNK_) { *bad = 1; return 0.0; }              \
+        const ptrdiff_t rows = CYL_ROWS_CHUNK_ / width;                                  \
+        cyl_acc_init(&A);                                                                \
+        for (ptrdiff_t j = 0; j < rows * width; j++) {                                   \
+            pwt[j] = pw[(j % width) * pw_step];                                          \
+            cwt[j] = cw != NULL ? cw[j % width] : 1.0;                                   \
+        }                                                                                \
+        for (ptrdiff_t i0 = 0; i0 < n; i0 += rows) {                                     \
+            const ptrdiff_t r = n - i0 < rows ? n - i0 : rows, len = r * width;          \
+            const T *tc = t + i0 * width, *pc = p + i0 * width;                          \
+            if (from_logits) {                                                           \
+                if (cw != NULL) CYL_BROWS_TERMS_(BINARY, 1, cyl_term(cwt[j], v_));       \
+                else CYL_BROWS_TERMS_(BINARY, 1, v_);                                    \
+            } else {                                                                     \
+                if (cw != NULL) CYL_BROWS_TERMS_(BINARY, 0, cyl_term(cwt[j], v_));       \
+                else CYL_BROWS_TERMS_(BINARY, 0, v_);                                    \
+            }                                                                            \
+            for (ptrdiff_t q = 0; q < r; q++) {                                          \
+                const double *er = e + q * width;                                        \
+                double acc[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};        \
+                ptrdiff_t k = 0;                                                         \
+                for (; k < main_; k += CYL_LANES)                                        \
+                    for (int jj = 0; jj < CYL_LANES; jj++)                               \
+                        acc[jj] += er[k + jj];                                           \
+                for (; k < width; k++)                                                   \
+                    acc[0] += er[k];                                                     \
+                cyl_acc_add(&A, i0 + q, n, cyl_lanes_total(acc) / (double)width);        \
+            }                                                                            \
+        }                                                                                \
+        *bad = flag;                                                                     \
+        return cyl_acc_total(&A);                                                        \
+    }
+
+CYL_DEFINE_BINARY_ROWS(f32, float, cyl_binary_f32)
+CYL_DEFINE_BINARY_ROWS(f64, double, cyl_binary)
+
 /* Binary focal cross-entropy over n contiguous samples of one element each, without
  * weights: the sum of the general loop's elements (cyl_binary_focal) and, when g is not
  * NULL, their derivatives into g, same bits. *bad is set for an invalid datum, *slow for a

@@ -77,6 +77,16 @@ cdef extern from "_rows.h" nogil:
                                 Py_ssize_t n, double eps, double extra, int* bad) noexcept
     double cyl_gaussian_sum_f64(const double* t, const double* x, const double* var,
                                 Py_ssize_t n, double eps, double extra, int* bad) noexcept
+    double cyl_binary_rows_sum_f32(const float* t, const float* p, Py_ssize_t n,
+                                   Py_ssize_t width, const double* pw, Py_ssize_t pw_step,
+                                   const double* cw,
+                                   int from_logits, double keep, double half, double lo,
+                                   double hi, int* bad) noexcept
+    double cyl_binary_rows_sum_f64(const double* t, const double* p, Py_ssize_t n,
+                                   Py_ssize_t width, const double* pw, Py_ssize_t pw_step,
+                                   const double* cw,
+                                   int from_logits, double keep, double half, double lo,
+                                   double hi, int* bad) noexcept
     void cyl_overlap_sums_f32(int dice, const float* t, const float* p, Py_ssize_t n,
                               double* out) noexcept
     void cyl_overlap_sums_f64(int dice, const double* t, const double* p, Py_ssize_t n,

@@ -61,7 +61,8 @@ from cyloss._kernels cimport (
     cyl_simd_best, cyl_simd_set, CYL_HAVE_CLONES, cyl_margin_ranking, cyl_gaussian_nll, cyl_gaussian_nll_f32,
     cyl_gaussian_bad, cyl_ranking_sum_f32, cyl_ranking_sum_f64, cyl_overlap_sums_f32,
     cyl_overlap_sums_f64, cyl_gaussian_sum_f32, cyl_gaussian_sum_f64, cyl_focal_sum_f32,
-    cyl_focal_sum_f64, CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
+    cyl_focal_sum_f64, cyl_binary_rows_sum_f32, cyl_binary_rows_sum_f64,
+    CYL_MAE, CYL_MSE, CYL_HUBER, CYL_SMOOTH_L1,
     CYL_N_ELEMENTWISE, cyl_elementwise_names,
     cyl_row_logits_f32, cyl_row_logits_f64, cyl_row_soft_xent_f32, cyl_row_soft_xent_f64,
     cyl_row_gap_f32, cyl_row_gap_f64, cyl_row_weighted_nls_f32, cyl_row_weighted_nls_f64,
@@ -622,6 +623,38 @@ cdef void _regression_block(
                       blk)
 
 
+cdef inline bint _binary_rows_fast(
+    const floating[:, :] y_true, const floating[:, :] y_pred, const double* pw,
+    Py_ssize_t pw_step, const double* cw, Py_ssize_t cw_len, Py_ssize_t cw_stride,
+    bint from_logits, double keep, double half, double lo, double hi, bint general,
+    Py_ssize_t start, Py_ssize_t end, Block* blk,
+) noexcept nogil:
+    # The value of binary cross-entropy over contiguous rows wider than one output
+    # (multilabel soft margin when cw is given): cyl_binary_rows_sum, the general loop's
+    # bits. pw_step 0: one pos_weight for every column; cw NULL: no class weights.
+    # False when the general loop must run: weights, outputs, a layout or width the fast
+    # path does not take, or an invalid datum (the general loop reports the first one).
+    cdef Py_ssize_t width = y_pred.shape[1], m = end - start
+    cdef double total
+    cdef int bad = 0
+    if (general or m <= 0 or width < 2
+            or y_true.strides[1] != sizeof(floating) or y_pred.strides[1] != sizeof(floating)
+            or y_true.strides[0] != width * sizeof(floating)
+            or y_pred.strides[0] != width * sizeof(floating)
+            or (cw != NULL and (cw_len != width or cw_stride != sizeof(double)))):
+        return False
+    if floating is float:
+        total = cyl_binary_rows_sum_f32(&y_true[start, 0], &y_pred[start, 0], m, width, pw,
+                                        pw_step, cw, from_logits, keep, half, lo, hi, &bad)
+    else:
+        total = cyl_binary_rows_sum_f64(&y_true[start, 0], &y_pred[start, 0], m, width, pw,
+                                        pw_step, cw, from_logits, keep, half, lo, hi, &bad)
+    if bad:
+        return False
+    _set(blk, total, <double>m, m)
+    return True
+
+
 cdef void _binary_block(
     const BinaryOptions* o,
     const floating[:, :] y_true, const floating[:, :] y_pred,
@@ -657,6 +690,12 @@ cdef void _binary_block(
             _binary_first_bad(y_true, y_pred, o.from_logits, start, end, blk)
         else:
             _set(blk, total, <double>m, m)
+        return
+    if _binary_rows_fast(y_true, y_pred, &pos_weight[0],
+                         pos_weight.strides[0] // <Py_ssize_t>sizeof(double), NULL, 0, 0,
+                         o.from_logits, o.keep, o.half, o.lo, o.hi,
+                         has_weight or write_out or write_grad or write_hess, start, end,
+                         blk):
         return
     _elementwise_rows(o, y_true, y_pred, weight, has_weight, pos_weight,
                       loss_out, write_out, grad, write_grad, hess, write_hess, start, end,
@@ -697,6 +736,12 @@ cdef void _binary_focal_block(
             if not bad and not slow:
                 _set(blk, total, <double>m, m)
                 return
+    cdef double one = 1.0
+    if not o.focal and _binary_rows_fast(y_true, y_pred, &one, 0, &cw[0], cw.shape[0],
+                                         cw.strides[0], o.from_logits, o.keep, o.half,
+                                         o.lo, o.hi, has_weight or write_out or write_grad
+                                         or write_hess, start, end, blk):
+        return
     _elementwise_rows(o, y_true, y_pred, weight, has_weight, cw, loss_out, write_out,
                       grad, write_grad, hess, write_hess, start, end, blk)
 
