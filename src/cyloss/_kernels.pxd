@@ -189,6 +189,10 @@ cdef extern from "_rows.h" nogil:
     # _rows.h, the catalogue's row losses: the row's loss, and w * its gradient through
     # g's byte stride gsb when g is not NULL
     int CYL_KL_KERAS, CYL_KL_LOG_INPUT, CYL_KL_LOG_TARGET
+    int cyl_kl_rows_sum_f32(const float* y, const float* x, Py_ssize_t n, Py_ssize_t C,
+                            int mode, double lo, double* out) noexcept
+    int cyl_kl_rows_sum_f64(const double* y, const double* x, Py_ssize_t n, Py_ssize_t C,
+                            int mode, double lo, double* out) noexcept
     double cyl_row_kl_f32(const float* y, Py_ssize_t ysb, const float* x, Py_ssize_t sb,
                           Py_ssize_t C, int mode, double lo, float* g, Py_ssize_t gsb,
                           double w) noexcept

@@ -1264,6 +1264,56 @@ CYL_INLINE double cyl_kl_grad(int mode, double y, double x, double lo)
                                                              CYL_AT(T, x, k, sb), lo));  \
     } while (0)
 
+/* KL divergence over n contiguous rows of C classes, without weights, outputs or
+ * gradient: the sum over rows of cyl_row_kl's value, same bits (element k in lane k % 8
+ * of the main part, the tail in lane 0, cyl_lanes_total; rows compensated as
+ * cyl_acc_add). The terms of whole rows, up to CYL_KL_CHUNK_ values, are computed first in
+ * one flat loop with the mode a constant (rows of 10 leave the per-row loop mostly
+ * scalar), then summed row by row. Returns 0 when C is too wide for the buffer (the caller
+ * runs its row loop). */
+#define CYL_KL_CHUNK_ 2048
+#define CYL_KL_TERMS_(MODE)                                                              \
+    do {                                                                                 \
+        for (ptrdiff_t j = 0; j < len; j++)                                              \
+            e[j] = cyl_kl_term((MODE), (double)yc[j], (double)xc[j], lo);                \
+    } while (0)
+#define CYL_DEFINE_KL_ROWS(SUFFIX, T)                                                    \
+    CYL_MULTI(int, cyl_kl_rows_sum_##SUFFIX, (                                           \
+        const T *y, const T *x, ptrdiff_t n, ptrdiff_t C, int mode, double lo,           \
+        double *out), (y, x, n, C, mode, lo, out))                                       \
+    {                                                                                    \
+        double e[CYL_KL_CHUNK_];                                                         \
+        const ptrdiff_t main_ = C & ~(ptrdiff_t)7;                                       \
+        cyl_acc A;                                                                       \
+        if (C < 1 || C > CYL_KL_CHUNK_)                                                  \
+            return 0;                                                                    \
+        const ptrdiff_t rows = CYL_KL_CHUNK_ / C;                                        \
+        cyl_acc_init(&A);                                                                \
+        for (ptrdiff_t i0 = 0; i0 < n; i0 += rows) {                                     \
+            const ptrdiff_t r = n - i0 < rows ? n - i0 : rows, len = r * C;              \
+            const T *yc = y + i0 * C, *xc = x + i0 * C;                                  \
+            switch (mode) {                                                              \
+            case CYL_KL_KERAS: CYL_KL_TERMS_(CYL_KL_KERAS); break;                       \
+            case CYL_KL_LOG_INPUT: CYL_KL_TERMS_(CYL_KL_LOG_INPUT); break;               \
+            case CYL_KL_LOG_TARGET: CYL_KL_TERMS_(CYL_KL_LOG_TARGET); break;             \
+            default: CYL_KL_TERMS_(CYL_KL_LOG_INPUT | CYL_KL_LOG_TARGET); break;         \
+            }                                                                            \
+            for (ptrdiff_t q = 0; q < r; q++) {                                          \
+                const double *er = e + q * C;                                            \
+                CYL_LANES_INIT(acc);                                                     \
+                ptrdiff_t k = 0;                                                         \
+                for (; k < main_; k += CYL_LANES)                                        \
+                    for (int jj = 0; jj < CYL_LANES; jj++)                               \
+                        acc[jj] += er[k + jj];                                           \
+                for (; k < C; k++)                                                       \
+                    acc[0] += er[k];                                                     \
+                cyl_acc_add(&A, i0 + q, n, cyl_lanes_total(acc));                        \
+            }                                                                            \
+        }                                                                                \
+        *out = cyl_acc_total(&A);                                                        \
+        return 1;                                                                        \
+    }
+
 #define CYL_DEFINE_CATALOGUE_ROWS(SUFFIX, T)                                             \
                                                                                          \
 /* sum_k KL term(y_k, x_k) (see cyl_kl_term), and its gradient. */                       \
@@ -1377,6 +1427,8 @@ CYL_MULTI(double, cyl_row_cosine_##SUFFIX, (                                    
     return -cos_;                                                                        \
 }
 
+CYL_DEFINE_KL_ROWS(f32, float)
+CYL_DEFINE_KL_ROWS(f64, double)
 CYL_DEFINE_CATALOGUE_ROWS(f32, float)
 CYL_DEFINE_CATALOGUE_ROWS(f64, double)
 
