@@ -6,6 +6,8 @@ general loop; a contiguous copy takes the fast path. Sizes straddle the 8-lane m
 the tail, several blocks, and the small-class cross-row kernel (C <= 32) and beyond.
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -65,6 +67,46 @@ def test_rows_of_outputs_match(width, dtype):
         fn = getattr(cyloss, name)
         assert same_bits(fn(y, p), fn(strided(y, 0), strided(p, 0)))
         assert same_bits(fn(y, p), fn(strided(y, 1), strided(p, 1)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("options", [{}, {"ignore_index": 2}, {"ignore_index": None},
+                                     {"class_weight": "vector"}],
+                         ids=["default", "ignore2", "no_ignore", "class_weight"])
+def test_nll_value_loop_matches_the_general_loop(options, dtype):
+    """nll's value over samples of one position: the dedicated loop gives the general
+    loop's bits (a 3-D input, classes on axis 1 with a trailing axis, takes the general
+    one), and reports a bad label by its index."""
+    rng = np.random.default_rng(11)
+    n, classes = 20_011, 7
+    opts = dict(options)
+    if opts.get("class_weight") == "vector":
+        opts["class_weight"] = rng.uniform(0.0, 2.0, size=classes)
+    labels = rng.integers(0, classes, size=n)
+    logp = np.log(rng.dirichlet(np.ones(classes), size=n)).astype(dtype)
+    value = cyloss.nll(labels, logp, reduction="sum", **opts)
+    # Unit sample weights send the same data through the general loop.
+    ones = np.ones(n)
+    assert same_bits(value, cyloss.nll(labels, logp, reduction="sum", sample_weight=ones,
+                                       **opts))
+    assert same_bits(value, cyloss.nll(labels, strided(logp, 1), reduction="sum",
+                                       sample_weight=ones, **opts))
+    # And the mean against an exact float64 sum written here.
+    cw = opts.get("class_weight")
+    cw = np.ones(classes) if cw is None else cw
+    keep = labels != opts.get("ignore_index")
+    picked = logp.astype(np.float64)[np.arange(n), labels]
+    terms = cw[labels[keep]] * -picked[keep]
+    # "mean" divides by the counted samples, "weighted_mean" (PyTorch's mean) by their
+    # class weights.
+    assert cyloss.nll(labels, logp, **opts) == pytest.approx(
+        math.fsum(terms) / keep.sum(), rel=1e-15)
+    assert cyloss.nll(labels, logp, reduction="weighted_mean", **opts) == pytest.approx(
+        math.fsum(terms) / math.fsum(cw[labels[keep]]), rel=1e-15)
+    bad = labels.copy()
+    bad[12_345] = classes
+    with pytest.raises(ValueError, match="12345"):
+        cyloss.nll(bad, logp, **opts)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
