@@ -528,7 +528,6 @@ CYL_DEFINE_ALL_BINARY(f64, double)
         (t, p, n, width, pw, pw_step, cw, from_logits, keep, half, lo, hi, bad))         \
     {                                                                                    \
         double e[CYL_ROWS_CHUNK_], pwt[CYL_ROWS_CHUNK_], cwt[CYL_ROWS_CHUNK_];           \
-        const ptrdiff_t main_ = width & ~(ptrdiff_t)7;                                   \
         int flag = 0;                                                                    \
         cyl_acc A;                                                                       \
         if (width < 1 || width > CYL_ROWS_CHUNK_) { *bad = 1; return 0.0; }              \
@@ -550,14 +549,9 @@ CYL_DEFINE_ALL_BINARY(f64, double)
             }                                                                            \
             for (ptrdiff_t q = 0; q < r; q++) {                                          \
                 const double *er = e + q * width;                                        \
-                double acc[CYL_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};        \
-                ptrdiff_t k = 0;                                                         \
-                for (; k < main_; k += CYL_LANES)                                        \
-                    for (int jj = 0; jj < CYL_LANES; jj++)                               \
-                        acc[jj] += er[k + jj];                                           \
-                for (; k < width; k++)                                                   \
-                    acc[0] += er[k];                                                     \
-                cyl_acc_add(&A, i0 + q, n, cyl_lanes_total(acc) / (double)width);        \
+                double row;                                                              \
+                CYL_LANE_SUM(double, er, er, width, ((void)x, y), row);                  \
+                cyl_acc_add(&A, i0 + q, n, row / (double)width);                         \
             }                                                                            \
         }                                                                                \
         *bad = flag;                                                                     \

@@ -1283,7 +1283,6 @@ CYL_INLINE double cyl_kl_grad(int mode, double y, double x, double lo)
         double *out), (y, x, n, C, mode, lo, out))                                       \
     {                                                                                    \
         double e[CYL_KL_CHUNK_];                                                         \
-        const ptrdiff_t main_ = C & ~(ptrdiff_t)7;                                       \
         cyl_acc A;                                                                       \
         if (C < 1 || C > CYL_KL_CHUNK_)                                                  \
             return 0;                                                                    \
@@ -1300,14 +1299,9 @@ CYL_INLINE double cyl_kl_grad(int mode, double y, double x, double lo)
             }                                                                            \
             for (ptrdiff_t q = 0; q < r; q++) {                                          \
                 const double *er = e + q * C;                                            \
-                CYL_LANES_INIT(acc);                                                     \
-                ptrdiff_t k = 0;                                                         \
-                for (; k < main_; k += CYL_LANES)                                        \
-                    for (int jj = 0; jj < CYL_LANES; jj++)                               \
-                        acc[jj] += er[k + jj];                                           \
-                for (; k < C; k++)                                                       \
-                    acc[0] += er[k];                                                     \
-                cyl_acc_add(&A, i0 + q, n, cyl_lanes_total(acc));                        \
+                double row;                                                              \
+                CYL_LANE_SUM(double, er, er, C, ((void)x, y), row);                      \
+                cyl_acc_add(&A, i0 + q, n, row);                                         \
             }                                                                            \
         }                                                                                \
         *out = cyl_acc_total(&A);                                                        \
