@@ -533,10 +533,11 @@ CYL_DEFINE_ALL_BINARY(f64, double)
         if (width < 1 || width > CYL_ROWS_CHUNK_) { *bad = 1; return 0.0; }              \
         const ptrdiff_t rows = CYL_ROWS_CHUNK_ / width;                                  \
         cyl_acc_init(&A);                                                                \
-        for (ptrdiff_t j = 0; j < rows * width; j++) {                                   \
+        for (ptrdiff_t j = 0; j < rows * width; j++)                                     \
             pwt[j] = pw[(j % width) * pw_step];                                          \
-            cwt[j] = cw != NULL ? cw[j % width] : 1.0;                                   \
-        }                                                                                \
+        if (cw != NULL)                                                                  \
+            for (ptrdiff_t j = 0; j < rows * width; j++)                                 \
+                cwt[j] = cw[j % width];                                                  \
         for (ptrdiff_t i0 = 0; i0 < n; i0 += rows) {                                     \
             const ptrdiff_t r = n - i0 < rows ? n - i0 : rows, len = r * width;          \
             const T *tc = t + i0 * width, *pc = p + i0 * width;                          \

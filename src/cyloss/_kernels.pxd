@@ -64,6 +64,7 @@ cdef extern from "_rows.h" nogil:
     void cyl_two_sum_add(double* s, double* c, double v) noexcept
     int cyl_simd_best() noexcept                             # 0 baseline, 1 v3, 2 v4
     int cyl_simd_set(int level) noexcept                     # clamped to the best
+    int cyl_simd_level                                       # the level in force
     int CYL_HAVE_CLONES
     double cyl_margin_ranking(double y, double a, double b, double margin) noexcept
     double cyl_gaussian_nll(double y, double x, double var, double eps) noexcept

@@ -58,7 +58,8 @@ from cyloss._kernels cimport (
     cyl_binary_logit_hess,
     cyl_binary_bad, cyl_binary_focal, cyl_regression_sum_f32, cyl_regression_sum_f64,
     cyl_binary_sum_f32, cyl_binary_sum_f64, cyl_all_binary_f32, cyl_all_binary_f64,
-    cyl_simd_best, cyl_simd_set, CYL_HAVE_CLONES, cyl_margin_ranking, cyl_gaussian_nll, cyl_gaussian_nll_f32,
+    cyl_simd_best, cyl_simd_set, cyl_simd_level, CYL_HAVE_CLONES, cyl_margin_ranking,
+    cyl_gaussian_nll, cyl_gaussian_nll_f32,
     cyl_gaussian_bad, cyl_ranking_sum_f32, cyl_ranking_sum_f64, cyl_overlap_sums_f32,
     cyl_overlap_sums_f64, cyl_gaussian_sum_f32, cyl_gaussian_sum_f64, cyl_focal_sum_f32,
     cyl_focal_sum_f64, cyl_binary_rows_sum_f32, cyl_binary_rows_sum_f64,
@@ -1875,7 +1876,6 @@ _SIMD_ISA = {
     "avx512": "x86-64-v4: AVX-512F/BW/CD/DQ/VL",
 }
 _simd_how = "chosen at run time"
-cdef int _simd_level = 0   # mirrors cyl_simd_level (the C global, which is static)
 
 
 def simd_available():
@@ -1885,20 +1885,19 @@ def simd_available():
 
 def simd_current():
     """The path in force: 'baseline', 'avx2' or 'avx512'."""
-    return SIMD_PATHS[_simd_level]
+    return SIMD_PATHS[cyl_simd_level]
 
 
 def _set_simd(str path):
     """Switch the path (tests compare the paths' bits). Not thread-safe: no loop may run
     meanwhile. Returns the path that was in force."""
-    global _simd_level
     if path not in SIMD_PATHS:
         raise ValueError(f"SIMD path must be one of {SIMD_PATHS}, got {path!r}")
     if path not in simd_available():
         raise ValueError(f"SIMD path {path!r} is not available on this CPU/build "
                          f"(available: {simd_available()})")
     old = simd_current()
-    _simd_level = cyl_simd_set(SIMD_PATHS.index(path))
+    cyl_simd_set(SIMD_PATHS.index(path))
     return old
 
 
@@ -1931,7 +1930,7 @@ def _init_simd():
     return level
 
 
-_simd_level = cyl_simd_set(_init_simd())
+cyl_simd_set(_init_simd())
 
 
 def simd_path():
