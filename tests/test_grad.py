@@ -361,3 +361,44 @@ def test_categorical_gradient_with_minus_inf_logits_on_zero_targets():
     g = cyloss.grad("categorical_crossentropy", [[1.0, 0.0, 0.0]], [[0.0, 0.0, -np.inf]],
                     from_logits=True, reduction="sum")
     np.testing.assert_allclose(g, [[-0.5, 0.5, 0.0]], rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [3, 1000, 1024])
+@pytest.mark.parametrize("reduction,weighted", [
+    ("mean", False), ("sum", False), ("weighted_mean", False),
+    ("mean", True), ("sum", True), ("weighted_mean", True)])
+@pytest.mark.parametrize("name", ["mean_squared_error", "mean_absolute_error"])
+def test_gradient_reduction_scale_is_applied_once(name, reduction, weighted, n, dtype):
+    """The reduction's divisor, when it is known before the loop (mean; weighted_mean
+    without weights; sum's 1), is folded into each gradient element as the loop writes it,
+    rounded once to the output dtype; weighted_mean with weights divides afterwards (two
+    more roundings in float32). Checked against exact rational arithmetic: the derivative
+    of MSE, 2 (p - y) w / d, and of MAE, sign(p - y) w / d, with d = n, 1 or sum(w)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(n)
+    y = rng.normal(size=n).astype(dtype)
+    p = (y + rng.normal(size=n)).astype(dtype)
+    w = rng.uniform(0.1, 3.0, size=n).astype(dtype) if weighted else None
+    kw = {} if w is None else {"sample_weight": w}
+    grad = cyloss.grad(name, y, p, reduction=reduction, **kw)
+    assert grad.dtype == dtype
+    ws = [Fraction(1)] * n if w is None else [Fraction(float(v)) for v in w]
+    d = {"mean": Fraction(n), "sum": Fraction(1),
+         "weighted_mean": sum(ws, Fraction(0))}[reduction]
+    for i in range(n):
+        diff = Fraction(float(p[i])) - Fraction(float(y[i]))
+        dl = 2 * diff if name == "mean_squared_error" else Fraction((diff > 0) - (diff < 0))
+        exact = dl * ws[i] / d
+        err = abs(Fraction(float(grad[i])) - exact)
+        ulp = 2.0**-24 if dtype == np.float32 else 2.0**-53
+        # one rounding to the dtype (plus a few in double, 2^-51 in all); weighted_mean
+        # with weights divides afterwards in the dtype, by 2^k exactly and then by the
+        # mantissa as a product with its reciprocal: in float32 two more roundings
+        bound = ulp + 2.0**-51 + (2 * ulp if (reduction == "weighted_mean" and weighted
+                                               and dtype == np.float32) else 0.0)
+        assert err <= Fraction(bound) * abs(exact), (i, float(grad[i]), float(exact))
+        if d.denominator == 1 and d.numerator & (d.numerator - 1) == 0 and not weighted:
+            # a power-of-two divisor: exact scaling, the correctly rounded value itself
+            assert grad[i] == dtype(float(exact)), (i, float(grad[i]), float(exact))

@@ -332,12 +332,13 @@ CYL_DEFINE_REGRESSION(f64, double)
 #define CYL_GRAD_CASE_(NAME, name, name32)                                               \
     case CYL_##NAME:                                                                     \
         CYL_ACC_SUM_EACH(elem_t_, t, p, n, CYL_VALUE_(name, name32)(y, x, param),        \
-                         g[I_] = (elem_t_)cyl_##name##_grad(y, x, param), total);         \
+                         g[I_] = (elem_t_)(gscale * cyl_##name##_grad(y, x, param)),      \
+                         total);                                                         \
         break;
 #define CYL_DEFINE_REGRESSION_GRAD(SUFFIX, T)                                            \
     CYL_MULTI(double, cyl_regression_sum_grad_##SUFFIX, (                                \
-        int kind, double param, const T *t, const T *p, ptrdiff_t n, T *g),              \
-            (kind, param, t, p, n, g))                                                   \
+        int kind, double param, const T *t, const T *p, ptrdiff_t n, double gscale,     \
+        T *g), (kind, param, t, p, n, gscale, g))                                        \
     {                                                                                    \
         typedef T elem_t_;   /* T for the case macros, which are not given it */         \
         double total = 0.0;                                                              \
@@ -378,35 +379,162 @@ CYL_DEFINE_REGRESSION_GRAD(f64, double)
         return total;                                                                    \
     }
 
-CYL_DEFINE_BINARY(f32, float, cyl_binary_f32)
+CYL_DEFINE_BINARY(f32_any, float, cyl_binary_f32)
 CYL_DEFINE_BINARY(f64, double, cyl_binary)
+
+/* Float32 binary cross-entropy in float32 (cyl_binary_f32_ok; _kernels.h): each block of
+ * 64 elements in two loops, the elements' terms first (TERMS fills term_[0, 64) of the
+ * block at i_ in float32: sixteen lanes per AVX-512 vector, no conversion in the loop),
+ * then their sum in double in cyl_acc_sum's lane pattern. Where TERMS sets big_ (an
+ * element that float32 cannot hold), the block is summed from SLOW instead, the loops'
+ * element function, which computes that element in double and the others as TERMS did;
+ * so is the part after the last whole block. Same bits as CYL_ACC_SUM_GEN of SLOW. */
+#define CYL_F32_BLOCKS_(n, TERMS, SLOW_DECL, SLOW, SLOW_STMT, out)                      \
+    do {                                                                                 \
+        cyl_acc A_;                                                                      \
+        cyl_acc_init(&A_);                                                               \
+        const ptrdiff_t main_ = (n) & ~(ptrdiff_t)7;                                     \
+        ptrdiff_t i_ = 0;                                                                \
+        float term_[64];                                                                 \
+        for (; i_ + 64 <= main_; i_ += 64) {                                             \
+            int big_ = 0;                                                                \
+            TERMS;                                                                       \
+            if (!big_) {                                                                 \
+                for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                               \
+                    for (int j_ = 0; j_ < CYL_LANES; j_++)                               \
+                        A_.part[j_] += (double)term_[q_ + j_];                           \
+            } else {                                                                     \
+                for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                               \
+                    for (int j_ = 0; j_ < CYL_LANES; j_++) {                             \
+                        const ptrdiff_t I_ = i_ + q_ + j_;                               \
+                        SLOW_DECL;                                                       \
+                        A_.part[j_] += (SLOW);                                           \
+                        SLOW_STMT;                                                       \
+                    }                                                                    \
+            }                                                                            \
+            cyl_acc_fold(&A_);                                                           \
+        }                                                                                \
+        for (; i_ < main_; i_ += CYL_LANES)                                              \
+            for (int j_ = 0; j_ < CYL_LANES; j_++) {                                     \
+                const ptrdiff_t I_ = i_ + j_;                                            \
+                SLOW_DECL;                                                               \
+                A_.part[j_] += (SLOW);                                                   \
+                SLOW_STMT;                                                               \
+            }                                                                            \
+        for (; i_ < (n); i_++) {                                                         \
+            const ptrdiff_t I_ = i_;                                                     \
+            SLOW_DECL;                                                                   \
+            A_.part[0] += (SLOW);                                                        \
+            SLOW_STMT;                                                                   \
+        }                                                                                \
+        (out) = cyl_acc_total(&A_);                                                      \
+    } while (0)
+
+/* The float32 data of element I_ for SLOW, and the float32 weights for TERMS. */
+#define CYL_F32_SLOW_DECL_ double y = (double)t[I_]; double x = (double)p[I_]
+#define CYL_F32_WEIGHTS_                                                                 \
+    const float pwf = (float)pw, keepf = (float)keep, halff = (float)half
+
+CYL_MULTI(double, cyl_binary_sum_f32, (
+    const float *t, const float *p, ptrdiff_t n, double pw, int from_logits, double keep,
+    double half, double lo, double hi, int *bad),
+        (t, p, n, pw, from_logits, keep, half, lo, hi, bad))
+{
+    double total = 0.0;
+    int flag = 0;
+    CYL_F32_WEIGHTS_;
+    if (!cyl_binary_f32_ok(pw, 0.0, 0))
+        return cyl_binary_sum_f32_any(t, p, n, pw, from_logits, keep, half, lo, hi, bad);
+    if (from_logits) {
+        CYL_F32_BLOCKS_(n,
+            for (int k_ = 0; k_ < 64; k_++) {
+                const float y = t[i_ + k_];
+                const float x = p[i_ + k_];
+                flag |= (y < 0.0f) | (y > 1.0f);
+                big_ |= !(fabsf(x) <= 0x1p64f);
+                term_[k_] = cyl_bce_logit_ff(y, x, pwf, keepf, halff);
+            },
+            CYL_F32_SLOW_DECL_,
+            (flag |= cyl_binary_bad(y, x, 1),
+             cyl_binary_f32(y, x, pw, 1, keep, half, lo, hi)), (void)0, total);
+    } else {
+        CYL_BCE_PROB_BOUNDS_F(lo, hi);
+        CYL_F32_BLOCKS_(n,
+            for (int k_ = 0; k_ < 64; k_++) {
+                const float y = t[i_ + k_];
+                const float x = p[i_ + k_];
+                flag |= (y < 0.0f) | (y > 1.0f) | (x < 0.0f) | (x > 1.0f);
+                term_[k_] = cyl_bce_prob_ff(y, x, pwf, keepf, halff, slo_low_, llo_low_,
+                                            slo_high_, llo_high_);
+            },
+            CYL_F32_SLOW_DECL_,
+            (flag |= cyl_binary_bad(y, x, 0),
+             cyl_binary_f32(y, x, pw, 0, keep, half, lo, hi)), (void)0, total);
+    }
+    *bad = flag;
+    return total;
+}
 
 /* Value and gradient of binary cross-entropy in one pass (width 1, no weights), as
  * cyl_binary_sum plus g[i] = d l_i / d p_i with the general loop's bits. */
 #define CYL_DEFINE_BINARY_GRAD(SUFFIX, T, BINARY, GRAD)                                        \
     CYL_MULTI(double, cyl_binary_sum_grad_##SUFFIX, (                                    \
         const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
-        double half, double lo, double hi, int *bad, T *g),                              \
-            (t, p, n, pw, from_logits, keep, half, lo, hi, bad, g))                      \
+        double half, double lo, double hi, double gscale, int *bad, T *g),               \
+            (t, p, n, pw, from_logits, keep, half, lo, hi, gscale, bad, g))              \
     {                                                                                    \
         double total = 0.0;                                                              \
         int flag = 0;                                                                    \
         if (from_logits)                                                                 \
             CYL_ACC_SUM_EACH(T, t, p, n, (flag |= cyl_binary_bad(y, x, 1),               \
                              BINARY(y, x, pw, 1, keep, half, lo, hi)),                   \
-                             g[I_] = (T)GRAD(y, x, pw, 1, keep, half, lo, hi),            \
+                             g[I_] = (T)(gscale * GRAD(y, x, pw, 1, keep, half, lo, hi)),            \
                              total);                                                     \
         else                                                                             \
             CYL_ACC_SUM_EACH(T, t, p, n, (flag |= cyl_binary_bad(y, x, 0),               \
                              BINARY(y, x, pw, 0, keep, half, lo, hi)),                   \
-                             g[I_] = (T)GRAD(y, x, pw, 0, keep, half, lo, hi),            \
+                             g[I_] = (T)(gscale * GRAD(y, x, pw, 0, keep, half, lo, hi)),            \
                              total);                                                     \
         *bad = flag;                                                                     \
         return total;                                                                    \
     }
 
-CYL_DEFINE_BINARY_GRAD(f32, float, cyl_binary_f32, cyl_binary_grad_f32)
+CYL_DEFINE_BINARY_GRAD(f32_any, float, cyl_binary_f32, cyl_binary_grad_f32)
 CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary, cyl_binary_grad)
+
+/* Float32 from logits in float32, as cyl_binary_sum_f32, with g[i] written in TERMS:
+ * e^-|x| computed once for the term and the derivative. */
+CYL_MULTI(double, cyl_binary_sum_grad_f32, (
+    const float *t, const float *p, ptrdiff_t n, double pw, int from_logits, double keep,
+    double half, double lo, double hi, double gscale, int *bad, float *g),
+        (t, p, n, pw, from_logits, keep, half, lo, hi, gscale, bad, g))
+{
+    double total = 0.0;
+    int flag = 0;
+    CYL_F32_WEIGHTS_;
+    if (!from_logits || !cyl_binary_f32_ok(pw, 0.0, 0))
+        return cyl_binary_sum_grad_f32_any(t, p, n, pw, from_logits, keep, half, lo, hi,
+                                           gscale, bad, g);
+    CYL_F32_BLOCKS_(n,
+        for (int k_ = 0; k_ < 64; k_++) {
+            const float y = t[i_ + k_];
+                const float x = p[i_ + k_];
+            float a;
+            float b;
+            CYL_BCE_WEIGHTS_F(y, pwf, keepf, halff, a, b);
+            const float e = cyl_expf(-fabsf(x));
+            flag |= (y < 0.0f) | (y > 1.0f);
+            big_ |= !(fabsf(x) <= 0x1p64f);
+            term_[k_] = cyl_bce_logit_ff_e(a, b, x, e);
+            g[i_ + k_] = (float)(gscale * (double)cyl_bce_logit_grad_ff(a, b, x, e));
+        },
+        CYL_F32_SLOW_DECL_,
+        (flag |= cyl_binary_bad(y, x, 1), cyl_binary_f32(y, x, pw, 1, keep, half, lo, hi)),
+        g[I_] = (float)(gscale * cyl_binary_grad_f32(y, x, pw, 1, keep, half, lo, hi)),
+        total);
+    *bad = flag;
+    return total;
+}
 
 /* The three-array losses over n contiguous samples of one element each, without weights:
  * the sums of their general loops (_pairs.pxi), same bits. Gaussian NLL sets *bad when a
@@ -520,7 +648,34 @@ CYL_DEFINE_ALL_BINARY(f64, double)
             e[j] = TERM;                                                                 \
         }                                                                                \
     } while (0)
-#define CYL_DEFINE_BINARY_ROWS(SUFFIX, T, BINARY)                                        \
+/* The same for float32 data when every pos_weight passes cyl_binary_f32_ok: the element
+ * in float32 (cyl_binary_f32's form for such weights), big set where a logit is beyond
+ * float32's reach (the chunk is then redone by CYL_BROWS_TERMS_). */
+#define CYL_BROWS_TERMS_F_(LOGITS, TERM)                                                 \
+    do {                                                                                 \
+        for (ptrdiff_t j = 0; j < len; j++) {                                            \
+            const float yf = (float)tc[j], xf = (float)pc[j];                            \
+            double y = (double)yf, x = (double)xf;                                       \
+            flag |= cyl_binary_bad(y, x, LOGITS);                                        \
+            big |= LOGITS & !(fabsf(xf) <= 0x1p64f);                                      \
+            double v_ = LOGITS ? (double)cyl_bce_logit_ff(yf, xf, pwf[j], keepf, halff)  \
+                               : (double)cyl_bce_prob_ff(yf, xf, pwf[j], keepf, halff,   \
+                                                         slo_low_, llo_low_, slo_high_,  \
+                                                         llo_high_);                     \
+            e[j] = TERM;                                                                 \
+        }                                                                                \
+    } while (0)
+#define CYL_BROWS_ALL_(BINARY, TERMS, ...)                                               \
+    do {                                                                                 \
+        if (from_logits) {                                                               \
+            if (cw != NULL) TERMS(__VA_ARGS__ 1, cyl_term(cwt[j], v_));                  \
+            else TERMS(__VA_ARGS__ 1, v_);                                               \
+        } else {                                                                         \
+            if (cw != NULL) TERMS(__VA_ARGS__ 0, cyl_term(cwt[j], v_));                  \
+            else TERMS(__VA_ARGS__ 0, v_);                                               \
+        }                                                                                \
+    } while (0)
+#define CYL_DEFINE_BINARY_ROWS(SUFFIX, T, BINARY, F32)                                   \
     CYL_MULTI(double, cyl_binary_rows_sum_##SUFFIX, (                                    \
         const T *t, const T *p, ptrdiff_t n, ptrdiff_t width, const double *pw,          \
         ptrdiff_t pw_step, const double *cw, int from_logits, double keep, double half,  \
@@ -528,26 +683,32 @@ CYL_DEFINE_ALL_BINARY(f64, double)
         (t, p, n, width, pw, pw_step, cw, from_logits, keep, half, lo, hi, bad))         \
     {                                                                                    \
         double e[CYL_ROWS_CHUNK_], pwt[CYL_ROWS_CHUNK_], cwt[CYL_ROWS_CHUNK_];           \
-        int flag = 0;                                                                    \
+        float pwf[F32 ? CYL_ROWS_CHUNK_ : 1];                                            \
+        int flag = 0, fast = F32;                                                        \
+        const float keepf = (float)keep, halff = (float)half;                            \
+        CYL_BCE_PROB_BOUNDS_F(lo, hi);                                                   \
         cyl_acc A;                                                                       \
         if (width < 1 || width > CYL_ROWS_CHUNK_) { *bad = 1; return 0.0; }              \
         const ptrdiff_t rows = CYL_ROWS_CHUNK_ / width;                                  \
         cyl_acc_init(&A);                                                                \
-        for (ptrdiff_t j = 0; j < rows * width; j++)                                     \
+        for (ptrdiff_t j = 0; j < rows * width; j++) {                                   \
             pwt[j] = pw[(j % width) * pw_step];                                          \
+            fast &= cyl_binary_f32_ok(pwt[j], 0.0, 0);                                   \
+        }                                                                                \
+        if (fast)                                                                        \
+            for (ptrdiff_t j = 0; j < rows * width; j++)                                 \
+                pwf[j] = (float)pwt[j];                                                  \
         if (cw != NULL)                                                                  \
             for (ptrdiff_t j = 0; j < rows * width; j++)                                 \
                 cwt[j] = cw[j % width];                                                  \
         for (ptrdiff_t i0 = 0; i0 < n; i0 += rows) {                                     \
             const ptrdiff_t r = n - i0 < rows ? n - i0 : rows, len = r * width;          \
             const T *tc = t + i0 * width, *pc = p + i0 * width;                          \
-            if (from_logits) {                                                           \
-                if (cw != NULL) CYL_BROWS_TERMS_(BINARY, 1, cyl_term(cwt[j], v_));       \
-                else CYL_BROWS_TERMS_(BINARY, 1, v_);                                    \
-            } else {                                                                     \
-                if (cw != NULL) CYL_BROWS_TERMS_(BINARY, 0, cyl_term(cwt[j], v_));       \
-                else CYL_BROWS_TERMS_(BINARY, 0, v_);                                    \
-            }                                                                            \
+            int big = !fast;                                                             \
+            if (fast)                                                                    \
+                CYL_BROWS_ALL_(BINARY, CYL_BROWS_TERMS_F_, );                            \
+            if (big)                                                                     \
+                CYL_BROWS_ALL_(BINARY, CYL_BROWS_TERMS_, BINARY,);                       \
             for (ptrdiff_t q = 0; q < r; q++) {                                          \
                 const double *er = e + q * width;                                        \
                 double row;                                                              \
@@ -559,8 +720,8 @@ CYL_DEFINE_ALL_BINARY(f64, double)
         return cyl_acc_total(&A);                                                        \
     }
 
-CYL_DEFINE_BINARY_ROWS(f32, float, cyl_binary_f32)
-CYL_DEFINE_BINARY_ROWS(f64, double, cyl_binary)
+CYL_DEFINE_BINARY_ROWS(f32, float, cyl_binary_f32, 1)
+CYL_DEFINE_BINARY_ROWS(f64, double, cyl_binary, 0)
 
 /* Binary focal cross-entropy over n contiguous samples of one element each, without
  * weights: the sum of the general loop's elements (cyl_binary_focal) and, when g is not
@@ -568,9 +729,9 @@ CYL_DEFINE_BINARY_ROWS(f64, double, cyl_binary)
  * logit beyond CYL_FOCAL_FAST_MAX; the caller then runs the general loop over the block,
  * which finds the first invalid datum or takes the exact form there. One loop per
  * (gamma's mode, logits or probabilities), so that each vectorises with its own power. */
-#define CYL_FOCAL_LOOP_(T, MODE, LOGITS)                                                     if (g)                                                                                       CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double x = (double)p[I_];                                   double gk_ = 0.0,                                                                        (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi, gamma,                                                 MODE, alpha, balance, cw, &gk_)),                                 g[I_] = (T)gk_, total);                                              else                                                                                         CYL_ACC_SUM(T, t, p, n, (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi,                                                        gamma, MODE, alpha, balance, cw,                                                         NULL)),                                               total)
+#define CYL_FOCAL_LOOP_(T, MODE, LOGITS)                                                     if (g)                                                                                       CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double x = (double)p[I_];                                   double gk_ = 0.0,                                                                        (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi, gamma,                                                 MODE, alpha, balance, cw, &gk_)),                                 g[I_] = (T)(gscale * gk_), total);                                              else                                                                                         CYL_ACC_SUM(T, t, p, n, (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi,                                                        gamma, MODE, alpha, balance, cw,                                                         NULL)),                                               total)
 #define CYL_FOCAL_MODES_(T, LOGITS)                                                          switch (cyl_focal_mode(gamma)) {                                                             case 0: CYL_FOCAL_LOOP_(T, 0, LOGITS); break;                                            case 1: CYL_FOCAL_LOOP_(T, 1, LOGITS); break;                                            case 2: CYL_FOCAL_LOOP_(T, 2, LOGITS); break;                                            default: CYL_FOCAL_LOOP_(T, 3, LOGITS); break;                                       }
-#define CYL_DEFINE_FOCAL(SUFFIX, T)                                                          CYL_MULTI(double, cyl_focal_sum_##SUFFIX, (                                             const T *t, const T *p, ptrdiff_t n, int from_logits, double keep, double half,          double lo, double hi, double gamma, double alpha, int balance, double cw,                int *bad, int *slow_out, T *g), (t, p, n, from_logits, keep, half, lo, hi, gamma, alpha, balance, cw, bad, slow_out, g))                                                       {                                                                                            double total = 0.0;                                                                      int flag = 0, slow = 0;                                                                  if (from_logits) {                                                                           CYL_FOCAL_MODES_(T, 1)                                                               } else {                                                                                     CYL_FOCAL_MODES_(T, 0)                                                               }                                                                                        *bad = flag;                                                                             *slow_out = slow;                                                                        return total;                                                                        }
+#define CYL_DEFINE_FOCAL(SUFFIX, T)                                                          CYL_MULTI(double, cyl_focal_sum_##SUFFIX, (                                             const T *t, const T *p, ptrdiff_t n, int from_logits, double keep, double half,          double lo, double hi, double gamma, double alpha, int balance, double cw,                double gscale, int *bad, int *slow_out, T *g), (t, p, n, from_logits, keep, half, lo, hi, gamma, alpha, balance, cw, gscale, bad, slow_out, g))                                                       {                                                                                            double total = 0.0;                                                                      int flag = 0, slow = 0;                                                                  if (from_logits) {                                                                           CYL_FOCAL_MODES_(T, 1)                                                               } else {                                                                                     CYL_FOCAL_MODES_(T, 0)                                                               }                                                                                        *bad = flag;                                                                             *slow_out = slow;                                                                        return total;                                                                        }
 
 CYL_DEFINE_FOCAL(f32, float)
 CYL_DEFINE_FOCAL(f64, double)

@@ -493,9 +493,93 @@ CYL_INLINE double cyl_bce_prob_f32(double a, double b, double p, double lo, doub
     return cyl_term(a, -(low ? ls : lm)) + cyl_term(b, -(low ? lm : ls));
 }
 
+/* --- binary cross-entropy of float32 input, all in float32 --------------------------------
+ * SPEC section 4 allows float32 arithmetic per element for float32 input: the whole
+ * element, weights included, in float32 (sixteen lanes per AVX-512 vector and no
+ * conversions), rounded to double only for the sum. The weights a = pw ys, b = 1 - ys are
+ * formed without cancellation, b as (1 - y) keep + half, so a smoothed target near 1
+ * keeps b's digits; both terms are >= 0 and the element keeps about 3e-7 relative.
+ * Taken only where float32 can hold every intermediate (cyl_binary_f32_ok): pos_weight 0
+ * or in [2^-60, 2^60] and, from logits, |x| <= 2^64 (so a |x| < 2^124 cannot overflow);
+ * elsewhere cyl_binary_f32 computes in double (the loops' element function, and the fast
+ * paths' fallback per block, so every path gives the same bits). */
+CYL_INLINE float cyl_termf(float coef, float v)
+{
+    return ((coef == 0.0f) & (v == v)) ? 0.0f : coef * v;
+}
+
+CYL_INLINE int cyl_binary_f32_ok(double pw, double x, int from_logits)
+{
+    return (pw == 0.0 || (pw >= 0x1p-60 && pw <= 0x1p60))
+           && (!from_logits || fabs(x) <= 0x1p64);            /* NaN: the double form */
+}
+
+/* The weights in float32: a = pw ys, b = 1 - ys. */
+#define CYL_BCE_WEIGHTS_F(y, pw, keep, half, a, b)                                       \
+    do {                                                                                 \
+        (a) = (pw) * ((y) * (keep) + (half));                                            \
+        (b) = (1.0f - (y)) * (keep) + (half);                                            \
+    } while (0)
+
+/* From logits: a softplus(-x) + b softplus(x), the tail log1p(e^-|x|) as in
+ * cyl_softplus_tail_f32. */
+CYL_INLINE float cyl_bce_logit_ff_e(float a, float b, float x, float e)
+{
+    float tail = cyl_log1pf_unit(e);
+    float pos = x > 0.0f ? x : 0.0f, neg = x < 0.0f ? -x : 0.0f;
+    return cyl_termf(a, neg + tail) + cyl_termf(b, pos + tail);
+}
+
+CYL_INLINE float cyl_bce_logit_ff(float y, float x, float pw, float keep, float half)
+{
+    float a, b;
+    CYL_BCE_WEIGHTS_F(y, pw, keep, half, a, b);
+    return cyl_bce_logit_ff_e(a, b, x, cyl_expf(-fabsf(x)));
+}
+
+/* Its derivative given e = e^-|x| (cyl_bce_logit_grad_e in float32). */
+CYL_INLINE float cyl_bce_logit_grad_ff(float a, float b, float x, float e)
+{
+    float r = 1.0f / (1.0f + e), er = e * r;
+    float sp = x >= 0.0f ? r : er, sn = x >= 0.0f ? er : r;
+    return x != x ? x : cyl_termf(b, sp) - cyl_termf(a, sn);
+}
+
+/* From probabilities (cyl_bce_prob_f32 in float32): s = min(p, 1 - p) (exact), clipped at
+ * slo, the float32 of its side's clip bound, where the logarithm is llo, that bound's
+ * logarithm in double (loop-invariant; an epsilon below float32's range keeps its value). */
+CYL_INLINE float cyl_bce_prob_ff(float y, float p, float pw, float keep, float half,
+                                 float slo_low, float llo_low, float slo_high, float llo_high)
+{
+    float a, b;
+    CYL_BCE_WEIGHTS_F(y, pw, keep, half, a, b);
+    int low = p <= 0.5f;
+    float s = low ? p : 1.0f - p;
+    float slo = low ? slo_low : slo_high;
+    int clipped = s <= slo;
+    s = clipped ? slo : s;
+    float ls = clipped ? (low ? llo_low : llo_high) : cyl_logf(s);
+    float lm = cyl_log1mf(s);                                       /* log(1 - s) */
+    return cyl_termf(a, -(low ? ls : lm)) + cyl_termf(b, -(low ? lm : ls));
+}
+
+/* The loop-invariant clip constants of cyl_bce_prob_ff. */
+#define CYL_BCE_PROB_BOUNDS_F(lo, hi)                                                    \
+    const float slo_low_ = (float)(lo), slo_high_ = (float)(1.0 - (hi));                 \
+    const float llo_low_ = (float)cyl_log(lo), llo_high_ = (float)cyl_log(1.0 - (hi))
+
 CYL_INLINE double cyl_binary_f32(double y, double p, double pw, int from_logits,
                                  double keep, double half, double lo, double hi)
 {
+    if (cyl_binary_f32_ok(pw, p, from_logits)) {
+        if (from_logits)
+            return (double)cyl_bce_logit_ff((float)y, (float)p, (float)pw, (float)keep,
+                                            (float)half);
+        CYL_BCE_PROB_BOUNDS_F(lo, hi);
+        return (double)cyl_bce_prob_ff((float)y, (float)p, (float)pw, (float)keep,
+                                       (float)half, slo_low_, llo_low_, slo_high_,
+                                       llo_high_);
+    }
     double ys = y * keep + half;
     return from_logits ? cyl_bce_logit_f32(pw * ys, 1.0 - ys, p)
                        : cyl_bce_prob_f32(pw * ys, 1.0 - ys, cyl_clip(p, lo, hi), lo, hi);
@@ -535,6 +619,13 @@ CYL_INLINE double cyl_binary_grad_f32(double y, double p, double pw, int from_lo
 {
     if (!from_logits)
         return cyl_binary_grad(y, p, pw, 0, keep, half, lo, hi);
+    if (cyl_binary_f32_ok(pw, 0.0, 1)) {
+        /* All in float32 as the value (its range condition on x is not needed: every
+         * intermediate is at most a weight). */
+        float a, b, x = (float)p;
+        CYL_BCE_WEIGHTS_F((float)y, (float)pw, (float)keep, (float)half, a, b);
+        return (double)cyl_bce_logit_grad_ff(a, b, x, cyl_expf(-fabsf(x)));
+    }
     double ys = y * keep + half;
     return cyl_bce_logit_grad_e(pw * ys, 1.0 - ys, p, (double)cyl_expf(-fabsf((float)p)));
 }

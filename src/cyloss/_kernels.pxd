@@ -94,12 +94,12 @@ cdef extern from "_rows.h" nogil:
                               double* out) noexcept
     double cyl_focal_sum_f32(const float* t, const float* p, Py_ssize_t n, int from_logits,
                              double keep, double half, double lo, double hi, double gamma,
-                             double alpha, int balance, double cw, int* bad, int* slow,
-                             float* g) noexcept
+                             double alpha, int balance, double cw, double gscale, int* bad,
+                             int* slow, float* g) noexcept
     double cyl_focal_sum_f64(const double* t, const double* p, Py_ssize_t n, int from_logits,
                              double keep, double half, double lo, double hi, double gamma,
-                             double alpha, int balance, double cw, int* bad, int* slow,
-                             double* g) noexcept
+                             double alpha, int balance, double cw, double gscale, int* bad,
+                             int* slow, double* g) noexcept
     int cyl_all_binary_f32(const float* v, Py_ssize_t n) noexcept    # every value 0 or 1
     int cyl_all_binary_f64(const double* v, Py_ssize_t n) noexcept
     double cyl_regression_sum_f32(int kind, double param, const float* t, const float* p,
@@ -113,15 +113,18 @@ cdef extern from "_rows.h" nogil:
                               int from_logits, double keep, double half, double lo,
                               double hi, int* bad) noexcept
     double cyl_regression_sum_grad_f32(int kind, double param, const float* t,
-                                       const float* p, Py_ssize_t n, float* g) noexcept
+                                       const float* p, Py_ssize_t n, double gscale,
+                                       float* g) noexcept
     double cyl_regression_sum_grad_f64(int kind, double param, const double* t,
-                                       const double* p, Py_ssize_t n, double* g) noexcept
+                                       const double* p, Py_ssize_t n, double gscale,
+                                       double* g) noexcept
     double cyl_binary_sum_grad_f32(const float* t, const float* p, Py_ssize_t n, double pw,
                                    int from_logits, double keep, double half, double lo,
-                                   double hi, int* bad, float* g) noexcept
+                                   double hi, double gscale, int* bad, float* g) noexcept
     double cyl_binary_sum_grad_f64(const double* t, const double* p, Py_ssize_t n,
                                    double pw, int from_logits, double keep, double half,
-                                   double lo, double hi, int* bad, double* g) noexcept
+                                   double lo, double hi, double gscale, int* bad,
+                                   double* g) noexcept
 
     # _rows.h: one row of C classes read through a byte stride
     double cyl_unless(int cond, double v) noexcept            # v, or +0.0 where cond

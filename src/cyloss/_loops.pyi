@@ -22,14 +22,14 @@ _W = npt.NDArray[np.float64] | None
 def regression(
     kind: int, param: float, y_true: _F, y_pred: _F, weight: _W, has_weight: bool,
     loss_out: _F | None, write_out: bool, n_threads: int,
-    grad_out: _F | None = ..., hess_out: _F | None = ...,
+    grad_out: _F | None = ..., hess_out: _F | None = ..., grad_scale: float = ...,
 ) -> _Result: ...
 def binary_labels(y_true: _F) -> float: ...
 def binary(
     y_true: _F, y_pred: _F, weight: _W, has_weight: bool,
     pos_weight: npt.NDArray[np.float64], from_logits: bool, smoothing: float,
     lo: float, hi: float, loss_out: _F | None, write_out: bool, n_threads: int,
-    grad_out: _F | None = ..., hess_out: _F | None = ...,
+    grad_out: _F | None = ..., hess_out: _F | None = ..., grad_scale: float = ...,
 ) -> _Result: ...
 def categorical(
     y_true: _F, y_pred: _F, weight: _W, has_weight: bool, from_logits: bool,

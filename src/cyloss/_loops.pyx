@@ -430,6 +430,7 @@ cdef double _binary_fast(const floating* t, const floating* p, Py_ssize_t n, dou
 ctypedef struct RegressionOptions:
     int kind              # the CYL_* kind of _kernels.h
     double param          # the kernel's parameter (delta, beta, ...)
+    double gscale         # multiplies each gradient element (see losses._grad_prescale)
 
 ctypedef struct BinaryOptions:
     bint from_logits
@@ -437,6 +438,7 @@ ctypedef struct BinaryOptions:
     double half
     double lo             # probability clip [lo, hi]
     double hi
+    double gscale
 
 # Binary focal cross-entropy and multilabel soft margin: the binary family's general
 # loop (compiled as its own copy, so plain binary cross-entropy keeps its fast paths and
@@ -451,6 +453,7 @@ ctypedef struct FocalOptions:
     double gamma
     double alpha
     bint balance          # Keras's apply_class_balancing
+    double gscale
 
 ctypedef fused ElemOptions:
     RegressionOptions
@@ -476,7 +479,7 @@ cdef inline double _focal_elem(const FocalOptions* o, const floating* like, doub
 cdef inline double _focal_row(
     const FocalOptions* o, const floating* t, Py_ssize_t ts, const floating* p,
     Py_ssize_t ps, const double[:] cw, Py_ssize_t width, int* bad,
-    floating* g, Py_ssize_t gs, floating* h, Py_ssize_t hs, double w,
+    floating* g, Py_ssize_t gs, floating* h, Py_ssize_t hs, double w, double gscale,
 ) noexcept nogil:
     # The loss of one row (its mean; the element itself for one column), and, when g is
     # not NULL, w times each element's derivative / width into g (byte stride gs) in the
@@ -492,7 +495,7 @@ cdef inline double _focal_row(
         flag |= cyl_binary_bad(y, x, o.from_logits)
         if g != NULL:
             e = _focal_elem(o, t, y, x, cw[k], &gk)
-            (<floating*>((<char*>g) + k * gs))[0] = <floating>(w * gk / width)
+            (<floating*>((<char*>g) + k * gs))[0] = <floating>((w * gscale) * gk / width)
             if h != NULL:
                 (<floating*>((<char*>h) + k * hs))[0] = <floating>(
                     w * cw[k] * cyl_binary_logit_hess(y, x, 1.0, o.keep, o.half) / width)
@@ -517,7 +520,7 @@ cdef inline void _elementwise_rows(
     cdef const floating* p = &y_pred[start, 0]
     cdef Py_ssize_t ts0 = y_true.strides[0], ts1 = y_true.strides[1]
     cdef Py_ssize_t ps0 = y_pred.strides[0], ps1 = y_pred.strides[1]
-    cdef double l, y, x, w, pw
+    cdef double l, y, x, w, pw, gw
     cdef double pw0 = 0.0
     cdef floating* g_row = NULL
     cdef floating* h_row = NULL
@@ -554,7 +557,7 @@ cdef inline void _elementwise_rows(
             l = _focal_row(o, _at(t, i * ts0), ts1, _at(p, i * ps0), ps1, pos_weight,
                            width, &bad, g_row, grad.strides[1] if write_grad else 0,
                            h_row, hess.strides[1] if write_hess else 0,
-                           weight[start + i] if has_weight else 1.0)
+                           weight[start + i] if has_weight else 1.0, o.gscale)
         w = weight[start + i] if has_weight else 1.0
         if has_weight:
             l = w * l
@@ -564,20 +567,22 @@ cdef inline void _elementwise_rows(
         if ElemOptions is FocalOptions:
             pass   # _focal_row wrote the derivatives
         elif write_grad:
-            # d (w_i mean_k f_ik) / d p_ik = w_i f'_ik / width; the reduction's scale is
-            # applied by the caller.
+            # d (w_i mean_k f_ik) / d p_ik = w_i f'_ik / width, times the reduction's
+            # scale when the caller knows it up front (o.gscale; else 1 and the caller
+            # applies it). The Hessian is never prescaled.
+            gw = w * o.gscale
             for k in range(width):
                 y = _at(t, i * ts0 + k * ts1)[0]
                 x = _at(p, i * ps0 + k * ps1)[0]
                 if ElemOptions is RegressionOptions:
                     grad[start + i, k] = <floating>(
-                        w * cyl_regression_grad(o.kind, y, x, o.param) / width)
+                        gw * cyl_regression_grad(o.kind, y, x, o.param) / width)
                     if write_hess:
                         hess[start + i, k] = <floating>(
                             w * cyl_regression_hess(o.kind, y, x, o.param) / width)
                 else:
                     pw = pos_weight[k]
-                    grad[start + i, k] = <floating>(w * _binary_grad_elem(
+                    grad[start + i, k] = <floating>(gw * _binary_grad_elem(
                         t, y, x, pw, o.from_logits, o.keep, o.half, o.lo, o.hi) / width)
                     if write_hess:
                         hess[start + i, k] = <floating>(
@@ -615,9 +620,11 @@ cdef void _regression_block(
             and ts0 == sizeof(floating) and ps0 == sizeof(floating)):
         # Value and gradient in one vectorised pass (same bits as the general loop).
         if floating is float:
-            l = cyl_regression_sum_grad_f32(o.kind, o.param, t, p, m, &grad[start, 0])
+            l = cyl_regression_sum_grad_f32(o.kind, o.param, t, p, m, o.gscale,
+                                            &grad[start, 0])
         else:
-            l = cyl_regression_sum_grad_f64(o.kind, o.param, t, p, m, &grad[start, 0])
+            l = cyl_regression_sum_grad_f64(o.kind, o.param, t, p, m, o.gscale,
+                                            &grad[start, 0])
         _set(blk, l, <double>m, m)
         return
     _elementwise_rows(o, y_true, y_pred, weight, has_weight, pos_weight,
@@ -684,10 +691,10 @@ cdef void _binary_block(
         # Value and gradient in one vectorised pass (same bits as the general loop).
         if floating is float:
             total = cyl_binary_sum_grad_f32(t, p, m, pw0, o.from_logits, o.keep, o.half,
-                                            o.lo, o.hi, &bad, &grad[start, 0])
+                                            o.lo, o.hi, o.gscale, &bad, &grad[start, 0])
         else:
             total = cyl_binary_sum_grad_f64(t, p, m, pw0, o.from_logits, o.keep, o.half,
-                                            o.lo, o.hi, &bad, &grad[start, 0])
+                                            o.lo, o.hi, o.gscale, &bad, &grad[start, 0])
         if bad:
             _binary_first_bad(y_true, y_pred, o.from_logits, start, end, blk)
         else:
@@ -730,11 +737,13 @@ cdef void _binary_focal_block(
             if floating is float:
                 total = cyl_focal_sum_f32(&y_true[start, 0], &y_pred[start, 0], m,
                                           o.from_logits, o.keep, o.half, o.lo, o.hi,
-                                          o.gamma, o.alpha, o.balance, cw[0], &bad, &slow, g)
+                                          o.gamma, o.alpha, o.balance, cw[0], o.gscale,
+                                          &bad, &slow, g)
             else:
                 total = cyl_focal_sum_f64(&y_true[start, 0], &y_pred[start, 0], m,
                                           o.from_logits, o.keep, o.half, o.lo, o.hi,
-                                          o.gamma, o.alpha, o.balance, cw[0], &bad, &slow, g)
+                                          o.gamma, o.alpha, o.balance, cw[0], o.gscale,
+                                          &bad, &slow, g)
             if not bad and not slow:
                 _set(blk, total, <double>m, m)
                 return
@@ -843,11 +852,12 @@ def regression(
     const floating[:, :] y_true, const floating[:, :] y_pred,
     weight, bint has_weight,
     loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
+    double grad_scale=1.0,
 ):
     """Per-sample mean over the last axis of an elementwise regression loss (`kind`, one
-    of KINDS, with its parameter `param`)."""
+    of KINDS, with its parameter `param`); ``grad_scale`` as in `categorical`."""
     cdef RegressionOptions o
-    o.kind, o.param = kind, param
+    o.kind, o.param, o.gscale = kind, param, grad_scale
     return _elementwise(&o, y_true, y_pred, weight, has_weight, None, loss_out, write_out,
                         n_threads, grad_out, hess_out)
 
@@ -916,12 +926,13 @@ def binary(
     weight, bint has_weight,
     pos_weight, bint from_logits, double smoothing, double lo, double hi,
     loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
+    double grad_scale=1.0,
 ):
     """Per-sample mean over the last axis of binary cross-entropy (`pos_weight` a
-    float64 vector as long as that axis)."""
+    float64 vector as long as that axis); ``grad_scale`` as in `categorical`."""
     cdef BinaryOptions o
-    o.from_logits, o.keep, o.half, o.lo, o.hi = (
-        from_logits, 1.0 - smoothing, 0.5 * smoothing, lo, hi)
+    o.from_logits, o.keep, o.half, o.lo, o.hi, o.gscale = (
+        from_logits, 1.0 - smoothing, 0.5 * smoothing, lo, hi, grad_scale)
     return _elementwise(&o, y_true, y_pred, weight, has_weight, pos_weight, loss_out,
                         write_out, n_threads, grad_out, hess_out)
 
@@ -932,13 +943,15 @@ def binary_focal(
     class_weight, bint focal, double gamma, double alpha, bint balance,
     bint from_logits, double smoothing, double lo, double hi,
     loss_out, bint write_out, int n_threads, grad_out=None, hess_out=None,
+    double grad_scale=1.0,
 ):
     """Per-sample mean over the last axis of binary focal cross-entropy (``focal``) or of
     class-weighted binary cross-entropy (not ``focal``: multilabel soft margin);
-    ``class_weight`` a float64 vector as long as that axis."""
+    ``class_weight`` a float64 vector as long as that axis; ``grad_scale`` as in
+    `categorical`."""
     cdef FocalOptions o
-    o.from_logits, o.keep, o.half, o.lo, o.hi = (
-        from_logits, 1.0 - smoothing, 0.5 * smoothing, lo, hi)
+    o.from_logits, o.keep, o.half, o.lo, o.hi, o.gscale = (
+        from_logits, 1.0 - smoothing, 0.5 * smoothing, lo, hi, grad_scale)
     o.focal, o.gamma, o.alpha, o.balance = focal, gamma, alpha, balance
     return _elementwise(&o, y_true, y_pred, weight, has_weight, class_weight, loss_out,
                         write_out, n_threads, grad_out, hess_out)

@@ -346,16 +346,20 @@ def _scale(view, divisor, exponent=0):
         view[...] = 0
         return
     mantissa, power = math.frexp(divisor)   # inf and NaN: (inf or NaN, 0)
+    if mantissa == 0.5:
+        # A power-of-two divisor ("sum" divides by 1): one exact ldexp, or nothing.
+        shift = exponent - power + 1
+        if shift:
+            with np.errstate(over="ignore", under="ignore"):
+                np.ldexp(view, shift, out=view)
+        return
     shift = exponent - power
     # over / under: results out of range; invalid: an infinite weight makes both an
     # element and the divisor infinite, and its gradient NaN (as the value's inf / inf).
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         if shift:
             np.ldexp(view, shift, out=view)
-        if mantissa != 0.5 or not math.isfinite(divisor):
-            view *= 1.0 / mantissa   # in (1, 2]; 0 for an infinite divisor, NaN for NaN
-        else:
-            view *= 2.0              # a power-of-two divisor: exact
+        view *= 1.0 / mantissa   # in (1, 2); 0 for an infinite divisor, NaN for NaN
 
 
 def _scaled_weights(weight, has_weight):
@@ -413,13 +417,16 @@ def _elementwise(kind, param, y_true, y_pred, sample_weight, reduction, n_thread
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
     if param is None:
         param = _PREPARE[kind](prep.y_true, resolve_threads(n_threads, prep.n_elements))
+    grad_scale = _grad_prescale(reduction, prep.n_samples, grad_request, hess_request, wexp,
+                                reduction == "mean" or not has_weight)
     result = _loops.regression(
         kind, param, prep.y_true, prep.y_pred, weight, has_weight, loss_out, write_out,
         resolve_threads(n_threads, prep.n_elements), grad_view,
-        hess_view,
+        hess_view, grad_scale,
     )
     return _finish(result, reduction, loss_out, prep, "regression", grad=grad,
-                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
+                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp,
+                   grad_scale=grad_scale)
 
 
 def _param_of(kind, y_true, y_pred):
@@ -697,13 +704,16 @@ def _binary(y_true, y_pred, from_logits, label_smoothing, pos_weight, sample_wei
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
+    grad_scale = _grad_prescale(reduction, prep.n_samples, grad_request, hess_request, wexp,
+                                reduction == "mean" or not has_weight)
     result = _loops.binary(
         prep.y_true, prep.y_pred, weight, has_weight, pw, from_logits, smoothing, lo, hi,
         loss_out, write_out, resolve_threads(n_threads, prep.n_elements), grad_view,
-        hess_view,
+        hess_view, grad_scale,
     )
     return _finish(result, reduction, loss_out, prep, loss_name, grad=grad,
-                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
+                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp,
+                   grad_scale=grad_scale)
 
 
 def _no_hessian(name, why="use value_and_grad or grad (Hessians are provided for the "
@@ -860,13 +870,16 @@ def _binary_focal(y_true, y_pred, focal, balance, alpha, gamma, from_logits,
     lo, hi = V.clip_bounds(epsilon)
     loss_out, write_out = _loss_out(reduction, prep)
     grad, grad_view, hess, hess_view = _buffers(grad_request, hess_request, prep)
+    grad_scale = _grad_prescale(reduction, prep.n_samples, grad_request, hess_request, wexp,
+                                reduction == "mean" or not has_weight)
     result = _loops.binary_focal(
         prep.y_true, prep.y_pred, weight, has_weight, cw, focal, gamma, alpha, balance,
         from_logits, smoothing, lo, hi, loss_out, write_out,
-        resolve_threads(n_threads, prep.n_elements), grad_view, hess_view,
+        resolve_threads(n_threads, prep.n_elements), grad_view, hess_view, grad_scale,
     )
     return _finish(result, reduction, loss_out, prep, loss_name, grad=grad,
-                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp)
+                   grad_view=grad_view, hess=hess, hess_view=hess_view, wexp=wexp,
+                   grad_scale=grad_scale)
 
 
 def categorical_focal_crossentropy(
