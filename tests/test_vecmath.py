@@ -251,3 +251,15 @@ def test_logf_special_values(x, expected):
         assert got == expected
     else:
         assert math.isclose(got, expected, rel_tol=1e-7)
+
+
+def test_expf_nonpos_gives_expf_bits_on_its_domain():
+    # The softplus tails' e^-|x| drops cyl_expf's upper clamp and NaN select: the same
+    # bits for every x <= 0, the clamp at -104, subnormal and zero results included.
+    rng = np.random.default_rng(16)
+    x = -np.concatenate([rng.uniform(0, 110, 200_000), 10.0 ** rng.uniform(-45, 2.1, 50_000),
+                         [0.0, 87.3, 103.9, 104.0, 104.1, 150.0, np.inf]])
+    x = x.astype(np.float32).astype(np.float64)
+    got, want = run("expf_nonpos", x), run("expf", x)
+    assert got.tobytes() == want.tobytes()
+    assert math.isnan(float(run("expf_nonpos", [math.nan])[0]))

@@ -435,6 +435,30 @@ CYL_DEFINE_BINARY(f64, double, cyl_binary)
 #define CYL_F32_WEIGHTS_                                                                 \
     const float pwf = (float)pw, keepf = (float)keep, halff = (float)half
 
+/* The terms of a block from float32 logits (cyl_bce_logit_ff_fin: a block with a NaN or a
+ * logit beyond 2^64 is summed from SLOW), then GRAD_STMT with a, b, x and e in scope.
+ * PLAIN (pos_weight 1, no smoothing) takes a = y, b = 1 - y: what CYL_BCE_WEIGHTS_F
+ * gives then, in two operations fewer. */
+#define CYL_BCE_LOGIT_TERMS_F_(PLAIN, GRAD_STMT)                                        \
+    for (int k_ = 0; k_ < 64; k_++) {                                                    \
+        const float y = t[i_ + k_];                                                      \
+        const float x = p[i_ + k_];                                                      \
+        float a, b;                                                                      \
+        if (PLAIN) {                                                                     \
+            a = y;                                                                       \
+            b = 1.0f - y;                                                                \
+        } else {                                                                         \
+            CYL_BCE_WEIGHTS_F(y, pwf, keepf, halff, a, b);                               \
+        }                                                                                \
+        const float e = cyl_expf_nonpos(-fabsf(x));                                      \
+        flag |= (y < 0.0f) | (y > 1.0f);                                                 \
+        big_ |= !(fabsf(x) <= 0x1p64f);                                                  \
+        term_[k_] = cyl_bce_logit_ff_fin(a, b, x, e);                                    \
+        GRAD_STMT;                                                                       \
+    }
+#define CYL_BCE_LOGIT_SLOW_F_                                                            \
+    (flag |= cyl_binary_bad(y, x, 1), cyl_binary_f32(y, x, pw, 1, keep, half, lo, hi))
+
 CYL_MULTI(double, cyl_binary_sum_f32, (
     const float *t, const float *p, ptrdiff_t n, double pw, int from_logits, double keep,
     double half, double lo, double hi, int *bad),
@@ -446,17 +470,12 @@ CYL_MULTI(double, cyl_binary_sum_f32, (
     if (!cyl_binary_f32_ok(pw, 0.0, 0))
         return cyl_binary_sum_f32_any(t, p, n, pw, from_logits, keep, half, lo, hi, bad);
     if (from_logits) {
-        CYL_F32_BLOCKS_(n,
-            for (int k_ = 0; k_ < 64; k_++) {
-                const float y = t[i_ + k_];
-                const float x = p[i_ + k_];
-                flag |= (y < 0.0f) | (y > 1.0f);
-                big_ |= !(fabsf(x) <= 0x1p64f);
-                term_[k_] = cyl_bce_logit_ff(y, x, pwf, keepf, halff);
-            },
-            CYL_F32_SLOW_DECL_,
-            (flag |= cyl_binary_bad(y, x, 1),
-             cyl_binary_f32(y, x, pw, 1, keep, half, lo, hi)), (void)0, total);
+        if (pw == 1.0 && keep == 1.0 && half == 0.0)
+            CYL_F32_BLOCKS_(n, CYL_BCE_LOGIT_TERMS_F_(1, (void)0), CYL_F32_SLOW_DECL_,
+                            CYL_BCE_LOGIT_SLOW_F_, (void)0, total);
+        else
+            CYL_F32_BLOCKS_(n, CYL_BCE_LOGIT_TERMS_F_(0, (void)0), CYL_F32_SLOW_DECL_,
+                            CYL_BCE_LOGIT_SLOW_F_, (void)0, total);
     } else {
         CYL_BCE_PROB_BOUNDS_F(lo, hi);
         CYL_F32_BLOCKS_(n,
@@ -488,12 +507,14 @@ CYL_MULTI(double, cyl_binary_sum_f32, (
         if (from_logits)                                                                 \
             CYL_ACC_SUM_EACH(T, t, p, n, (flag |= cyl_binary_bad(y, x, 1),               \
                              BINARY(y, x, pw, 1, keep, half, lo, hi)),                   \
-                             g[I_] = (T)(gscale * GRAD(y, x, pw, 1, keep, half, lo, hi)),            \
+                             g[I_] = (T)(gscale                                  \
+                                         * GRAD(y, x, pw, 1, keep, half, lo, hi)),     \
                              total);                                                     \
         else                                                                             \
             CYL_ACC_SUM_EACH(T, t, p, n, (flag |= cyl_binary_bad(y, x, 0),               \
                              BINARY(y, x, pw, 0, keep, half, lo, hi)),                   \
-                             g[I_] = (T)(gscale * GRAD(y, x, pw, 0, keep, half, lo, hi)),            \
+                             g[I_] = (T)(gscale                                  \
+                                         * GRAD(y, x, pw, 0, keep, half, lo, hi)),     \
                              total);                                                     \
         *bad = flag;                                                                     \
         return total;                                                                    \
@@ -501,6 +522,12 @@ CYL_MULTI(double, cyl_binary_sum_f32, (
 
 CYL_DEFINE_BINARY_GRAD(f32_any, float, cyl_binary_f32, cyl_binary_grad_f32)
 CYL_DEFINE_BINARY_GRAD(f64, double, cyl_binary, cyl_binary_grad)
+
+/* The gradient's element in the blocks (GRAD_STMT) and in SLOW. */
+#define CYL_BCE_LOGIT_GRAD_STMT_F_                                                       \
+    g[i_ + k_] = (float)(gscale * (double)cyl_bce_logit_grad_ff_fin(a, b, x, e))
+#define CYL_BCE_LOGIT_GRAD_SLOW_F_                                                       \
+    g[I_] = (float)(gscale * cyl_binary_grad_f32(y, x, pw, 1, keep, half, lo, hi))
 
 /* Float32 from logits in float32, as cyl_binary_sum_f32, with g[i] written in TERMS:
  * e^-|x| computed once for the term and the derivative. */
@@ -515,23 +542,14 @@ CYL_MULTI(double, cyl_binary_sum_grad_f32, (
     if (!from_logits || !cyl_binary_f32_ok(pw, 0.0, 0))
         return cyl_binary_sum_grad_f32_any(t, p, n, pw, from_logits, keep, half, lo, hi,
                                            gscale, bad, g);
-    CYL_F32_BLOCKS_(n,
-        for (int k_ = 0; k_ < 64; k_++) {
-            const float y = t[i_ + k_];
-                const float x = p[i_ + k_];
-            float a;
-            float b;
-            CYL_BCE_WEIGHTS_F(y, pwf, keepf, halff, a, b);
-            const float e = cyl_expf(-fabsf(x));
-            flag |= (y < 0.0f) | (y > 1.0f);
-            big_ |= !(fabsf(x) <= 0x1p64f);
-            term_[k_] = cyl_bce_logit_ff_e(a, b, x, e);
-            g[i_ + k_] = (float)(gscale * (double)cyl_bce_logit_grad_ff(a, b, x, e));
-        },
-        CYL_F32_SLOW_DECL_,
-        (flag |= cyl_binary_bad(y, x, 1), cyl_binary_f32(y, x, pw, 1, keep, half, lo, hi)),
-        g[I_] = (float)(gscale * cyl_binary_grad_f32(y, x, pw, 1, keep, half, lo, hi)),
-        total);
+    if (pw == 1.0 && keep == 1.0 && half == 0.0)
+        CYL_F32_BLOCKS_(n, CYL_BCE_LOGIT_TERMS_F_(1, CYL_BCE_LOGIT_GRAD_STMT_F_),
+                        CYL_F32_SLOW_DECL_, CYL_BCE_LOGIT_SLOW_F_,
+                        CYL_BCE_LOGIT_GRAD_SLOW_F_, total);
+    else
+        CYL_F32_BLOCKS_(n, CYL_BCE_LOGIT_TERMS_F_(0, CYL_BCE_LOGIT_GRAD_STMT_F_),
+                        CYL_F32_SLOW_DECL_, CYL_BCE_LOGIT_SLOW_F_,
+                        CYL_BCE_LOGIT_GRAD_SLOW_F_, total);
     *bad = flag;
     return total;
 }

@@ -155,7 +155,7 @@ CYL_INLINE double cyl_log_cosh(double y, double p, double param)
 }
 
 /* Float32 input, in float32: the series below a = 1/2 (its first omitted term is < 2e-8
- * relative there), Keras's form above it with the tail log1p(e^-2a) (cyl_expf,
+ * relative there), Keras's form above it with the tail log1p(e^-2a) (cyl_expf_nonpos,
  * cyl_log1pf_small: e^-2a <= 1/e there): the form cancels at most 7-fold from a = 1/2 up,
  * so the result stays within 8e-7 relative (of the float32 inputs' exact value). */
 CYL_INLINE double cyl_log_cosh_f32(double y, double p, double param)
@@ -163,7 +163,7 @@ CYL_INLINE double cyl_log_cosh_f32(double y, double p, double param)
     float a = fabsf((float)p - (float)y), s = a * a;
     float series = s * (1.0f / 2 + s * (-1.0f / 12 + s * (1.0f / 45 + s * (-17.0f / 2520
                    + s * (31.0f / 14175 + s * (-691.0f / 935550 + s * (10922.0f / 42567525)))))));
-    float direct = (a + cyl_log1pf_small(cyl_expf(-2.0f * a))) - 0.693147180559945309f;
+    float direct = (a + cyl_log1pf_small(cyl_expf_nonpos(-2.0f * a))) - 0.693147180559945309f;
     (void)param;
     return (double)(a < 0.5f ? series : direct);
 }
@@ -467,7 +467,7 @@ CYL_INLINE double cyl_binary(double y, double p, double pw, int from_logits, dou
  * AVX2 vector), which SPEC section 4 allows; the rest in double. x is a float32 value. */
 CYL_INLINE double cyl_softplus_tail_f32(double x)
 {
-    return (double)cyl_log1pf_unit(cyl_expf(-fabsf((float)x)));
+    return (double)cyl_log1pf_unit(cyl_expf_nonpos(-fabsf((float)x)));
 }
 
 CYL_INLINE double cyl_bce_logit_f32(double a, double b, double x)
@@ -534,7 +534,18 @@ CYL_INLINE float cyl_bce_logit_ff(float y, float x, float pw, float keep, float 
 {
     float a, b;
     CYL_BCE_WEIGHTS_F(y, pw, keep, half, a, b);
-    return cyl_bce_logit_ff_e(a, b, x, cyl_expf(-fabsf(x)));
+    return cyl_bce_logit_ff_e(a, b, x, cyl_expf_nonpos(-fabsf(x)));
+}
+
+/* cyl_bce_logit_ff_e for a finite x (the fast paths' blocks without a NaN or huge logit):
+ * a term's factor neg + tail or pos + tail is then finite and >= 0, so cyl_termf's guard
+ * against 0 * inf is not needed and the products give its bits (a zero's sign aside,
+ * which no sum of these terms can show). */
+CYL_INLINE float cyl_bce_logit_ff_fin(float a, float b, float x, float e)
+{
+    float tail = cyl_log1pf_unit(e);
+    float pos = x > 0.0f ? x : 0.0f, neg = x < 0.0f ? -x : 0.0f;
+    return a * (neg + tail) + b * (pos + tail);
 }
 
 /* Its derivative given e = e^-|x| (cyl_bce_logit_grad_e in float32). */
@@ -543,6 +554,15 @@ CYL_INLINE float cyl_bce_logit_grad_ff(float a, float b, float x, float e)
     float r = 1.0f / (1.0f + e), er = e * r;
     float sp = x >= 0.0f ? r : er, sn = x >= 0.0f ? er : r;
     return x != x ? x : cyl_termf(b, sp) - cyl_termf(a, sn);
+}
+
+/* cyl_bce_logit_grad_ff for a finite x (cyl_bce_logit_ff_fin's blocks): the sigmoids are
+ * finite, so the products need no guard and there is no NaN to pass on. */
+CYL_INLINE float cyl_bce_logit_grad_ff_fin(float a, float b, float x, float e)
+{
+    float r = 1.0f / (1.0f + e), er = e * r;
+    float sp = x >= 0.0f ? r : er, sn = x >= 0.0f ? er : r;
+    return b * sp - a * sn;
 }
 
 /* From probabilities (cyl_bce_prob_f32 in float32): s = min(p, 1 - p) (exact), clipped at
@@ -624,10 +644,11 @@ CYL_INLINE double cyl_binary_grad_f32(double y, double p, double pw, int from_lo
          * intermediate is at most a weight). */
         float a, b, x = (float)p;
         CYL_BCE_WEIGHTS_F((float)y, (float)pw, (float)keep, (float)half, a, b);
-        return (double)cyl_bce_logit_grad_ff(a, b, x, cyl_expf(-fabsf(x)));
+        return (double)cyl_bce_logit_grad_ff(a, b, x, cyl_expf_nonpos(-fabsf(x)));
     }
     double ys = y * keep + half;
-    return cyl_bce_logit_grad_e(pw * ys, 1.0 - ys, p, (double)cyl_expf(-fabsf((float)p)));
+    return cyl_bce_logit_grad_e(pw * ys, 1.0 - ys, p,
+                                (double)cyl_expf_nonpos(-fabsf((float)p)));
 }
 
 /* d2 l / d x2 from logits: (a + b) sigmoid(x) sigmoid(-x), the weights as in

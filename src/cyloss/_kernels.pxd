@@ -18,6 +18,7 @@ cdef extern from "_rows.h" nogil:
     float cyl_logf(float x) noexcept                          # float32, <= 2 ulp
     float cyl_expf(float x) noexcept                          # float32, <= 1.2 ulp
     float cyl_log1pf_unit(float u) noexcept                   # float32, u in [0, 1]
+    float cyl_expf_nonpos(float x) noexcept                   # float32, x <= 0 or NaN
 
     # _kernels.h: one function per formula
     double cyl_term(double coef, double v) noexcept          # coef * v, 0 * inf := 0

@@ -52,7 +52,7 @@ from numpy import ndarray as _ndarray
 from cyloss._kernels cimport (
     cyl_exp, cyl_expf, cyl_log1pf_unit, cyl_log, cyl_log1p, cyl_term, cyl_clip, cyl_regression,
     cyl_regression_f32, cyl_log_f32, cyl_exp_f32, cyl_logf, cyl_log1pf_small, cyl_log1mf,
-    cyl_log1p_nonneg, cyl_binary,
+    cyl_expf_nonpos, cyl_log1p_nonneg, cyl_binary,
     cyl_binary_f32, cyl_regression_grad, cyl_binary_grad, cyl_binary_grad_f32,
     cyl_regression_hess,
     cyl_binary_logit_hess,
@@ -1959,12 +1959,12 @@ def simd_path():
 
 def vecmath(str name, const double[:] x, double[:] out):
     """Apply cyl_exp, cyl_log, cyl_log1p, cyl_log1p_nonneg, cyl_log_f32, cyl_exp_f32, or
-    cyl_expf / cyl_logf / cyl_log1pf_unit / cyl_log1pf_small / cyl_log1mf (on x rounded to
-    float32) elementwise (tests measure their accuracy)."""
+    cyl_expf / cyl_expf_nonpos / cyl_logf / cyl_log1pf_unit / cyl_log1pf_small / cyl_log1mf
+    (on x rounded to float32) elementwise (tests measure their accuracy)."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef int which = {"exp": 0, "log": 1, "log1p": 2, "expf": 3, "log1pf_unit": 4,
                       "log1p_nonneg": 5, "log_f32": 6, "exp_f32": 7, "logf": 8,
-                      "log1pf_small": 9, "log1mf": 10}[name]
+                      "log1pf_small": 9, "log1mf": 10, "expf_nonpos": 11}[name]
     _require(out.shape[0] == n, "out length differs")
     with nogil:
         for i in range(n):
@@ -1988,5 +1988,7 @@ def vecmath(str name, const double[:] x, double[:] out):
                 out[i] = cyl_log1pf_small(<float>x[i])
             elif which == 10:
                 out[i] = cyl_log1mf(<float>x[i])
+            elif which == 11:
+                out[i] = cyl_expf_nonpos(<float>x[i])
             else:
                 out[i] = cyl_log1pf_unit(<float>x[i])
