@@ -40,13 +40,22 @@ def same_bits(a, b):
 @pytest.mark.parametrize("name,kwargs", [
     ("mean_squared_error", {}), ("mean_absolute_error", {}), ("huber", {"delta": 0.7}),
     ("smooth_l1", {"beta": 0.3}), ("binary_crossentropy", {"from_logits": True}),
-    ("binary_crossentropy", {"label_smoothing": 0.1}),
+    ("binary_crossentropy", {"label_smoothing": 0.1}), ("log_cosh", {}),
+    ("mean_squared_logarithmic_error", {}), ("poisson", {}),
 ])
 def test_elementwise_fast_path_matches_strided_loop(name, kwargs, n, dtype):
     rng = np.random.default_rng(n)
     if name == "binary_crossentropy":
         y = rng.uniform(size=n).astype(dtype)
         p = (rng.normal(size=n) * 4 if kwargs.get("from_logits") else rng.uniform(size=n))
+    elif name in ("mean_squared_logarithmic_error", "poisson"):
+        # counts and rates; MSLE's clip at eps (negative and zero values) and a
+        # prediction far below its target (the quotient branch) among them
+        y = rng.poisson(3.0, size=n).astype(float)
+        p = rng.exponential(3.0, size=n)
+        if name == "mean_squared_logarithmic_error":
+            p[::5] = -p[::5]
+            p[1::7] = y[1::7] * 1e-3
     else:
         y, p = rng.normal(size=n), rng.normal(size=n) * 2
     y, p = np.asarray(y, dtype), np.asarray(p, dtype)

@@ -271,6 +271,59 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
 
 #define CYL_ACC_SUM(T, t, p, n, EXPR, out) CYL_ACC_SUM_EACH(T, t, p, n, EXPR, (void)0, out)
 
+/* A sum of float32 elements computed in float32 (binary cross-entropy where
+ * cyl_binary_f32_ok, log-cosh, MSLE; _kernels.h): each block of 64 elements in two loops, the elements' terms first (TERMS fills term_[0, 64) of the
+ * block at i_ in float32: sixteen lanes per AVX-512 vector, no conversion in the loop),
+ * then their sum in double in cyl_acc_sum's lane pattern. Where TERMS sets big_ (an
+ * element that float32 cannot hold), the block is summed from SLOW instead, the loops'
+ * element function, which computes that element in double and the others as TERMS did;
+ * so is the part after the last whole block. Same bits as CYL_ACC_SUM_GEN of SLOW. */
+#define CYL_F32_BLOCKS_(n, TERMS, SLOW_DECL, SLOW, SLOW_STMT, out)                      \
+    do {                                                                                 \
+        cyl_acc A_;                                                                      \
+        cyl_acc_init(&A_);                                                               \
+        const ptrdiff_t main_ = (n) & ~(ptrdiff_t)7;                                     \
+        ptrdiff_t i_ = 0;                                                                \
+        float term_[64];                                                                 \
+        for (; i_ + 64 <= main_; i_ += 64) {                                             \
+            int big_ = 0;                                                                \
+            TERMS;                                                                       \
+            if (!big_) {                                                                 \
+                for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                               \
+                    for (int j_ = 0; j_ < CYL_LANES; j_++)                               \
+                        A_.part[j_] += (double)term_[q_ + j_];                           \
+            } else {                                                                     \
+                for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                               \
+                    for (int j_ = 0; j_ < CYL_LANES; j_++) {                             \
+                        const ptrdiff_t I_ = i_ + q_ + j_;                               \
+                        SLOW_DECL;                                                       \
+                        A_.part[j_] += (SLOW);                                           \
+                        SLOW_STMT;                                                       \
+                    }                                                                    \
+            }                                                                            \
+            cyl_acc_fold(&A_);                                                           \
+        }                                                                                \
+        for (; i_ < main_; i_ += CYL_LANES)                                              \
+            for (int j_ = 0; j_ < CYL_LANES; j_++) {                                     \
+                const ptrdiff_t I_ = i_ + j_;                                            \
+                SLOW_DECL;                                                               \
+                A_.part[j_] += (SLOW);                                                   \
+                SLOW_STMT;                                                               \
+            }                                                                            \
+        for (; i_ < (n); i_++) {                                                         \
+            const ptrdiff_t I_ = i_;                                                     \
+            SLOW_DECL;                                                                   \
+            A_.part[0] += (SLOW);                                                        \
+            SLOW_STMT;                                                                   \
+        }                                                                                \
+        (out) = cyl_acc_total(&A_);                                                      \
+    } while (0)
+
+/* The float32 data of element I_ for SLOW, and the float32 weights for TERMS. */
+#define CYL_F32_SLOW_DECL_ double y = (double)t[I_]; double x = (double)p[I_]
+#define CYL_F32_WEIGHTS_                                                                 \
+    const float pwf = (float)pw, keepf = (float)keep, halff = (float)half
+
 /* Regression: sum over samples [0, n) of the mean over `width` contiguous elements. For
  * width 1 the samples are the elements, summed in lanes; for wider rows each row is
  * summed in lanes, divided by width, and the row means summed in lanes. One case per
@@ -297,6 +350,7 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
         typedef T elem_t_;   /* T for the case macros, which are not given it */         \
         double total = 0.0;                                                              \
         if (width == 1) {                                                                \
+            CYL_REG_FLOAT_                                                               \
             switch (kind) {                                                              \
             CYL_ELEMENTWISE(CYL_SUM_CASE_)                                               \
             default: total = NAN; break;                                                 \
@@ -317,12 +371,29 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
         return cyl_acc_total(&acc);                                                      \
     }
 
+/* float32 log-cosh and MSLE, whose elements are float32 end to end (cyl_log_cosh_ff,
+ * cyl_msle_ff), by blocks of float32 terms (CYL_F32_BLOCKS_: sixteen lanes per AVX-512
+ * vector, where the loop of their double-valued case runs eight): the case's bits. */
+#define CYL_REG_FF_(KIND, FF)                                                            \
+    if (kind == KIND) {                                                                  \
+        CYL_F32_BLOCKS_(n, for (int k_ = 0; k_ < 64; k_++)                               \
+                               term_[k_] = FF(t[i_ + k_], p[i_ + k_]),                   \
+                        CYL_F32_SLOW_DECL_, (double)FF((float)y, (float)x), (void)0,      \
+                        total);                                                          \
+        return total;                                                                    \
+    }
 #define CYL_VALUE_ CYL_VALUE_F32_
+#define CYL_REG_FLOAT_                                                                   \
+    CYL_REG_FF_(CYL_LOG_COSH, cyl_log_cosh_ff) CYL_REG_FF_(CYL_MSLE, cyl_msle_ff)
 CYL_DEFINE_REGRESSION(f32, float)
 #undef CYL_VALUE_
+#undef CYL_REG_FLOAT_
 #define CYL_VALUE_ CYL_VALUE_F64_
+#define CYL_REG_FLOAT_
 CYL_DEFINE_REGRESSION(f64, double)
 #undef CYL_VALUE_
+#undef CYL_REG_FLOAT_
+#undef CYL_REG_FF_
 #undef CYL_SUM_CASE_
 #undef CYL_ROW_CASE_
 
@@ -382,58 +453,6 @@ CYL_DEFINE_REGRESSION_GRAD(f64, double)
 CYL_DEFINE_BINARY(f32_any, float, cyl_binary_f32)
 CYL_DEFINE_BINARY(f64, double, cyl_binary)
 
-/* Float32 binary cross-entropy in float32 (cyl_binary_f32_ok; _kernels.h): each block of
- * 64 elements in two loops, the elements' terms first (TERMS fills term_[0, 64) of the
- * block at i_ in float32: sixteen lanes per AVX-512 vector, no conversion in the loop),
- * then their sum in double in cyl_acc_sum's lane pattern. Where TERMS sets big_ (an
- * element that float32 cannot hold), the block is summed from SLOW instead, the loops'
- * element function, which computes that element in double and the others as TERMS did;
- * so is the part after the last whole block. Same bits as CYL_ACC_SUM_GEN of SLOW. */
-#define CYL_F32_BLOCKS_(n, TERMS, SLOW_DECL, SLOW, SLOW_STMT, out)                      \
-    do {                                                                                 \
-        cyl_acc A_;                                                                      \
-        cyl_acc_init(&A_);                                                               \
-        const ptrdiff_t main_ = (n) & ~(ptrdiff_t)7;                                     \
-        ptrdiff_t i_ = 0;                                                                \
-        float term_[64];                                                                 \
-        for (; i_ + 64 <= main_; i_ += 64) {                                             \
-            int big_ = 0;                                                                \
-            TERMS;                                                                       \
-            if (!big_) {                                                                 \
-                for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                               \
-                    for (int j_ = 0; j_ < CYL_LANES; j_++)                               \
-                        A_.part[j_] += (double)term_[q_ + j_];                           \
-            } else {                                                                     \
-                for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                               \
-                    for (int j_ = 0; j_ < CYL_LANES; j_++) {                             \
-                        const ptrdiff_t I_ = i_ + q_ + j_;                               \
-                        SLOW_DECL;                                                       \
-                        A_.part[j_] += (SLOW);                                           \
-                        SLOW_STMT;                                                       \
-                    }                                                                    \
-            }                                                                            \
-            cyl_acc_fold(&A_);                                                           \
-        }                                                                                \
-        for (; i_ < main_; i_ += CYL_LANES)                                              \
-            for (int j_ = 0; j_ < CYL_LANES; j_++) {                                     \
-                const ptrdiff_t I_ = i_ + j_;                                            \
-                SLOW_DECL;                                                               \
-                A_.part[j_] += (SLOW);                                                   \
-                SLOW_STMT;                                                               \
-            }                                                                            \
-        for (; i_ < (n); i_++) {                                                         \
-            const ptrdiff_t I_ = i_;                                                     \
-            SLOW_DECL;                                                                   \
-            A_.part[0] += (SLOW);                                                        \
-            SLOW_STMT;                                                                   \
-        }                                                                                \
-        (out) = cyl_acc_total(&A_);                                                      \
-    } while (0)
-
-/* The float32 data of element I_ for SLOW, and the float32 weights for TERMS. */
-#define CYL_F32_SLOW_DECL_ double y = (double)t[I_]; double x = (double)p[I_]
-#define CYL_F32_WEIGHTS_                                                                 \
-    const float pwf = (float)pw, keepf = (float)keep, halff = (float)half
 
 /* The terms of a block from float32 logits (cyl_bce_logit_ff_fin: a block with a NaN or a
  * logit beyond 2^64 is summed from SLOW), then GRAD_STMT with a, b, x and e in scope.
