@@ -232,21 +232,26 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
 /* The compensated sum of n elements EXPR, vectorised: 64 elements (8 per lane) of plain
  * lane sums between folds. Same result as cyl_acc_add on each element in order. DECL
  * declares what EXPR reads of element I_ (statements without commas), and STMT runs for
- * each element beside the sum. */
-#define CYL_ACC_SUM_GEN(n, DECL, EXPR, STMT, out)                                        \
+ * each element beside the sum. CYL_ACC_SUM_BLOCKS_ takes the sum of a whole block of 64
+ * at i_ as BLOCK, which adds into the lanes A_.part as CYL_ACC_BLOCK_ does (the same
+ * elements into the same lanes in the same order) but may compute the terms otherwise
+ * (CYL_F32_BLOCKS_ below). */
+#define CYL_ACC_BLOCK_(DECL, EXPR, STMT)                                                 \
+    for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                                           \
+        for (int j_ = 0; j_ < CYL_LANES; j_++) {                                         \
+            const ptrdiff_t I_ = i_ + q_ + j_;                                           \
+            DECL;                                                                        \
+            A_.part[j_] += (EXPR);                                                       \
+            STMT;                                                                        \
+        }
+#define CYL_ACC_SUM_BLOCKS_(n, BLOCK, DECL, EXPR, STMT, out)                             \
     do {                                                                                 \
         cyl_acc A_;                                                                      \
         cyl_acc_init(&A_);                                                               \
         const ptrdiff_t main_ = (n) & ~(ptrdiff_t)7;                                     \
         ptrdiff_t i_ = 0;                                                                \
         for (; i_ + 64 <= main_; i_ += 64) {                                             \
-            for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                                   \
-                for (int j_ = 0; j_ < CYL_LANES; j_++) {                                 \
-                    const ptrdiff_t I_ = i_ + q_ + j_;                                   \
-                    DECL;                                                                \
-                    A_.part[j_] += (EXPR);                                               \
-                    STMT;                                                                \
-                }                                                                        \
+            BLOCK;                                                                       \
             cyl_acc_fold(&A_);                                                           \
         }                                                                                \
         for (; i_ < main_; i_ += CYL_LANES)                                              \
@@ -264,6 +269,8 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
         }                                                                                \
         (out) = cyl_acc_total(&A_);                                                      \
     } while (0)
+#define CYL_ACC_SUM_GEN(n, DECL, EXPR, STMT, out)                                        \
+    CYL_ACC_SUM_BLOCKS_(n, CYL_ACC_BLOCK_(DECL, EXPR, STMT), DECL, EXPR, STMT, out)
 
 /* EXPR(y, x) of two arrays t and p. */
 #define CYL_ACC_SUM_EACH(T, t, p, n, EXPR, STMT, out)                                    \
@@ -272,52 +279,29 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
 #define CYL_ACC_SUM(T, t, p, n, EXPR, out) CYL_ACC_SUM_EACH(T, t, p, n, EXPR, (void)0, out)
 
 /* A sum of float32 elements computed in float32 (binary cross-entropy where
- * cyl_binary_f32_ok, log-cosh, MSLE; _kernels.h): each block of 64 elements in two loops, the elements' terms first (TERMS fills term_[0, 64) of the
- * block at i_ in float32: sixteen lanes per AVX-512 vector, no conversion in the loop),
- * then their sum in double in cyl_acc_sum's lane pattern. Where TERMS sets big_ (an
+ * cyl_binary_f32_ok, log-cosh, MSLE; _kernels.h): each block of 64 elements in two loops,
+ * the elements' terms first (TERMS fills term_[0, 64) of the block at i_ in float32:
+ * sixteen lanes per AVX-512 vector, no conversion in the loop; its declarations without
+ * commas), then their sum in double in CYL_ACC_BLOCK_'s lanes. Where TERMS sets big_ (an
  * element that float32 cannot hold), the block is summed from SLOW instead, the loops'
  * element function, which computes that element in double and the others as TERMS did;
  * so is the part after the last whole block. Same bits as CYL_ACC_SUM_GEN of SLOW. */
-#define CYL_F32_BLOCKS_(n, TERMS, SLOW_DECL, SLOW, SLOW_STMT, out)                      \
+#define CYL_F32_BLOCK_(TERMS, SLOW_DECL, SLOW, SLOW_STMT)                                \
     do {                                                                                 \
-        cyl_acc A_;                                                                      \
-        cyl_acc_init(&A_);                                                               \
-        const ptrdiff_t main_ = (n) & ~(ptrdiff_t)7;                                     \
-        ptrdiff_t i_ = 0;                                                                \
         float term_[64];                                                                 \
-        for (; i_ + 64 <= main_; i_ += 64) {                                             \
-            int big_ = 0;                                                                \
-            TERMS;                                                                       \
-            if (!big_) {                                                                 \
-                for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                               \
-                    for (int j_ = 0; j_ < CYL_LANES; j_++)                               \
-                        A_.part[j_] += (double)term_[q_ + j_];                           \
-            } else {                                                                     \
-                for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                               \
-                    for (int j_ = 0; j_ < CYL_LANES; j_++) {                             \
-                        const ptrdiff_t I_ = i_ + q_ + j_;                               \
-                        SLOW_DECL;                                                       \
-                        A_.part[j_] += (SLOW);                                           \
-                        SLOW_STMT;                                                       \
-                    }                                                                    \
-            }                                                                            \
-            cyl_acc_fold(&A_);                                                           \
+        int big_ = 0;                                                                    \
+        TERMS;                                                                           \
+        if (!big_) {                                                                     \
+            for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                                   \
+                for (int j_ = 0; j_ < CYL_LANES; j_++)                                   \
+                    A_.part[j_] += (double)term_[q_ + j_];                               \
+        } else {                                                                         \
+            CYL_ACC_BLOCK_(SLOW_DECL, SLOW, SLOW_STMT)                                   \
         }                                                                                \
-        for (; i_ < main_; i_ += CYL_LANES)                                              \
-            for (int j_ = 0; j_ < CYL_LANES; j_++) {                                     \
-                const ptrdiff_t I_ = i_ + j_;                                            \
-                SLOW_DECL;                                                               \
-                A_.part[j_] += (SLOW);                                                   \
-                SLOW_STMT;                                                               \
-            }                                                                            \
-        for (; i_ < (n); i_++) {                                                         \
-            const ptrdiff_t I_ = i_;                                                     \
-            SLOW_DECL;                                                                   \
-            A_.part[0] += (SLOW);                                                        \
-            SLOW_STMT;                                                                   \
-        }                                                                                \
-        (out) = cyl_acc_total(&A_);                                                      \
     } while (0)
+#define CYL_F32_BLOCKS_(n, TERMS, SLOW_DECL, SLOW, SLOW_STMT, out)                      \
+    CYL_ACC_SUM_BLOCKS_(n, CYL_F32_BLOCK_(TERMS, SLOW_DECL, SLOW, SLOW_STMT),           \
+                        SLOW_DECL, SLOW, SLOW_STMT, out)
 
 /* The float32 data of element I_ for SLOW, and the float32 weights for TERMS. */
 #define CYL_F32_SLOW_DECL_ double y = (double)t[I_]; double x = (double)p[I_]
@@ -462,7 +446,8 @@ CYL_DEFINE_BINARY(f64, double, cyl_binary)
     for (int k_ = 0; k_ < 64; k_++) {                                                    \
         const float y = t[i_ + k_];                                                      \
         const float x = p[i_ + k_];                                                      \
-        float a, b;                                                                      \
+        float a;                                                                         \
+        float b;                                                                         \
         if (PLAIN) {                                                                     \
             a = y;                                                                       \
             b = 1.0f - y;                                                                \

@@ -195,27 +195,9 @@ CYL_INLINE uint32_t cyl_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); re
       + ((r) * (1.0f / 120.0f) + 1.0f / 24.0f)) * (r4)                                   \
      + (((r) * (1.0f / 6.0f) + 0.5f) * (r2) + ((r) + 1.0f)))
 
-CYL_INLINE float cyl_expf(float x)
+/* e^xc for xc in [-104, 89] (or NaN): cyl_expf's steps after its clamp. */
+CYL_INLINE float cyl_expf_clamped_(float xc)
 {
-    float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x);
-    float t, kf, r;
-    CYL_EXPF_REDUCE(xc, t, kf, r);
-    int32_t k = (int32_t)(cyl_f32_to_bits(t) - cyl_f32_to_bits(CYL_EXPF_SHIFTER));
-    float r2 = r * r, r4 = r2 * r2;
-    float p = CYL_EXPF_POLY(r, r2, r4);
-    int32_t k1 = k >> 1;
-    int32_t k2 = k - k1;
-    float y = (p * cyl_f32_from_bits((uint32_t)(k1 + 127) << 23))
-                 * cyl_f32_from_bits((uint32_t)(k2 + 127) << 23);
-    return x != x ? x : y;
-}
-
-/* cyl_expf for x <= 0 or NaN (the e^-|x| of the softplus tails): the same operations, so
- * the same bits, less the upper clamp that such arguments never reach and the final NaN
- * select (a NaN x stays NaN through the arithmetic, which is all its callers need). */
-CYL_INLINE float cyl_expf_nonpos(float x)
-{
-    float xc = x < -104.0f ? -104.0f : x;
     float t, kf, r;
     CYL_EXPF_REDUCE(xc, t, kf, r);
     int32_t k = (int32_t)(cyl_f32_to_bits(t) - cyl_f32_to_bits(CYL_EXPF_SHIFTER));
@@ -225,6 +207,21 @@ CYL_INLINE float cyl_expf_nonpos(float x)
     int32_t k2 = k - k1;
     return (p * cyl_f32_from_bits((uint32_t)(k1 + 127) << 23))
            * cyl_f32_from_bits((uint32_t)(k2 + 127) << 23);
+}
+
+CYL_INLINE float cyl_expf(float x)
+{
+    float xc = x > 89.0f ? 89.0f : (x < -104.0f ? -104.0f : x);
+    float y = cyl_expf_clamped_(xc);
+    return x != x ? x : y;
+}
+
+/* cyl_expf for x <= 0 or NaN (the e^-|x| of the softplus tails): the same operations, so
+ * the same bits, less the upper clamp that such arguments never reach and the final NaN
+ * select (a NaN x stays NaN through the arithmetic, which is all its callers need). */
+CYL_INLINE float cyl_expf_nonpos(float x)
+{
+    return cyl_expf_clamped_(x < -104.0f ? -104.0f : x);
 }
 
 /* exp(x) of a double x for the losses of float32 input (within 2^-26 relative; cyl_exp's
