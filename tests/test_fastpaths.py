@@ -41,14 +41,15 @@ def same_bits(a, b):
     ("mean_squared_error", {}), ("mean_absolute_error", {}), ("huber", {"delta": 0.7}),
     ("smooth_l1", {"beta": 0.3}), ("binary_crossentropy", {"from_logits": True}),
     ("binary_crossentropy", {"label_smoothing": 0.1}), ("log_cosh", {}),
-    ("mean_squared_logarithmic_error", {}), ("poisson", {}),
+    ("mean_squared_logarithmic_error", {}), ("poisson", {}), ("poisson_nll", {}),
+    ("poisson_nll", {"log_input": False}),
 ])
 def test_elementwise_fast_path_matches_strided_loop(name, kwargs, n, dtype):
     rng = np.random.default_rng(n)
     if name == "binary_crossentropy":
         y = rng.uniform(size=n).astype(dtype)
         p = (rng.normal(size=n) * 4 if kwargs.get("from_logits") else rng.uniform(size=n))
-    elif name in ("mean_squared_logarithmic_error", "poisson"):
+    elif name in ("mean_squared_logarithmic_error", "poisson", "poisson_nll"):
         # counts and rates; MSLE's clip at eps (negative and zero values) and a
         # prediction far below its target (the quotient branch) among them
         y = rng.poisson(3.0, size=n).astype(float)
