@@ -634,3 +634,33 @@ def test_float32_bce_rows_fall_back_per_row_weights(from_logits):
                                                            reduction="sum", **kw))
         terms = _bce64(y, x, from_logits, pw, 0.0).mean(axis=-1)    # Keras: mean per row
         assert abs(value - terms.sum()) <= 1e-6 * np.abs(terms).sum()
+
+
+@pytest.mark.parametrize("name,kwargs,special", [
+    ("poisson", {}, [0.0, np.inf, 3.4e38, 1e-45]),
+    ("poisson_nll", {}, [700.5, -705.0, 88.0, np.inf, -np.inf]),
+    ("poisson_nll", {"log_input": False}, [0.0, np.inf, 1e-45, 3.4e38]),
+])
+def test_float32_poisson_checked_blocks(name, kwargs, special):
+    """float32 Poisson and Poisson NLL take their double logarithm or exponential without
+    its special cases in a block of 64 whose arguments are all ordinary; a block holding
+    an infinite, huge or tiny one is computed by the loss's own element function. Same
+    bits as the strided loop for both kinds of block, in one array."""
+    rng = np.random.default_rng(7)
+    n = 64 * 5 + 13
+    y = rng.poisson(2.0, size=n).astype(np.float32)
+    p = rng.exponential(2.0, size=n).astype(np.float32)
+    if name == "poisson_nll" and "log_input" not in kwargs:
+        p = rng.normal(size=n).astype(np.float32) * 3
+    p[64 + np.arange(len(special)) * 5] = special       # the second block only
+    fn = getattr(cyloss, name)
+    with np.errstate(all="ignore"):
+        fast = fn(y, p, reduction="sum", **kwargs)
+        slow = fn(strided(y), strided(p), reduction="sum", **kwargs)
+        assert same_bits(fast, slow), (fast, slow)
+        # the ordinary blocks alone, against float64 to SPEC's 1e-6 where the sum is finite
+        keep = np.r_[0:64, 128:n]
+        part = fn(y[keep], p[keep], reduction="sum", **kwargs)
+        ref = fn(y[keep].astype(np.float64), p[keep].astype(np.float64), reduction="sum",
+                 **kwargs)
+    assert abs(part - ref) <= 1e-6 * abs(ref)

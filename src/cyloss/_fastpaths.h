@@ -387,11 +387,45 @@ CYL_INLINE double cyl_acc_total(cyl_acc *a)
                             (void)0, total);                                             \
         return total;                                                                    \
     }
+/* float32 Poisson and Poisson NLL from log-input, widened as above, with their
+ * functions' special cases left out where the block's elements all satisfy OK: TERM in
+ * double then (Poisson: cyl_log_f32_normal where p + eps is normal and finite; Poisson
+ * NLL: cyl_exp_f32_clamped where |x| <= 700, and y x without cyl_term's guard, which for
+ * a finite x only turns a -0 into the 0 that e^x - y x cannot show); else the block as
+ * CYL_WIDE_BLOCK_ of the loss's function FN. The case's bits either way. */
+#define CYL_CHECKED_BLOCK_(OK, TERM, FN)                                                 \
+    do {                                                                                 \
+        double term_[64];                                                                \
+        int normal_ = 1;                                                                 \
+        for (int k_ = 0; k_ < 64; k_++) {                                                \
+            const double y = (double)t[i_ + k_];                                         \
+            const double x = (double)p[i_ + k_];                                         \
+            normal_ &= (OK);                                                             \
+            term_[k_] = (TERM);                                                          \
+        }                                                                                \
+        if (normal_) {                                                                   \
+            for (int q_ = 0; q_ < 64; q_ += CYL_LANES)                                   \
+                for (int j_ = 0; j_ < CYL_LANES; j_++)                                   \
+                    A_.part[j_] += term_[q_ + j_];                                       \
+        } else {                                                                         \
+            CYL_WIDE_BLOCK_(FN);                                                         \
+        }                                                                                \
+    } while (0)
+#define CYL_REG_CHECKED_(KIND, OK, TERM, FN)                                             \
+    if (kind == KIND) {                                                                  \
+        CYL_ACC_SUM_BLOCKS_(n, CYL_CHECKED_BLOCK_(OK, TERM, FN), CYL_F32_SLOW_DECL_,     \
+                            FN(y, x, param), (void)0, total);                            \
+        return total;                                                                    \
+    }
 #define CYL_VALUE_ CYL_VALUE_F32_
 #define CYL_REG_FLOAT_                                                                   \
     CYL_REG_FF_(CYL_LOG_COSH, cyl_log_cosh_ff) CYL_REG_FF_(CYL_MSLE, cyl_msle_ff)        \
-    CYL_REG_WIDE_(CYL_POISSON, cyl_poisson_f32)                                          \
-    CYL_REG_WIDE_(CYL_POISSON_NLL_LOG, cyl_poisson_nll_log_f32)                          \
+    CYL_REG_CHECKED_(CYL_POISSON,                                                        \
+                     (x + CYL_KERAS_EPS >= 2.2250738585072014e-308)                      \
+                     & (x + CYL_KERAS_EPS <= 1.7976931348623157e308),                    \
+                     x - y * cyl_log_f32_normal(x + CYL_KERAS_EPS, 0.0), cyl_poisson_f32) \
+    CYL_REG_CHECKED_(CYL_POISSON_NLL_LOG, fabs(x) <= 700.0,                              \
+                     cyl_exp_f32_clamped(x) - y * x, cyl_poisson_nll_log_f32)            \
     CYL_REG_WIDE_(CYL_POISSON_NLL, cyl_poisson_nll_f32)
 CYL_DEFINE_REGRESSION(f32, float)
 #undef CYL_VALUE_
@@ -404,6 +438,8 @@ CYL_DEFINE_REGRESSION(f64, double)
 #undef CYL_REG_FF_
 #undef CYL_REG_WIDE_
 #undef CYL_WIDE_BLOCK_
+#undef CYL_CHECKED_BLOCK_
+#undef CYL_REG_CHECKED_
 #undef CYL_SUM_CASE_
 #undef CYL_ROW_CASE_
 
@@ -587,7 +623,7 @@ CYL_MULTI(double, cyl_binary_sum_grad_f32, (
 /* The three-array losses over n contiguous samples of one element each, without weights:
  * the sums of their general loops (_pairs.pxi), same bits. Gaussian NLL sets *bad when a
  * variance is negative (the caller then rescans the block for the first one). */
-#define CYL_DEFINE_THREE(SUFFIX, T, GAUSSIAN)                                            \
+#define CYL_DEFINE_THREE(SUFFIX, T, GAUSSIAN, GAUSSIAN_BLOCK)                            \
     CYL_MULTI(double, cyl_ranking_sum_##SUFFIX, (                                        \
         const T *t, const T *x1, const T *x2, ptrdiff_t n, double margin),               \
             (t, x1, x2, n, margin))                                                      \
@@ -604,16 +640,39 @@ CYL_MULTI(double, cyl_binary_sum_grad_f32, (
     {                                                                                    \
         double total;                                                                    \
         int flag = 0;                                                                    \
-        CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double p = (double)x[I_];           \
-                        double v = (double)var[I_],                                      \
-                        (flag |= cyl_gaussian_bad(v), GAUSSIAN(y, p, v, eps) + extra),   \
-                        (void)0, total);                                                 \
+        CYL_ACC_SUM_BLOCKS_(n, GAUSSIAN_BLOCK,                                           \
+                            CYL_GAUSSIAN_DECL_(t[I_], x[I_], var[I_]),                   \
+                            CYL_GAUSSIAN_TERM_(GAUSSIAN), (void)0, total);               \
         *bad = flag;                                                                     \
         return total;                                                                    \
     }
 
-CYL_DEFINE_THREE(f32, float, cyl_gaussian_nll_f32)
-CYL_DEFINE_THREE(f64, double, cyl_gaussian_nll)
+/* Gaussian NLL's element I_ (the loop's element function GAUSSIAN) and its blocks: as
+ * they come for float64, and for float32 widened to double first (as CYL_WIDE_BLOCK_:
+ * eight lanes per AVX-512 vector instead of four; same bits). */
+#define CYL_GAUSSIAN_DECL_(A, B, C)                                                      \
+    double y = (double)(A); double p = (double)(B); double v = (double)(C)
+#define CYL_GAUSSIAN_TERM_(GAUSSIAN)                                                     \
+    (flag |= cyl_gaussian_bad(v), GAUSSIAN(y, p, v, eps) + extra)
+#define CYL_GAUSSIAN_BLOCK_F64_                                                          \
+    CYL_ACC_BLOCK_(CYL_GAUSSIAN_DECL_(t[I_], x[I_], var[I_]),                            \
+                   CYL_GAUSSIAN_TERM_(cyl_gaussian_nll), (void)0)
+#define CYL_GAUSSIAN_BLOCK_F32_                                                          \
+    do {                                                                                 \
+        double yd_[64];                                                                  \
+        double pd_[64];                                                                  \
+        double vd_[64];                                                                  \
+        for (int k_ = 0; k_ < 64; k_++) {                                                \
+            yd_[k_] = (double)t[i_ + k_];                                                \
+            pd_[k_] = (double)x[i_ + k_];                                                \
+            vd_[k_] = (double)var[i_ + k_];                                              \
+        }                                                                                \
+        CYL_ACC_BLOCK_(CYL_GAUSSIAN_DECL_(yd_[I_ - i_], pd_[I_ - i_], vd_[I_ - i_]),     \
+                       CYL_GAUSSIAN_TERM_(cyl_gaussian_nll_f32), (void)0)                \
+    } while (0)
+
+CYL_DEFINE_THREE(f32, float, cyl_gaussian_nll_f32, CYL_GAUSSIAN_BLOCK_F32_)
+CYL_DEFINE_THREE(f64, double, cyl_gaussian_nll, CYL_GAUSSIAN_BLOCK_F64_)
 
 /* Keras's dice (dice != 0) and tversky: the three sums over n contiguous elements of a row
  * (or of a piece of one), in one pass with the lane pattern of CYL_LANE_SUM each, the
