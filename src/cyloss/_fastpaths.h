@@ -562,7 +562,7 @@ CYL_MULTI(double, cyl_binary_sum_f32, (
 
 /* Value and gradient of binary cross-entropy in one pass (width 1, no weights), as
  * cyl_binary_sum plus g[i] = d l_i / d p_i with the general loop's bits. */
-#define CYL_DEFINE_BINARY_GRAD(SUFFIX, T, BINARY, GRAD)                                        \
+#define CYL_DEFINE_BINARY_GRAD(SUFFIX, T, BINARY, GRAD)                                  \
     CYL_MULTI(double, cyl_binary_sum_grad_##SUFFIX, (                                    \
         const T *t, const T *p, ptrdiff_t n, double pw, int from_logits, double keep,   \
         double half, double lo, double hi, double gscale, int *bad, T *g),               \
@@ -736,14 +736,14 @@ CYL_DEFINE_ALL_BINARY(f32, float)
 CYL_DEFINE_ALL_BINARY(f64, double)
 
 /* Binary cross-entropy over n contiguous rows of `width` outputs, without weights: the
- * sum over rows of each row's mean of BINARY(y, x, pw_k) (pw_k = pw[k * pw_step]; times cw_k with class weights:
- * multilabel soft margin, else plain), the bits of the general loop (_binary_row and
- * _focal_row: element k in lane k % 8 of the row's main part, the tail in lane 0,
- * cyl_lanes_total / width; the rows compensated as cyl_acc_add). The elements of up to
- * CYL_ROWS_CHUNK_ values are computed first, in one flat loop (rows of 10 leave a per-row
- * loop mostly scalar: 11-17 ns an element), then summed row by row from that buffer.
- * *bad is set for an invalid datum, or for rows wider than the buffer; the caller then
- * runs the general loop. */
+ * sum over rows of each row's mean of BINARY(y, x, pw_k) (pw_k = pw[k * pw_step]; times
+ * cw_k with class weights: multilabel soft margin, else plain), the bits of the general
+ * loop (_binary_row and _focal_row: element k in lane k % 8 of the row's main part, the
+ * tail in lane 0, cyl_lanes_total / width; the rows compensated as cyl_acc_add). The
+ * elements of up to CYL_ROWS_CHUNK_ values are computed first, in one flat loop (rows of
+ * 10 leave a per-row loop mostly scalar: 11-17 ns an element), then summed row by row
+ * from that buffer. *bad is set for an invalid datum, or for rows wider than the buffer;
+ * the caller then runs the general loop. */
 #define CYL_ROWS_CHUNK_ 2048
 /* The terms of one chunk, from_logits (LOGITS) a constant so that the loop vectorises. */
 #define CYL_BROWS_TERMS_(BINARY, LOGITS, TERM)                                           \
@@ -836,9 +836,48 @@ CYL_DEFINE_BINARY_ROWS(f64, double, cyl_binary, 0)
  * logit beyond CYL_FOCAL_FAST_MAX; the caller then runs the general loop over the block,
  * which finds the first invalid datum or takes the exact form there. One loop per
  * (gamma's mode, logits or probabilities), so that each vectorises with its own power. */
-#define CYL_FOCAL_LOOP_(T, MODE, LOGITS)                                                     if (g)                                                                                       CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double x = (double)p[I_];                                   double gk_ = 0.0,                                                                        (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi, gamma,                                                 MODE, alpha, balance, cw, &gk_)),                                 g[I_] = (T)(gscale * gk_), total);                                              else                                                                                         CYL_ACC_SUM(T, t, p, n, (flag |= cyl_binary_bad(y, x, LOGITS),                                                    slow |= cyl_focal_slow(x, LOGITS),                                                       cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi,                                                        gamma, MODE, alpha, balance, cw,                                                         NULL)),                                               total)
-#define CYL_FOCAL_MODES_(T, LOGITS)                                                          switch (cyl_focal_mode(gamma)) {                                                             case 0: CYL_FOCAL_LOOP_(T, 0, LOGITS); break;                                            case 1: CYL_FOCAL_LOOP_(T, 1, LOGITS); break;                                            case 2: CYL_FOCAL_LOOP_(T, 2, LOGITS); break;                                            default: CYL_FOCAL_LOOP_(T, 3, LOGITS); break;                                       }
-#define CYL_DEFINE_FOCAL(SUFFIX, T)                                                          CYL_MULTI(double, cyl_focal_sum_##SUFFIX, (                                             const T *t, const T *p, ptrdiff_t n, int from_logits, double keep, double half,          double lo, double hi, double gamma, double alpha, int balance, double cw,                double gscale, int *bad, int *slow_out, T *g), (t, p, n, from_logits, keep, half, lo, hi, gamma, alpha, balance, cw, gscale, bad, slow_out, g))                                                       {                                                                                            double total = 0.0;                                                                      int flag = 0, slow = 0;                                                                  if (from_logits) {                                                                           CYL_FOCAL_MODES_(T, 1)                                                               } else {                                                                                     CYL_FOCAL_MODES_(T, 0)                                                               }                                                                                        *bad = flag;                                                                             *slow_out = slow;                                                                        return total;                                                                        }
+#define CYL_FOCAL_LOOP_(T, MODE, LOGITS)                                                 \
+    if (g)                                                                               \
+        CYL_ACC_SUM_GEN(n, double y = (double)t[I_]; double x = (double)p[I_];           \
+                        double gk_ = 0.0,                                                \
+                        (flag |= cyl_binary_bad(y, x, LOGITS),                           \
+                         slow |= cyl_focal_slow(x, LOGITS),                              \
+                         cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi, gamma,  \
+                                               MODE, alpha, balance, cw, &gk_)),         \
+                        g[I_] = (T)(gscale * gk_), total);                               \
+    else                                                                                 \
+        CYL_ACC_SUM(T, t, p, n, (flag |= cyl_binary_bad(y, x, LOGITS),                   \
+                                 slow |= cyl_focal_slow(x, LOGITS),                      \
+                                 cyl_binary_focal_fast(y, x, LOGITS, keep, half, lo, hi, \
+                                                       gamma, MODE, alpha, balance, cw,  \
+                                                       NULL)),                           \
+                    total)
+#define CYL_FOCAL_MODES_(T, LOGITS)                                                      \
+    switch (cyl_focal_mode(gamma)) {                                                     \
+        case 0: CYL_FOCAL_LOOP_(T, 0, LOGITS); break;                                    \
+        case 1: CYL_FOCAL_LOOP_(T, 1, LOGITS); break;                                    \
+        case 2: CYL_FOCAL_LOOP_(T, 2, LOGITS); break;                                    \
+        default: CYL_FOCAL_LOOP_(T, 3, LOGITS); break;                                   \
+    }
+#define CYL_DEFINE_FOCAL(SUFFIX, T)                                                      \
+    CYL_MULTI(double, cyl_focal_sum_##SUFFIX, (                                          \
+        const T *t, const T *p, ptrdiff_t n, int from_logits, double keep, double half,  \
+        double lo, double hi, double gamma, double alpha, int balance, double cw,        \
+        double gscale, int *bad, int *slow_out, T *g),                                   \
+            (t, p, n, from_logits, keep, half, lo, hi, gamma, alpha, balance, cw,        \
+             gscale, bad, slow_out, g))                                                  \
+    {                                                                                    \
+        double total = 0.0;                                                              \
+        int flag = 0, slow = 0;                                                          \
+        if (from_logits) {                                                               \
+            CYL_FOCAL_MODES_(T, 1)                                                       \
+        } else {                                                                         \
+            CYL_FOCAL_MODES_(T, 0)                                                       \
+        }                                                                                \
+        *bad = flag;                                                                     \
+        *slow_out = slow;                                                                \
+        return total;                                                                    \
+    }
 
 CYL_DEFINE_FOCAL(f32, float)
 CYL_DEFINE_FOCAL(f64, double)
