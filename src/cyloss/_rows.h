@@ -707,16 +707,6 @@ CYL_MULTI_VOID(cyl_row_grad_kept_f32, (
     const double inv = cyl_exp(-lognorm);
     if (y != NULL) {
         CYL_ROW_GRAD_KEPT_LOOP(C, (double)y[k] * keep + spread, q);
-    } else if (cw == NULL && spread == 0.0 && label >= 0 && label < C) {
-        /* A one-hot target without smoothing or class weights: q_k = 0 off the label,
-         * where w (p_k Q - 0) is w (p_k Q) exactly, so the loop needs no label test;
-         * the label's element is then finished from its saved e_k as the loop below
-         * would finish it. */
-        const float e_label = g[label];
-        for (ptrdiff_t k = 0; k < C; k++)
-            g[k] = (float)(w * (((double)g[k] * inv) * qsum));
-        const double p_label = (double)e_label * inv, q_label = spread + keep;
-        g[label] = (float)(w * (p_label * qsum - q_label));
     } else if (cw != NULL) {
         CYL_ROW_GRAD_KEPT_LOOP(C, spread + (k == label ? keep : 0.0), q * cw[k]);
     } else {
