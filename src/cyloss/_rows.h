@@ -707,6 +707,18 @@ CYL_MULTI_VOID(cyl_row_grad_kept_f32, (
     const double inv = cyl_exp(-lognorm);
     if (y != NULL) {
         CYL_ROW_GRAD_KEPT_LOOP(C, (double)y[k] * keep + spread, q);
+    } else if (cw == NULL && spread == 0.0 && label >= 0 && label < C && isfinite(lognorm)) {
+        /* A one-hot target without smoothing or class weights: q_k = 0 off the label,
+         * where w (p_k Q - 0) is w (p_k Q) exactly, so the loop needs no label test; the
+         * label's element is then finished from its saved e_k as the general loop would.
+         * Only for a finite lognorm: then inv and every e_k are finite, no product has
+         * two NaN operands, and the bits cannot depend on the order in which the
+         * compiler puts a product's operands (which NaN x86 keeps from two NaNs does). */
+        const float e_label = g[label];
+        for (ptrdiff_t k = 0; k < C; k++)
+            g[k] = (float)(w * (((double)g[k] * inv) * qsum));
+        const double p_label = (double)e_label * inv, q_label = spread + keep;
+        g[label] = (float)(w * (p_label * qsum - q_label));
     } else if (cw != NULL) {
         CYL_ROW_GRAD_KEPT_LOOP(C, spread + (k == label ? keep : 0.0), q * cw[k]);
     } else {
