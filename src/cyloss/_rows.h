@@ -1320,6 +1320,67 @@ CYL_INLINE double cyl_kl_grad(int mode, double y, double x, double lo)
         return 1;                                                                        \
     }
 
+/* neg = max_k (1 - y_k) x_k of categorical hinge over contiguous rows, in vector
+ * registers (the scalar loop's branch on each element does not vectorise); returns 0,
+ * leaving the work to that loop, where some product is NaN (the loop keeps the first
+ * NaN's own bits). Without NaN the maximum's value does not depend on the order of the
+ * comparisons, up to the sign of a zero maximum, and neg - pos + 1 has the same bits for
+ * +0 and -0; *arg (wanted: the gradient) is the first k whose product equals it, as the
+ * loop's strict comparison finds it. */
+#if CYL_HAVE_V8
+#define CYL_DEFINE_HINGE_NEG(SUFFIX, T)                                                  \
+CYL_INLINE int cyl_hinge_neg_##SUFFIX(const T *y, const T *x, ptrdiff_t C, double *neg,  \
+                                      ptrdiff_t *arg, int wanted)                        \
+{                                                                                        \
+    const cyl_vd4 ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};                   \
+    cyl_vd4 mx[2] = {ninf, ninf};                                                        \
+    cyl_vi4 nan[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                       \
+    ptrdiff_t k = 0;                                                                     \
+    for (; k + CYL_LANES <= C; k += CYL_LANES) {                                         \
+        cyl_vd4 yv[2], xv[2];                                                            \
+        CYL_LOAD8_##SUFFIX##_(y + k, yv[0], yv[1]);                                      \
+        CYL_LOAD8_##SUFFIX##_(x + k, xv[0], xv[1]);                                      \
+        for (int h = 0; h < 2; h++) {                                                    \
+            const cyl_vd4 d = (1.0 - yv[h]) * xv[h];                                     \
+            const cyl_vi4 up = d > mx[h];                                                \
+            nan[h] |= d != d;                                                            \
+            mx[h] = (cyl_vd4)((up & (cyl_vi4)d) | (~up & (cyl_vi4)mx[h]));               \
+        }                                                                                \
+    }                                                                                    \
+    int64_t bad = 0;                                                                     \
+    double m = -INFINITY;                                                                \
+    for (int j = 0; j < 4; j++) {                                                        \
+        bad |= nan[0][j] | nan[1][j];                                                    \
+        m = mx[0][j] > m ? mx[0][j] : m;                                                 \
+        m = mx[1][j] > m ? mx[1][j] : m;                                                 \
+    }                                                                                    \
+    for (; k < C; k++) {                                                                 \
+        const double d = (1.0 - (double)y[k]) * (double)x[k];                            \
+        bad |= d != d;                                                                   \
+        m = d > m ? d : m;                                                               \
+    }                                                                                    \
+    if (bad)                                                                             \
+        return 0;                                                                        \
+    *neg = m;                                                                            \
+    *arg = 0;                                                                            \
+    if (wanted)                                                                          \
+        for (k = 0; k < C; k++)                                                          \
+            if ((1.0 - (double)y[k]) * (double)x[k] == m) {                              \
+                *arg = k;                                                                \
+                break;                                                                   \
+            }                                                                            \
+    return 1;                                                                            \
+}
+#define CYL_HINGE_NEG_FAST(SUFFIX, T, y, ysb, x, sb, C, neg, arg, wanted)                \
+    ((sb) == (ptrdiff_t)sizeof(T) && (ysb) == (ptrdiff_t)sizeof(T)                       \
+     && cyl_hinge_neg_##SUFFIX((y), (x), (C), (neg), (arg), (wanted)))
+#else
+#define CYL_DEFINE_HINGE_NEG(SUFFIX, T)
+#define CYL_HINGE_NEG_FAST(SUFFIX, T, y, ysb, x, sb, C, neg, arg, wanted) 0
+#endif
+CYL_DEFINE_HINGE_NEG(f32, float)
+CYL_DEFINE_HINGE_NEG(f64, double)
+
 #define CYL_DEFINE_CATALOGUE_ROWS(SUFFIX, T)                                             \
                                                                                          \
 /* sum_k KL term(y_k, x_k) (see cyl_kl_term), and its gradient. */                       \
@@ -1352,13 +1413,14 @@ CYL_MULTI(double, cyl_row_cat_hinge_##SUFFIX, (                                 
         CYL_FOR_LANES(C, acc[L] += (double)CYL_AT(T, y, K, YS_) * CYL_AT(T, x, K, S_););  \
         pos = cyl_lanes_total(acc);                                                      \
     );                                                                                   \
-    for (ptrdiff_t k = 0; k < C; k++) {                                                  \
-        double d = (1.0 - CYL_AT(T, y, k, ysb)) * CYL_AT(T, x, k, sb);                   \
-        if (d > neg || (d != d && neg == neg)) {  /* the first NaN sticks */             \
-            neg = d;                                                                     \
-            arg = k;                                                                     \
+    if (!CYL_HINGE_NEG_FAST(SUFFIX, T, y, ysb, x, sb, C, &neg, &arg, g != NULL))         \
+        for (ptrdiff_t k = 0; k < C; k++) {                                              \
+            double d = (1.0 - CYL_AT(T, y, k, ysb)) * CYL_AT(T, x, k, sb);               \
+            if (d > neg || (d != d && neg == neg)) {  /* the first NaN sticks */         \
+                neg = d;                                                                 \
+                arg = k;                                                                 \
+            }                                                                            \
         }                                                                                \
-    }                                                                                    \
     t = neg - pos + 1.0;                                                                 \
     l = t > 0.0 ? t : (t != t ? t : 0.0);                                                \
     if (g != NULL)                                                                       \
