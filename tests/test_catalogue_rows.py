@@ -569,3 +569,75 @@ def test_hostile_nll(seed, rows, classes, dtype, ignore_index, weighted, reducti
                                atol=1e-300)
     g_ref = reference_grad.gradient("nll", labels, x, **kw)[0]
     np.testing.assert_allclose(grad, g_ref, rtol=1e-6, atol=1e-300)
+
+
+# --------------------------------------------------------------------------- #
+# The contiguous vector paths (categorical hinge's maximum, dice/tversky's sums) against
+# the strided loops, to the bit, on rows built to hit their edge cases: ties of the
+# maximum (first index wins for the gradient), zeros of both signs, NaN (the scalar loop
+# keeps the first NaN) and infinities, at lengths around the eight-lane blocks
+# --------------------------------------------------------------------------- #
+def _strided_copy(a):
+    """The same values through a view with a two-item stride (NaN in the gaps)."""
+    b = np.full(a.shape[:-1] + (2 * a.shape[-1],), np.nan, a.dtype)
+    b[..., ::2] = a
+    return b[..., ::2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [1, 7, 8, 9, 16, 17, 40])
+@pytest.mark.parametrize("special", ["none", "ties", "zeros", "nan", "inf"])
+def test_categorical_hinge_vector_maximum_matches_strided_loop(dtype, C, special):
+    rng = np.random.default_rng(C)
+    n = 12
+    y = np.eye(C)[rng.integers(0, C, n)]
+    y[::3] = 2.0 * y[::3] - 1.0
+    x = rng.normal(size=(n, C)) * 2.0
+    if special == "ties":
+        x = np.round(x)
+    elif special == "zeros":
+        x[rng.random(x.shape) < 0.4] = 0.0
+        x[rng.random(x.shape) < 0.4] = -0.0
+        x[:, 0] = -1.0
+    elif special == "nan":
+        x[rng.random(x.shape) < 0.15] = np.nan
+    elif special == "inf":
+        x[rng.random(x.shape) < 0.15] = np.inf
+        x[rng.random(x.shape) < 0.15] = -np.inf
+    y, x = y.astype(dtype), x.astype(dtype)
+    with np.errstate(all="ignore"):
+        value, grad = cyloss.value_and_grad("categorical_hinge", y, x, reduction="none")
+        value_s, grad_s = cyloss.value_and_grad("categorical_hinge", _strided_copy(y),
+                                                _strided_copy(x), reduction="none")
+        y64, x64 = y.astype(np.float64), x.astype(np.float64)
+        d = (1.0 - y64) * x64
+        t = d.max(axis=1) - (y64 * x64).sum(axis=1) + 1.0
+        expected = np.where(np.isnan(t), np.nan, np.maximum(t, 0.0))
+    assert value.tobytes() == value_s.tobytes()
+    assert grad.tobytes() == grad_s.tobytes()
+    np.testing.assert_allclose(value, expected, rtol=1e-6 if dtype == np.float32 else 1e-15)
+    # d/dx_k = (1 - y_k) [k = first maximum] - y_k where the hinge is active
+    for i in np.flatnonzero(np.isfinite(expected) & (expected > 0)):
+        k = int(np.argmax(d[i]))
+        g_ref = -y64[i].copy()
+        g_ref[k] += 1.0 - y64[i, k]
+        np.testing.assert_array_equal(grad[i], g_ref.astype(dtype))  # "none": unscaled
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [1, 7, 8, 9, 63, 64, 65, 1000])
+@pytest.mark.parametrize("name", ["dice", "tversky"])
+def test_overlap_vector_sums_match_strided_loop(dtype, C, name):
+    rng = np.random.default_rng(C)
+    y = (rng.random((3, C)) < 0.4).astype(dtype)
+    p = rng.random((3, C)).astype(dtype)
+    p[0, rng.random(C) < 0.2] = np.nan
+    kw = dict(axis=1, reduction="none")
+    value, grad = cyloss.value_and_grad(name, y, p, **kw)
+    value_s, grad_s = cyloss.value_and_grad(name, _strided_copy(y), _strided_copy(p), **kw)
+    assert value.tobytes() == value_s.tobytes()
+    assert grad.tobytes() == grad_s.tobytes()
+    assert np.isnan(value[0]) == np.isnan(p[0]).any()
+    expected = getattr(reference, name)(y[1:].astype(np.float64), p[1:].astype(np.float64),
+                                        axis=1, reduction="none")
+    np.testing.assert_allclose(value[1:], expected, rtol=1e-6 if dtype == np.float32 else 1e-12)
